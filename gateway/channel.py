@@ -1,0 +1,320 @@
+"""The channel adapter contract: every built-in and third-party channel subclasses :class:`Channel`.
+
+A channel turns platform webhooks into :class:`InboundEvent`s and delivers answers back. The core
+owns the webhook route (size limit, signature check before parsing, journal before ack, status
+codes) so a channel only writes the platform-specific parts:
+
+* ``Settings``: a pydantic model of its config keys (unknown keys are errors);
+* ``verify(request)``: check the signature on the raw body, raise ``WebhookRejected``;
+* ``parse(request)``: return the platform's reply and the events to process;
+* ``send_text(event, text)``: send one finished, rendered part (buffered channels), or
+  ``open_reply`` to stream a growing answer (Slack, Telegram, web);
+* ``render(markdown)``: the agent's Markdown in the channel's markup; ``max_text_length``.
+
+Channels that poll (email, Telegram long-polling, Slack Socket Mode) override ``run``.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import pydantic
+from aiohttp import ClientSession, web
+from multidict import CIMultiDictProxy
+
+from gateway.errors import ConfigError, WebhookRejected
+from gateway.events import InboundEvent
+from gateway.text import split_text
+
+if TYPE_CHECKING:
+    from gateway.agent import AgentClient
+    from gateway.config import Settings
+    from gateway.metrics import Metrics
+    from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class ChannelSettings(pydantic.BaseModel):
+    """Base of every channel's settings model: frozen, and unknown keys are mistakes."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRequest:
+    """A webhook request, framework-free: what verification and parsing need."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    #: the URL the platform called, rebuilt from ``public_url`` (what Twilio signs)
+    public_url: str
+
+    def form(self) -> dict[str, str]:
+        """The body as ``application/x-www-form-urlencoded`` (last value wins)."""
+        from urllib.parse import parse_qsl
+
+        try:
+            text = self.body.decode("utf-8")
+            return dict(parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text)))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise WebhookRejected(400, "malformed form body") from exc
+
+    def json(self) -> Any:
+        """The body as JSON; a malformed body is a 400, never a 500."""
+        import json
+
+        try:
+            return json.loads(self.body)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise WebhookRejected(400, "malformed JSON body") from exc
+
+
+@dataclass(slots=True)
+class WebhookResult:
+    """What to answer the platform, and the events to record before answering."""
+
+    events: list[InboundEvent] = field(default_factory=list)
+    status: int = 200
+    body: bytes | str = b""
+    content_type: str = "text/plain"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A finished answer: Markdown text and the ids feedback and retry need."""
+
+    text: str
+    message_id: str | None = None
+    conversation_id: str | None = None
+
+
+class Progress:
+    """What was already delivered for one event; saved to the journal so resumes never repeat."""
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        saver: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.data: dict[str, Any] = data if data is not None else {}
+        self._saver = saver
+
+    async def save(self) -> None:
+        if self._saver is not None:
+            await self._saver(self.data)
+
+
+class Services(Protocol):
+    """What the core gives each channel."""
+
+    settings: Settings
+    store: Store
+    agent: AgentClient
+    http: ClientSession
+    metrics: Metrics
+
+    async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
+        """Journal (deduplicated) and schedule events; True for each one that was new."""
+        ...
+
+    async def run_turn(self, event: InboundEvent, reply: Reply) -> Answer | None:
+        """Run one turn now and deliver it through ``reply`` (web chat, voice)."""
+        ...
+
+
+class Reply:
+    """Delivers one answer into a channel. The turn runner calls, in order:
+
+    ``start()`` once, ``update(text)`` with the growing Markdown text (each call extends the
+    previous one), then ``finish(answer)`` or ``fail(apology)``.
+    """
+
+    def __init__(self, channel: Channel, event: InboundEvent, progress: Progress) -> None:
+        self.channel = channel
+        self.event = event
+        self.progress = progress
+
+    async def start(self) -> None:
+        """The agent is working (typing indicator, placeholder)."""
+
+    async def update(self, text: str) -> None:
+        """More answer text arrived; ``text`` is everything so far."""
+
+    async def finish(self, answer: Answer) -> None:
+        """Deliver the complete answer."""
+        raise NotImplementedError
+
+    async def fail(self, message: str) -> None:
+        """No answer can be produced; tell the user ``message`` instead."""
+        await self.finish(Answer(text=message))
+
+
+class BufferedReply(Reply):
+    """Collects the answer and sends it once, split to the channel's limit.
+
+    Parts already sent are counted in the progress, so a turn resumed after a crash sends only
+    the parts that are missing.
+    """
+
+    async def start(self) -> None:
+        await self.channel.typing(self.event)
+
+    async def finish(self, answer: Answer) -> None:
+        parts = self.channel.split(self.channel.render(answer.text))
+        sent = int(self.progress.data.get("parts_sent", 0))
+        for index in range(sent, len(parts)):
+            await self.channel.send_text(self.event, parts[index])
+            self.progress.data["parts_sent"] = index + 1
+            await self.progress.save()
+
+
+class Channel(ABC):
+    """Base class of channel adapters; an async context manager around initialize/shutdown."""
+
+    #: the entry-point name (``type = "..."`` in the config); set by subclasses
+    type: ClassVar[str] = ""
+    #: the pydantic model of this channel's config keys
+    Settings: ClassVar[type[ChannelSettings]] = ChannelSettings
+    #: the most characters one outbound message may carry
+    max_text_length: ClassVar[int] = 4000
+    #: number parts "(1/3) " when an answer needs several messages
+    number_parts: ClassVar[bool] = False
+
+    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
+        self.name = name
+        self.settings = settings
+        self.services = services
+        self.log = logging.getLogger(f"switchboard.channel.{name}")
+
+    @classmethod
+    def validate(cls, name: str, raw: Mapping[str, Any]) -> ChannelSettings:
+        """Validate config keys; raise :class:`ConfigError` naming the first bad key."""
+        try:
+            return cls.Settings.model_validate(dict(raw))
+        except pydantic.ValidationError as exc:
+            raise ConfigError(describe_validation_error(f"channels.{name}", exc)) from None
+
+    @classmethod
+    def from_config(cls, name: str, raw: Mapping[str, Any], services: Services) -> Channel:
+        return cls(name, cls.validate(name, raw), services)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def initialize(self) -> None:
+        """Open connections; called once before any route is served."""
+
+    async def shutdown(self) -> None:
+        """Close what ``initialize`` opened."""
+
+    async def run(self) -> None:
+        """Long-running inbound loop for polling channels; the core supervises it."""
+
+    @property
+    def polls(self) -> bool:
+        """True when this channel has a ``run`` loop the core must start."""
+        return type(self).run is not Channel.run
+
+    async def __aenter__(self) -> Channel:
+        await self.initialize()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    # -- inbound ---------------------------------------------------------------------------------
+    @property
+    def webhook_path(self) -> str:
+        return f"/webhooks/{self.name}"
+
+    def webhook_urls(self, public_url: str) -> list[tuple[str, str]]:
+        """``(label, url)`` pairs to paste into the platform's console (``switchboard check``)."""
+        return [("webhook", public_url.rstrip("/") + self.webhook_path)]
+
+    def routes(self) -> list[web.RouteDef]:
+        """aiohttp routes this channel serves; by default ``POST /webhooks/<name>``."""
+        return [web.post(self.webhook_path, self.handle_webhook)]
+
+    async def verify(self, request: InboundRequest) -> None:
+        """Check the platform signature on the raw body; raise ``WebhookRejected`` (401/403)."""
+        raise WebhookRejected(403, "this channel has no inbound webhook")
+
+    async def parse(self, request: InboundRequest) -> WebhookResult:
+        """Turn a verified webhook into events and the answer for the platform."""
+        raise WebhookRejected(404, "this channel has no inbound webhook")
+
+    async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
+        """The core's webhook flow: read, verify, parse, journal, then acknowledge."""
+        inbound = await read_inbound(request, self.services.settings.public_url)
+        await self.verify(inbound)
+        result = await self.parse(inbound)
+        if result.events:
+            await self.services.accept(result.events)
+        body = result.body.encode() if isinstance(result.body, str) else result.body
+        return web.Response(status=result.status, body=body, content_type=result.content_type)
+
+    # -- outbound --------------------------------------------------------------------------------
+    def render(self, markdown: str) -> str:
+        """The agent's Markdown in this channel's markup; plain text by default."""
+        from gateway.markdown import to_plain
+
+        return to_plain(markdown)
+
+    def split(self, rendered: str) -> list[str]:
+        """Cut rendered text into messages this channel accepts."""
+        return split_text(rendered, self.max_text_length, numbered=self.number_parts)
+
+    def open_reply(self, event: InboundEvent, progress: Progress) -> Reply:
+        """The delivery of one answer; override to stream into a growing message."""
+        return BufferedReply(self, event, progress)
+
+    async def typing(self, event: InboundEvent) -> None:
+        """Show that an answer is coming, where the platform can."""
+
+    async def send_text(self, event: InboundEvent, text: str) -> None:
+        """Send one rendered part to the user (buffered channels must override)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement send_text or open_reply")
+
+    async def feedback_saved(self, event: InboundEvent) -> None:
+        """A feedback button was recorded by the agent; show the choice where possible."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line for ``switchboard check``: what this instance talks to (no secrets)."""
+
+
+async def read_inbound(request: web.Request, public_url: str) -> InboundRequest:
+    """Read a request into an :class:`InboundRequest`; oversize bodies become 413."""
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise WebhookRejected(413, "request body over 1 MiB") from None
+    return InboundRequest(
+        method=request.method,
+        path=request.path,
+        query=dict(request.query),
+        headers=request.headers,
+        body=body,
+        public_url=public_url.rstrip("/") + request.path_qs,
+    )
+
+
+def describe_validation_error(prefix: str, exc: pydantic.ValidationError) -> str:
+    """The first pydantic error as one line: ``channels.x.bot_token: field required``."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    where = f"{prefix}.{loc}" if loc else prefix
+    kind = err["type"]
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key"
+    return f"{where}: {err['msg']}"

@@ -1,0 +1,161 @@
+"""Configuration: TOML with ``${ENV}`` references, validated into frozen typed settings.
+
+Every mistake becomes a :class:`ConfigError` whose text is one line naming the key. Channel
+sections are validated by their own channel class (see :mod:`gateway.plugins`), so only the
+sections the config names are ever imported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pydantic
+
+from gateway.errors import ConfigError
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+DEFAULT_API_BASE = "https://www.chatbase.co/api/v2"
+
+
+class _Frozen(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySettings(_Frozen):
+    host: str = "0.0.0.0"
+    port: int = pydantic.Field(8080, ge=0, le=65535)
+    public_url: str = "http://localhost:8080"
+    store: str = "sqlite:///.switchboard/state.db"
+    admin_token: str | None = None
+    #: idle time after which a conversation starts afresh (seconds)
+    conversation_ttl: float = pydantic.Field(24 * 3600, gt=0)
+    #: turns that may run at once across all conversations
+    max_concurrency: int = pydantic.Field(64, ge=1)
+    #: seconds that in-flight turns get to finish on SIGTERM
+    shutdown_grace: float = pydantic.Field(20.0, ge=0)
+    #: bound on agent rounds per answer (client actions)
+    max_tool_rounds: int = pydantic.Field(10, ge=1, le=50)
+    #: largest accepted request body, bytes
+    max_body: int = pydantic.Field(1024 * 1024, ge=1024)
+    log_level: str = "INFO"
+
+    @pydantic.field_validator("public_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_url(v)
+
+
+class AgentSettings(_Frozen):
+    api_base: str = DEFAULT_API_BASE
+    api_key: str = ""
+    agent_id: str = ""
+    #: seconds to wait for the first byte of an answer, and between bytes of a stream
+    timeout: float = pydantic.Field(60.0, gt=0)
+    #: attempts for 429/5xx/network failures before apologising
+    max_attempts: int = pydantic.Field(4, ge=1, le=20)
+
+    @pydantic.field_validator("api_base")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_url(v)
+
+
+class ToolSettings(_Frozen):
+    url: str
+    timeout: float = pydantic.Field(10.0, gt=0)
+    headers: dict[str, str] = {}
+
+    @pydantic.field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_url(v)
+
+
+class Settings(_Frozen):
+    """The whole configuration; ``channels`` stays raw until each channel class validates it."""
+
+    gateway: GatewaySettings = GatewaySettings()
+    agent: AgentSettings = AgentSettings()
+    channels: dict[str, dict[str, Any]] = {}
+    tools: dict[str, ToolSettings] = {}
+
+    @property
+    def public_url(self) -> str:
+        return self.gateway.public_url.rstrip("/")
+
+
+def check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {value!r}")
+    return value
+
+
+def interpolate(value: Any, path: str, env: Mapping[str, str]) -> Any:
+    """Replace ``${NAME}`` references in every string; an unset variable names itself and the key."""
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return env[name]
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, f"{path}.{k}" if path else k, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+    return value
+
+
+def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+    """Validate a parsed TOML document (channel sections are checked later, per type)."""
+    data = interpolate(dict(raw), "", os.environ if env is None else env)
+    channels = data.get("channels", {})
+    if not isinstance(channels, dict):
+        raise ConfigError("channels: must be a table of [channels.<name>] sections")
+    for name, section in channels.items():
+        if not _NAME.fullmatch(name):
+            raise ConfigError(
+                f"channels.{name}: a channel name is 1-63 letters, digits, '-' or '_' (it is a URL path)"
+            )
+        if not isinstance(section, dict):
+            raise ConfigError(f"channels.{name}: must be a table")
+        if "type" not in section:
+            raise ConfigError(f"channels.{name}.type: required key is missing")
+    lowered: dict[str, str] = {}
+    for name in channels:
+        # Names map to URL paths; two names differing only in case are a trap behind proxies.
+        if name.lower() in lowered:
+            raise ConfigError(f"channels.{name}: duplicate webhook name (also {lowered[name.lower()]!r})")
+        lowered[name.lower()] = name
+    try:
+        return Settings.model_validate(data)
+    except pydantic.ValidationError as exc:
+        from gateway.channel import describe_validation_error
+
+        raise ConfigError(describe_validation_error("", exc).lstrip(".")) from None
+
+
+def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a TOML file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    return parse_settings(raw, env)
