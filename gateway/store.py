@@ -105,3 +105,12 @@ class Store(Protocol):
     async def incr(self, key: str, ttl: float) -> int:
         """Increment a counter that expires ``ttl`` seconds after its creation; return the new value."""
         ...
+
+    # -- leases (one worker per conversation, across instances) ----------------------------------
+    async def try_lock(self, key: str, owner: str, ttl: float) -> bool:
+        """Take or extend the lease ``key`` for ``owner``; False while another owner holds it."""
+        ...
+
+    async def unlock(self, key: str, owner: str) -> None:
+        """Give the lease back, only if ``owner`` still holds it."""
+        ...

@@ -1,0 +1,1 @@
+"""Built-in channel adapters, each registered under ``switchboard.channels`` like any plugin."""
