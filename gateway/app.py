@@ -1,0 +1,210 @@
+"""The aiohttp application: routes, middleware and one cleanup context per resource.
+
+Start-up order (shutdown runs in reverse, and a failed start unwinds only what started):
+HTTP session → store → agent client → turn runner and dispatcher → each channel → pollers →
+resume unfinished journal entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from gateway.agent import AgentClient
+from gateway.channel import Channel
+from gateway.config import Settings
+from gateway.dispatch import Dispatcher
+from gateway.errors import AgentError, StoreUnavailable, SwitchboardError, WebhookRejected
+from gateway.metrics import Metrics
+from gateway.plugins import load_channel_class, load_store
+from gateway.services import GatewayServices
+from gateway.tools import ToolRunner
+from gateway.turns import TurnRunner
+
+log = logging.getLogger(__name__)
+
+SERVICES = web.AppKey("services", GatewayServices)
+AgentFactory = Callable[[aiohttp.ClientSession, Settings], AgentClient]
+
+
+def default_agent_factory(session: aiohttp.ClientSession, settings: Settings) -> AgentClient:
+    from adapters.chatbase import ChatbaseClient
+
+    return ChatbaseClient(session, settings.agent)
+
+
+def build_channels(settings: Settings, services: GatewayServices) -> dict[str, Channel]:
+    """Instantiate every configured channel through its entry point (validates its keys)."""
+    channels = {}
+    for name, raw in settings.channels.items():
+        cls = load_channel_class(str(raw["type"]), f"channels.{name}.type")
+        channels[name] = cls.from_config(name, raw, services)
+    return channels
+
+
+def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent_factory) -> web.Application:
+    """The gateway application for ``settings`` (raises ConfigError/PluginError on mistakes)."""
+    metrics = Metrics()
+    services = GatewayServices(settings, metrics)
+    services.channels = build_channels(settings, services)
+    store = load_store(settings.gateway.store)
+
+    app = web.Application(client_max_size=settings.gateway.max_body, middlewares=[_errors_middleware])
+    app[SERVICES] = services
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    for channel in services.channels.values():
+        app.router.add_routes(channel.routes())
+
+    async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)) as session:
+            services.http = session
+            yield
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        await store.initialize()
+        services.store = store
+        try:
+            yield
+        finally:
+            await store.close()
+
+    async def agent_ctx(app: web.Application) -> AsyncIterator[None]:
+        services.agent = agent_factory(services.http, settings)
+        yield
+
+    async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
+        tools = ToolRunner(settings.tools, services.http, metrics)
+        runner = TurnRunner(
+            agent=services.agent,
+            store=services.store,
+            tools=tools,
+            metrics=metrics,
+            conversation_ttl=settings.gateway.conversation_ttl,
+            max_tool_rounds=settings.gateway.max_tool_rounds,
+        )
+        services.dispatcher = Dispatcher(
+            store=services.store,
+            runner=runner,
+            channels=services.channels,
+            metrics=metrics,
+            max_concurrency=settings.gateway.max_concurrency,
+        )
+        yield
+        await services.dispatcher.shutdown(settings.gateway.shutdown_grace)
+
+    app.cleanup_ctx.extend([http_ctx, store_ctx, agent_ctx, dispatcher_ctx])
+    for channel in services.channels.values():
+        app.cleanup_ctx.append(_channel_ctx(channel))
+        if channel.polls:
+            app.cleanup_ctx.append(_poller_ctx(channel))
+
+    async def resume_ctx(app: web.Application) -> AsyncIterator[None]:
+        await services.dispatcher.resume()
+        yield
+
+    app.cleanup_ctx.append(resume_ctx)
+    return app
+
+
+def _channel_ctx(channel: Channel) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async with channel:
+            yield
+
+    return ctx
+
+
+def _poller_ctx(channel: Channel) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Supervise a polling channel's ``run()``: restart it with backoff if it crashes."""
+
+    async def supervise() -> None:
+        delay = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                await channel.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("channel %s poller crashed; restarting in %.0fs", channel.name, delay)
+            delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, 60.0)
+            await asyncio.sleep(delay)
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(supervise(), name=f"poller:{channel.name}")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return ctx
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map our errors to status codes; nothing a client sends becomes a 500."""
+    started = time.perf_counter()
+    channel = request.match_info.get("channel") or _channel_of(request.path)
+    services = request.app[SERVICES]
+    try:
+        response = await handler(request)
+    except WebhookRejected as exc:
+        if channel:
+            services.metrics.webhook_rejected.labels(channel, str(exc.status)).inc()
+        log.info("refused %s %s: %s %s", request.method, request.path, exc.status, exc.reason)
+        return web.json_response({"error": exc.reason}, status=exc.status)
+    except StoreUnavailable as exc:
+        log.error("store unavailable while handling %s: %s", request.path, exc)
+        return web.json_response({"error": "temporarily unavailable"}, status=503, headers={"Retry-After": "5"})
+    except web.HTTPRequestEntityTooLarge:
+        return web.json_response({"error": "request body too large"}, status=413)
+    except web.HTTPException:
+        raise
+    except SwitchboardError as exc:
+        log.exception("unhandled gateway error on %s", request.path)
+        return web.json_response({"error": type(exc).__name__}, status=500)
+    if channel and request.path.startswith("/webhooks/"):
+        services.metrics.ack_seconds.labels(channel).observe(time.perf_counter() - started)
+    return response
+
+
+def _channel_of(path: str) -> str | None:
+    parts = path.split("/")
+    return parts[2] if len(parts) > 2 and parts[1] in ("webhooks", "chat") else None
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    problems: dict[str, Any] = {}
+    try:
+        await asyncio.wait_for(services.store.ping(), 2)
+    except (StoreUnavailable, TimeoutError, OSError) as exc:
+        problems["store"] = str(exc) or type(exc).__name__
+    try:
+        if not await asyncio.wait_for(services.agent.health(), 3):
+            problems["agent"] = "health check failed"
+    except (AgentError, TimeoutError, OSError) as exc:
+        problems["agent"] = str(exc) or type(exc).__name__
+    if problems:
+        return web.json_response({"status": "unavailable", "problems": problems}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    metrics = request.app[SERVICES].metrics
+    return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})

@@ -1,0 +1,274 @@
+"""The ``switchboard`` command. User mistakes are one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import Settings, load_settings, parse_settings
+from gateway.errors import ConfigError, PluginError, SwitchboardError
+
+log = logging.getLogger("switchboard")
+DEFAULT_CONFIG = "config/switchboard.toml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"))
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, PluginError) as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 1
+    except SwitchboardError as exc:
+        print(f"switchboard: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. the port is taken
+        print(f"switchboard: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="switchboard", description="One Chatbase agent on every channel.")
+    p.add_argument("--version", action="version", version=f"switchboard {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway", description="Run the gateway.")
+    _config_arg(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run with embedded defaults (web chat + emulator)",
+        description="Run with nothing to configure: SQLite store under ./.switchboard/, the web chat "
+        "channel, and the built-in Chatbase emulator unless CHATBASE_API_KEY and CHATBASE_AGENT_ID are set.",
+    )
+    demo.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    demo.set_defaults(func=cmd_demo)
+
+    check = sub.add_parser("check", help="validate the config and print webhook URLs",
+                           description="Validate the config; print each channel's webhook URL(s).")
+    _config_arg(check)
+    check.set_defaults(func=cmd_check)
+
+    plugins = sub.add_parser("plugins", help="list channel types, stores and tools",
+                             description="List the plugins found through entry points.")
+    plugins.set_defaults(func=cmd_plugins)
+
+    emu = sub.add_parser("emulator", help="run the Chatbase API v2 emulator alone",
+                         description="Run the Chatbase API v2 emulator (base path /api/v2).")
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8090)
+    emu.set_defaults(func=cmd_emulator)
+
+    tg = sub.add_parser("telegram", help="Telegram helpers", description="Telegram helpers.")
+    tg_sub = tg.add_subparsers(dest="tg_command", required=True, metavar="ACTION")
+    sw = tg_sub.add_parser("set-webhook", help="register the webhook URL and secret with Telegram",
+                           description="Call setWebhook for a telegram channel, with its secret token.")
+    sw.add_argument("name", help="the [channels.<name>] of a telegram channel")
+    _config_arg(sw)
+    sw.set_defaults(func=cmd_telegram_set_webhook)
+    return p
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        default=os.environ.get("SWITCHBOARD_CONFIG", DEFAULT_CONFIG),
+        help=f"TOML config file (default: $SWITCHBOARD_CONFIG, else {DEFAULT_CONFIG})",
+    )
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _run(settings: Settings, *, banner: str | None = None) -> int:
+    from aiohttp import web
+
+    from gateway.app import build_app
+
+    app = build_app(settings)
+    host, port = settings.gateway.host, settings.gateway.port
+
+    async def announce(app: web.Application) -> None:
+        print(banner or f"Switchboard listening on http://{host}:{port}", flush=True)
+
+    app.on_startup.append(announce)
+    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=settings.gateway.shutdown_grace)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    from gateway.app import build_app
+
+    build_app(settings)  # fail fast, before binding, on plugin or channel config mistakes
+    return _run(settings)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def demo_settings(host: str, port: int, emulator_url: str | None) -> Settings:
+    """Embedded defaults of ``switchboard demo``."""
+    Path(".switchboard").mkdir(exist_ok=True)
+    agent: dict[str, str] = {}
+    if emulator_url:
+        agent = {"api_base": emulator_url, "api_key": "demo", "agent_id": "demo-agent"}
+    else:
+        agent = {"api_key": os.environ["CHATBASE_API_KEY"], "agent_id": os.environ["CHATBASE_AGENT_ID"]}
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return parse_settings({
+        "gateway": {"host": host, "port": port, "public_url": f"http://{shown}:{port}",
+                    "store": "sqlite:///.switchboard/state.db"},
+        "agent": agent,
+        "channels": {"web": {"type": "web"}},
+    })
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    use_real = bool(os.environ.get("CHATBASE_API_KEY") and os.environ.get("CHATBASE_AGENT_ID"))
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{shown}:{args.port}/chat/web/"
+    if use_real:
+        settings = demo_settings(args.host, args.port, None)
+        return _run(settings, banner=f"Switchboard demo (agent: Chatbase API, {settings.agent.agent_id})\n"
+                                     f"Open {url}")
+    from aiohttp import web
+
+    from adapters.emulator import Emulator
+
+    emulator = Emulator()
+    emu_port = free_port()
+    emulator_url = f"http://127.0.0.1:{emu_port}/api/v2"
+    settings = demo_settings(args.host, args.port, emulator_url)
+    from gateway.app import build_app
+
+    app = build_app(settings)
+
+    async def emulator_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+        async with emulator.serve("127.0.0.1", emu_port):
+            yield
+
+    app.cleanup_ctx.insert(0, emulator_ctx)
+
+    async def announce(app: web.Application) -> None:
+        print(f"Switchboard demo (agent: built-in Chatbase emulator at {emulator_url})\nOpen {url}", flush=True)
+
+    app.on_startup.append(announce)
+    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate everything that can be validated offline; one line per problem."""
+    from gateway.metrics import Metrics
+    from gateway.plugins import load_channel_class, load_store
+    from gateway.services import GatewayServices
+
+    settings = load_settings(args.config)
+    problems: list[str] = []
+    try:
+        load_store(settings.gateway.store)
+    except (ConfigError, PluginError) as exc:
+        problems.append(str(exc))
+    services = GatewayServices(settings, Metrics())
+    lines = [f"config {args.config}: public_url {settings.public_url}, store {_mask(settings.gateway.store)}"]
+    for name, raw in settings.channels.items():
+        try:
+            cls = load_channel_class(str(raw["type"]), f"channels.{name}.type")
+            channel = cls.from_config(name, raw, services)
+        except (ConfigError, PluginError) as exc:
+            problems.append(str(exc))
+            continue
+        lines.append(f"channel {name} ({cls.type}): {channel.describe()}")
+        for label, url in channel.webhook_urls(settings.public_url):
+            lines.append(f"  {label}: {url}")
+    if not settings.agent.api_key or not settings.agent.agent_id:
+        problems.append("agent: api_key and agent_id are required")
+    for line in lines:
+        print(line)
+    for problem in problems:
+        print(f"switchboard: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _mask(url: str) -> str:
+    """A store URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user + ':***' if ':' in creds else user}@{host}"
+    return url
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from gateway.plugins import list_plugins
+
+    titles = {"switchboard.channels": "channel types", "switchboard.stores": "store schemes",
+              "switchboard.tools": "tools"}
+    current = None
+    for info in list_plugins():
+        if info.group != current:
+            current = info.group
+            print(f"{titles[info.group]}:")
+        print(f"  {info.name:<18} {info.target}  [{info.distribution or '?'}]")
+    return 0
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from adapters.emulator import run_emulator
+
+    run_emulator(args.host, args.port)
+    return 0
+
+
+def cmd_telegram_set_webhook(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    raw = settings.channels.get(args.name)
+    if raw is None or raw.get("type") != "telegram":
+        raise ConfigError(f"channels.{args.name}: no telegram channel of that name in {args.config}")
+
+    async def go() -> None:
+        import aiohttp
+
+        from gateway.metrics import Metrics
+        from gateway.plugins import load_channel_class
+        from gateway.services import GatewayServices
+
+        services = GatewayServices(settings, Metrics())
+        cls = load_channel_class("telegram", f"channels.{args.name}.type")
+        channel = cls.from_config(args.name, raw, services)
+        async with aiohttp.ClientSession() as session:
+            services.http = session
+            async with channel:
+                await channel.set_webhook(settings.public_url)  # type: ignore[attr-defined]
+
+    asyncio.run(go())
+    print(f"webhook set: {settings.public_url}/webhooks/{args.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

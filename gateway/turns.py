@@ -1,0 +1,203 @@
+"""One turn: an inbound event becomes an agent answer delivered into the channel.
+
+Resolves identity and conversation, streams the agent's answer into the channel's ``Reply``,
+runs client-side tools between rounds, and remembers the conversation for the next turn. Agent
+failures are classified here (start afresh, apologise); retries of the whole delivery belong to
+the dispatcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gateway.agent import AgentClient, AgentEvent, Finish, TextDelta, ToolCall
+from gateway.channel import Answer, Reply
+from gateway.errors import AgentNotFound, BadAgentRequest, ConversationEnded
+from gateway.events import InboundEvent
+from gateway.identity import user_id_for
+from gateway.store import ConversationState, Store
+from gateway.tools import ToolContext, ToolRunner
+
+if TYPE_CHECKING:
+    from gateway.channel import Channel
+    from gateway.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+NEW_COMMANDS = frozenset({"/new", "/reset"})
+RETRY_COMMANDS = frozenset({"/retry"})
+NEW_CONVERSATION_TEXT = "Started a new conversation. What can I help you with?"
+NOTHING_TO_RETRY_TEXT = "There is no answer to retry yet."
+TOOL_LOOP_TEXT = "Sorry, I could not finish that request (too many steps). Please try again."
+
+
+@dataclass(slots=True)
+class _Round:
+    calls: list[ToolCall]
+    finish: Finish | None
+
+
+class TurnRunner:
+    """Runs turns; shared by every channel and worker."""
+
+    def __init__(
+        self,
+        *,
+        agent: AgentClient,
+        store: Store,
+        tools: ToolRunner,
+        metrics: Metrics,
+        conversation_ttl: float,
+        max_tool_rounds: int,
+    ) -> None:
+        self.agent = agent
+        self.store = store
+        self.tools = tools
+        self.metrics = metrics
+        self.conversation_ttl = conversation_ttl
+        self.max_tool_rounds = max_tool_rounds
+
+    async def user_id(self, event: InboundEvent) -> str:
+        """The Chatbase userId of the event's sender, following identity links."""
+        linked = await self.store.get_link(event.identity.key())
+        return linked or user_id_for(event.identity)
+
+    async def conversation(self, event: InboundEvent) -> ConversationState:
+        """The active conversation of the event's scope; a fresh one when idle too long."""
+        state = await self.store.get_conversation(event.conversation_key)
+        user_id = await self.user_id(event)
+        if state is None or state.user_id != user_id:
+            return ConversationState(conversation_id=None, user_id=user_id)
+        if state.conversation_id and time.time() - state.updated_at > self.conversation_ttl:
+            return ConversationState(conversation_id=None, user_id=user_id, paused=state.paused)
+        return state
+
+    async def run(self, channel: Channel, event: InboundEvent, reply: Reply) -> Answer | None:
+        """Answer ``event`` through ``reply``. Agent errors propagate to the caller's policy."""
+        saved = reply.progress.data.get("answer")
+        if isinstance(saved, dict):
+            # The agent already answered before a crash: deliver that answer, never ask twice.
+            answer = Answer(saved.get("text", ""), saved.get("message_id"), saved.get("conversation_id"))
+            await reply.finish(answer)
+            return answer
+        if event.kind == "feedback":
+            await self._feedback(channel, event)
+            return None
+        command = event.text.strip().lower()
+        if event.kind == "new" or command in NEW_COMMANDS:
+            await self.store.drop_conversation(event.conversation_key)
+            return await self._deliver(reply, Answer(NEW_CONVERSATION_TEXT))
+        state = await self.conversation(event)
+        if state.paused:
+            log.info("conversation %s is paused (human handoff); not calling the agent", event.conversation_key)
+            return None
+        if event.kind == "retry" or command in RETRY_COMMANDS:
+            message_id = event.meta.get("message_id") or state.last_message_id
+            if not state.conversation_id or not message_id:
+                return await self._deliver(reply, Answer(NOTHING_TO_RETRY_TEXT))
+            stream = self.agent.retry(state.conversation_id, str(message_id))
+            return await self._stream(channel, event, reply, state, stream, kind="retry")
+        try:
+            stream = self.agent.chat(event.text, conversation_id=state.conversation_id, user_id=state.user_id)
+            return await self._stream(channel, event, reply, state, stream, kind="chat")
+        except (ConversationEnded, AgentNotFound) as exc:
+            # A stored conversation the agent no longer accepts (ended, taken over, deleted):
+            # these errors come with the HTTP answer, before any text, so starting afresh once
+            # cannot show the user anything twice.
+            if state.conversation_id is None:
+                raise
+            log.info("conversation %s no longer usable (%s); starting a new one", state.conversation_id, exc.code)
+            await self.store.drop_conversation(event.conversation_key)
+            fresh = ConversationState(conversation_id=None, user_id=state.user_id)
+            stream = self.agent.chat(event.text, conversation_id=None, user_id=state.user_id)
+            return await self._stream(channel, event, reply, fresh, stream, kind="chat")
+
+    async def _deliver(self, reply: Reply, answer: Answer) -> Answer:
+        await reply.finish(answer)
+        return answer
+
+    async def _feedback(self, channel: Channel, event: InboundEvent) -> None:
+        message_id = event.meta.get("message_id")
+        conversation_id = event.meta.get("conversation_id")
+        if not conversation_id:
+            state = await self.store.get_conversation(event.conversation_key)
+            conversation_id = state.conversation_id if state else None
+        if not message_id or not conversation_id:
+            log.warning("feedback without a message or conversation id on %s; ignored", event.channel)
+            return
+        await self.agent.set_feedback(str(conversation_id), str(message_id), event.meta.get("feedback"))
+        self.metrics.agent_calls.labels("feedback", "ok").inc()
+        await channel.feedback_saved(event)
+
+    async def _stream(
+        self,
+        channel: Channel,
+        event: InboundEvent,
+        reply: Reply,
+        state: ConversationState,
+        stream: AsyncIterator[AgentEvent],
+        *,
+        kind: str,
+    ) -> Answer:
+        started = time.monotonic()
+        text = ""
+        first_token = True
+        finish: Finish | None = None
+        conversation_id = state.conversation_id
+        await reply.start()
+        for round_no in range(self.max_tool_rounds + 1):
+            calls: list[ToolCall] = []
+            separator_due = bool(text) and not text.endswith(("\n", " "))
+            async for item in stream:
+                if isinstance(item, TextDelta) and item.text:
+                    if first_token:
+                        first_token = False
+                        self.metrics.first_token_seconds.labels(event.channel).observe(time.monotonic() - started)
+                    if separator_due:
+                        text += "\n\n"
+                        separator_due = False
+                    text += item.text
+                    await reply.update(text)
+                elif isinstance(item, ToolCall):
+                    calls.append(item)
+                elif isinstance(item, Finish):
+                    finish = item
+                    if item.conversation_id and item.conversation_id != conversation_id:
+                        conversation_id = item.conversation_id
+                        await self._remember(event, state, conversation_id, None)
+            self.metrics.agent_calls.labels(kind if round_no == 0 else "continue", "ok").inc()
+            if not calls:
+                break
+            if conversation_id is None:
+                raise BadAgentRequest("the agent asked for tools but sent no conversation id")
+            if round_no == self.max_tool_rounds:
+                log.warning("tool rounds exhausted in conversation %s", conversation_id)
+                text = (text + "\n\n" + TOOL_LOOP_TEXT).strip()
+                break
+            for call in calls:
+                context = ToolContext(call.tool_name, call.tool_call_id, conversation_id, state.user_id, event.channel)
+                output = await self.tools.run(call, context)
+                await self.agent.submit_tool_result(conversation_id, call.tool_call_id, output)
+            stream = self.agent.chat(None, conversation_id=conversation_id)
+        message_id = finish.message_id if finish else None
+        answer = Answer(text, message_id, conversation_id)
+        reply.progress.data["answer"] = {"text": text, "message_id": message_id, "conversation_id": conversation_id}
+        await reply.progress.save()
+        if conversation_id:
+            await self._remember(event, state, conversation_id, message_id)
+        await reply.finish(answer)
+        self.metrics.turn_seconds.labels(event.channel).observe(time.monotonic() - started)
+        return answer
+
+    async def _remember(
+        self, event: InboundEvent, state: ConversationState, conversation_id: str, message_id: str | None
+    ) -> None:
+        state.conversation_id = conversation_id
+        if message_id:
+            state.last_message_id = message_id
+        state.updated_at = time.time()
+        await self.store.put_conversation(event.conversation_key, state)

@@ -1,0 +1,26 @@
+"""Shared test setup: the network outside this machine is unreachable by construction."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+_LOCAL = {"localhost", "127.0.0.1", "::1", "0.0.0.0", None}
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _local_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+    name = host.decode() if isinstance(host, bytes) else host
+    if name not in _LOCAL and not str(name).startswith("127."):
+        raise OSError(f"tests never touch the internet (tried to resolve {name!r})")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline() -> Iterator[None]:
+    socket.getaddrinfo = _local_only
+    yield
+    socket.getaddrinfo = _real_getaddrinfo
