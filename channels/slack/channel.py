@@ -1,0 +1,152 @@
+"""The Slack channel: Events API webhooks (or Socket Mode), threads, streaming answers, buttons."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from channels.slack.api import SlackApi
+from channels.slack.blocks import with_feedback_note
+from channels.slack.inbound import BotIdentity, action_events, classify, message_event, thread_of
+from channels.slack.reply import SlackReply
+from channels.slack.settings import SlackSettings
+from channels.slack.signature import verify_signature
+from gateway import markdown
+from gateway.channel import Channel, ChannelSettings, InboundRequest, Progress, Reply, Services, WebhookResult
+from gateway.errors import ChannelError, WebhookRejected
+from gateway.events import InboundEvent
+from gateway.text import split_text
+
+
+class SlackChannel(Channel):
+    """One Slack app in one workspace."""
+
+    type = "slack"
+    Settings = SlackSettings
+    max_text_length = 3900
+
+    settings: SlackSettings
+
+    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
+        super().__init__(name, settings, services)
+        self.me = BotIdentity(user_id="", bot_id="", team_id="")
+        self._api: SlackApi | None = None
+        self._socket: Any = None
+
+    @property
+    def api(self) -> SlackApi:
+        if self._api is None:
+            raise ChannelError(f"Slack channel {self.name!r} is not initialized")
+        return self._api
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def initialize(self) -> None:
+        """Learn our own user and bot ids (``auth.test``) so we never answer ourselves."""
+        self._api = SlackApi(self.settings.bot_token, self.settings.api_base, self.services.http)
+        auth = await self._api.call_patiently("auth.test")
+        self.me = BotIdentity(
+            user_id=str(auth.get("user_id", "")), bot_id=str(auth.get("bot_id", "")),
+            team_id=str(auth.get("team_id", "")),
+        )
+        self.log.info("Slack bot %s in team %s", self.me.user_id, self.me.team_id)
+
+    async def shutdown(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+            self._socket = None
+
+    def describe(self) -> str:
+        how = "Socket Mode" if self.settings.mode == "socket" else "Events API webhook"
+        return f"Slack app via {how}, Web API at {self.settings.api_base}"
+
+    def webhook_urls(self, public_url: str) -> list[tuple[str, str]]:
+        if self.settings.mode == "socket":
+            return []  # Slack is reached over an outbound WebSocket: nothing to paste
+        url = public_url.rstrip("/") + self.webhook_path
+        return [("Event Subscriptions request URL", url), ("Interactivity request URL", url)]
+
+    # -- inbound ---------------------------------------------------------------------------------
+    async def verify(self, request: InboundRequest) -> None:
+        if not self.settings.signing_secret:
+            raise WebhookRejected(403, "this Slack channel runs in Socket Mode and takes no webhooks")
+        verify_signature(self.settings.signing_secret, request.headers, request.body)
+
+    async def parse(self, request: InboundRequest) -> WebhookResult:
+        content_type = request.headers.get("Content-Type", "")
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            form = request.form()
+            if "payload" not in form:
+                return WebhookResult()  # ssl_check and the like: acknowledge, nothing to do
+            try:
+                payload = json.loads(form["payload"])
+            except ValueError as exc:
+                raise WebhookRejected(400, "malformed interactivity payload") from exc
+            return WebhookResult(events=self.interaction_events(payload))
+        body = request.json()
+        if not isinstance(body, dict):
+            raise WebhookRejected(400, "Slack body is not a JSON object")
+        if body.get("type") == "url_verification":
+            challenge = json.dumps({"challenge": str(body.get("challenge", ""))})
+            return WebhookResult(body=challenge, content_type="application/json")
+        if body.get("type") == "event_callback":
+            return WebhookResult(events=await self.callback_events(body))
+        return WebhookResult()
+
+    async def callback_events(self, envelope: dict[str, Any]) -> list[InboundEvent]:
+        """Events worth answering in an ``event_callback`` envelope (usually zero or one)."""
+        event = envelope.get("event")
+        if not isinstance(event, dict):
+            raise WebhookRejected(400, "event_callback without an event")
+        trigger = classify(event, self.me)
+        if trigger is None:
+            return []
+        channel = str(event.get("channel", ""))
+        if trigger == "thread_reply" and await self.services.store.get_value(
+            self._thread_key(channel, thread_of(event))
+        ) is None:
+            return []  # a thread we were never asked into
+        inbound = message_event(self.name, envelope, event, trigger, self.me)
+        if inbound is None:
+            return []
+        if trigger == "mention":
+            # From now on, replies in this thread are for us too (until the conversation expires).
+            ttl = self.services.settings.gateway.conversation_ttl
+            await self.services.store.set_value(self._thread_key(channel, thread_of(event)), "1", ttl)
+        return [inbound]
+
+    def interaction_events(self, payload: Any) -> list[InboundEvent]:
+        if not isinstance(payload, dict):
+            raise WebhookRejected(400, "interactivity payload is not a JSON object")
+        return action_events(self.name, payload, self.me)
+
+    def _thread_key(self, channel: str, thread_ts: str) -> str:
+        return f"slack:{self.name}:thread:{channel}:{thread_ts}"
+
+    # -- outbound --------------------------------------------------------------------------------
+    def render(self, markdown_text: str) -> str:
+        return markdown.to_slack(markdown_text)
+
+    def split(self, rendered: str) -> list[str]:
+        return split_text(rendered, self.settings.max_message_chars)
+
+    def open_reply(self, event: InboundEvent, progress: Progress) -> Reply:
+        return SlackReply(self, event, progress)
+
+    async def send_text(self, event: InboundEvent, text: str) -> None:
+        """One finished part as a message in the event's thread (used outside streaming)."""
+        await self.api.call_patiently(
+            "chat.postMessage", channel=event.reply["channel"], thread_ts=event.reply.get("thread_ts"), text=text
+        )
+
+    async def feedback_saved(self, event: InboundEvent) -> None:
+        """Show under the answer that the rating was recorded (buttons stay, to change it)."""
+        blocks = event.reply.get("blocks")
+        if not blocks or not event.reply.get("ts"):
+            return
+        await self.api.call_patiently(
+            "chat.update",
+            channel=event.reply["channel"],
+            ts=event.reply["ts"],
+            text=event.reply.get("text") or "answer",
+            blocks=with_feedback_note(blocks, str(event.meta.get("feedback")), event.identity.id),
+        )
