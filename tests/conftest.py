@@ -24,3 +24,21 @@ def _offline() -> Iterator[None]:
     socket.getaddrinfo = _local_only
     yield
     socket.getaddrinfo = _real_getaddrinfo
+
+
+PLUGINS_DIR = str(__import__("pathlib").Path(__file__).parent / "plugins")
+
+
+@pytest.fixture
+def echo_plugin() -> Iterator[Any]:
+    """Put the out-of-tree ``sb-echo`` distribution on sys.path, as if pip-installed."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, PLUGINS_DIR)
+    importlib.invalidate_caches()
+    module = importlib.import_module("sb_echo")
+    module.SENT.clear()
+    yield module
+    sys.path.remove(PLUGINS_DIR)
+    importlib.invalidate_caches()
