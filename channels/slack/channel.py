@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from channels.slack.api import SlackApi
+from channels.slack.api import SlackApi, SlackRefused
 from channels.slack.blocks import with_feedback_note
 from channels.slack.inbound import BotIdentity, action_events, classify, message_event, thread_of
 from channels.slack.reply import SlackReply
@@ -13,7 +13,7 @@ from channels.slack.settings import SlackSettings
 from channels.slack.signature import verify_signature
 from gateway import markdown
 from gateway.channel import Channel, ChannelSettings, InboundRequest, Progress, Reply, Services, WebhookResult
-from gateway.errors import ChannelError, WebhookRejected
+from gateway.errors import ChannelError, ConfigError, WebhookRejected
 from gateway.events import InboundEvent
 from gateway.text import split_text
 
@@ -43,12 +43,21 @@ class SlackChannel(Channel):
     async def initialize(self) -> None:
         """Learn our own user and bot ids (``auth.test``) so we never answer ourselves."""
         self._api = SlackApi(self.settings.bot_token, self.settings.api_base, self.services.http)
-        auth = await self._api.call_patiently("auth.test")
+        try:
+            await self._learn_identity()
+        except SlackRefused as exc:
+            raise ConfigError(f"channels.{self.name}.bot_token: Slack refused it ({exc.code})") from exc
+        except ChannelError as exc:
+            # Slack being briefly unreachable must not keep every other channel down.
+            self.log.warning("Slack auth.test failed (%s); retrying when the first event arrives", exc)
+
+    async def _learn_identity(self) -> None:
+        auth = await self.api.call_patiently("auth.test")
         self.me = BotIdentity(
             user_id=str(auth.get("user_id", "")), bot_id=str(auth.get("bot_id", "")),
             team_id=str(auth.get("team_id", "")),
         )
-        self.log.info("Slack bot %s in team %s", self.me.user_id, self.me.team_id)
+        self.log.info("Slack bot user %s in team %s", self.me.user_id, self.me.team_id)
 
     async def shutdown(self) -> None:
         if self._socket is not None:
@@ -97,6 +106,8 @@ class SlackChannel(Channel):
         event = envelope.get("event")
         if not isinstance(event, dict):
             raise WebhookRejected(400, "event_callback without an event")
+        if not self.me.user_id:
+            await self._learn_identity()  # start-up could not; failing here makes Slack retry
         trigger = classify(event, self.me)
         if trigger is None:
             return []
