@@ -96,6 +96,9 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
             channels=services.channels,
             metrics=metrics,
             max_concurrency=settings.gateway.max_concurrency,
+            lease_ttl=settings.gateway.lease_ttl,
+            sweep_interval=settings.gateway.sweep_interval,
+            user_rate_limit=settings.gateway.user_rate_limit,
         )
         yield
         await services.dispatcher.shutdown(settings.gateway.shutdown_grace)
@@ -107,7 +110,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
             app.cleanup_ctx.append(_poller_ctx(channel))
 
     async def resume_ctx(app: web.Application) -> AsyncIterator[None]:
-        await services.dispatcher.resume()
+        await services.dispatcher.start()
         yield
 
     app.cleanup_ctx.append(resume_ctx)

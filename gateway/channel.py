@@ -16,6 +16,7 @@ Channels that poll (email, Telegram long-polling, Slack Socket Mode) override ``
 
 from __future__ import annotations
 
+import builtins
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -184,7 +185,7 @@ class Channel(ABC):
     #: the entry-point name (``type = "..."`` in the config); set by subclasses
     type: ClassVar[str] = ""
     #: the pydantic model of this channel's config keys
-    Settings: ClassVar[type[ChannelSettings]] = ChannelSettings
+    Settings: ClassVar[builtins.type[ChannelSettings]] = ChannelSettings
     #: the most characters one outbound message may carry
     max_text_length: ClassVar[int] = 4000
     #: number parts "(1/3) " when an answer needs several messages

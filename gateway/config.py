@@ -44,7 +44,12 @@ class GatewaySettings(_Frozen):
     max_tool_rounds: int = pydantic.Field(10, ge=1, le=50)
     #: largest accepted request body, bytes
     max_body: int = pydantic.Field(1024 * 1024, ge=1024)
-    log_level: str = "INFO"
+    #: messages per person per minute before a polite notice (0: no limit)
+    user_rate_limit: int = pydantic.Field(30, ge=0)
+    #: seconds a worker's claim on a conversation lasts without renewal (crash takeover time)
+    lease_ttl: float = pydantic.Field(15.0, gt=0)
+    #: seconds between scans of the journal for orphaned entries
+    sweep_interval: float = pydantic.Field(5.0, gt=0)
 
     @pydantic.field_validator("public_url")
     @classmethod

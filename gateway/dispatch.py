@@ -1,32 +1,30 @@
-"""Scheduling turns: journal first, then one turn at a time per conversation, many in parallel.
+"""Scheduling turns: journal first, then each conversation drained in order, by one worker at a time.
 
-``accept`` records events in the store's journal (deduplicated there) and schedules the new ones.
-Each event becomes a task that waits for its conversation's lock (FIFO, so arrival order is kept)
-and for a global slot (bounded concurrency). Delivery failures are retried with backoff; agent
-failures end in an apology; the entry is then marked done or failed. Entries left unfinished by
-a crash are resumed on start-up with their saved progress.
+The unit of work is a *conversation*, not an event. ``accept`` journals events (the store
+deduplicates) and kicks their conversations. Draining a conversation takes its lease in the store
+(so across instances only one worker drains it), then runs the conversation's oldest unfinished
+entry, marks it finished, and repeats until none is left. That keeps arrival order per
+conversation across instances, lets different conversations run concurrently (bounded by
+``max_concurrency``), and makes recovery the same code path: a sweeper periodically kicks every
+conversation with unfinished entries, so entries of a crashed instance are drained by a live one
+once its lease expires, with the delivery progress it saved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import random
+import time
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gateway.channel import Answer, Progress, Reply
-from gateway.errors import (
-    AgentAuthError,
-    AgentError,
-    AgentRateLimited,
-    ChannelError,
-    ChannelPermanentError,
-    ChannelRateLimited,
-    CreditsExhausted,
-)
+from gateway.errors import StoreUnavailable
 from gateway.events import InboundEvent
-from gateway.store import JournalEntry, Store
+from gateway.policy import MAX_EVENT_ATTEMPTS, attempt_turn
+from gateway.store import JournalEntry, JournalStatus, Store
 
 if TYPE_CHECKING:
     from gateway.channel import Channel
@@ -35,14 +33,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-APOLOGY = "Sorry, I can't answer right now. Please try again in a few minutes."
-DELIVERY_ATTEMPTS = 5
-MAX_WAIT = 60.0
 TURN_TIMEOUT = 300.0
+RATE_LIMIT_TEXT = "You're sending messages faster than I can answer. Please wait a minute and try again."
 
 
 class _Lane:
-    """The lock of one conversation, counted so idle lanes can be dropped."""
+    """An in-process lock for one conversation, counted so idle ones are dropped."""
 
     __slots__ = ("lock", "users")
 
@@ -52,7 +48,7 @@ class _Lane:
 
 
 class Dispatcher:
-    """Runs journaled events through the turn runner, in order per conversation."""
+    """Drains conversations from the journal; one per app."""
 
     def __init__(
         self,
@@ -62,166 +58,197 @@ class Dispatcher:
         channels: dict[str, Channel],
         metrics: Metrics,
         max_concurrency: int,
+        lease_ttl: float = 15.0,
+        sweep_interval: float = 5.0,
+        user_rate_limit: int = 0,
+        instance_id: str | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
         self.channels = channels
         self.metrics = metrics
+        self.instance_id = instance_id or uuid.uuid4().hex[:12]
+        self.lease_ttl = lease_ttl
+        self.sweep_interval = sweep_interval
+        self.user_rate_limit = user_rate_limit
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._drains: dict[str, asyncio.Task[None]] = {}
         self._lanes: dict[str, _Lane] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- intake ----------------------------------------------------------------------------------
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
-        """Journal each event (raises StoreUnavailable) and schedule the ones not seen before."""
+        """Journal each event (raises StoreUnavailable) and kick the conversations of new ones."""
         results = []
         for event in events:
-            entry = JournalEntry(event)
-            new = await self.store.journal_add(entry)
+            new = await self.store.journal_add(JournalEntry(event))
             self.metrics.inbound_events.labels(event.channel, "accepted" if new else "duplicate").inc()
             if new:
-                self._schedule(entry)
+                self.kick(event.conversation_key, wait=2 * self.lease_ttl)
             results.append(new)
         return results
 
-    async def resume(self) -> int:
-        """Schedule every unfinished journal entry (after a restart); returns how many."""
-        entries = [e for e in await self.store.journal_pending() if e.event.channel in self.channels]
-        for entry in entries:
-            self._schedule(entry)
-        if entries:
-            log.info("resuming %d unfinished event(s) from the journal", len(entries))
-        return len(entries)
-
-    def _schedule(self, entry: JournalEntry) -> None:
-        if self._closing:
-            return  # stays pending in the journal; the next start resumes it
-        lane = self._lanes.setdefault(entry.event.conversation_key, _Lane())
-        lane.users += 1  # taken now, synchronously, so the FIFO position is the arrival order
-        task = asyncio.create_task(self._work(entry, lane), name=f"turn:{entry.key}")
-        self._tasks.add(task)
+    def kick(self, conversation_key: str, *, wait: float = 0.0) -> None:
+        """Make sure someone drains ``conversation_key``; wait up to ``wait`` s for its lease."""
+        if self._closing or conversation_key in self._drains:
+            return  # a running drain re-reads the journal head after every entry
+        task = asyncio.create_task(self._drain(conversation_key, wait), name=f"drain:{conversation_key}")
+        self._drains[conversation_key] = task
         self._idle.clear()
-        task.add_done_callback(self._done)
+        task.add_done_callback(lambda t: self._drained(conversation_key, t))
 
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+    def _drained(self, conversation_key: str, task: asyncio.Task[None]) -> None:
+        if self._drains.get(conversation_key) is task:
+            del self._drains[conversation_key]
         if not task.cancelled() and task.exception() is not None:
-            log.error("turn task crashed", exc_info=task.exception())
-        if not self._tasks:
+            log.error("drain of %s crashed", conversation_key, exc_info=task.exception())
+        if not self._drains:
             self._idle.set()
 
-    # -- running ---------------------------------------------------------------------------------
-    async def run_now(self, event: InboundEvent, reply: Reply) -> Answer | None:
-        """Run a turn outside the journal (web chat, voice), still in conversation order."""
-        lane = self._lanes.setdefault(event.conversation_key, _Lane())
-        lane.users += 1
+    # -- draining --------------------------------------------------------------------------------
+    async def _drain(self, conversation_key: str, wait: float) -> None:
+        lease = f"conv:{conversation_key}"
+        if not await self._acquire(lease, wait):
+            return  # another instance holds it and will see our entry when it reads the head
+        beat = asyncio.create_task(self._heartbeat(lease), name=f"lease:{conversation_key}")
         try:
-            async with lane.lock, self._slots:
-                return await self._attempt(self.channels[event.channel], event, reply)
+            while True:
+                entry = await self.store.journal_head(conversation_key)
+                if entry is None:
+                    break
+                async with self._slots:
+                    await self._process(entry)
+        except StoreUnavailable as exc:
+            log.error("store unavailable while draining %s: %s (the sweeper retries)", conversation_key, exc)
         finally:
-            self._release(event.conversation_key, lane)
+            beat.cancel()
+            with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
+                await self.store.unlock(lease, self.instance_id)
 
-    async def _work(self, entry: JournalEntry, lane: _Lane) -> None:
-        key = entry.event.conversation_key
-        try:
-            async with lane.lock, self._slots:
-                await self._process(entry)
-        finally:
-            self._release(key, lane)
+    async def _acquire(self, lease: str, wait: float) -> bool:
+        deadline = time.monotonic() + wait
+        delay = 0.02
+        while True:
+            if await self.store.try_lock(lease, self.instance_id, self.lease_ttl):
+                return True
+            if time.monotonic() >= deadline or self._closing:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
-    def _release(self, key: str, lane: _Lane) -> None:
-        lane.users -= 1
-        if lane.users == 0 and self._lanes.get(key) is lane:
-            del self._lanes[key]
+    async def _heartbeat(self, lease: str) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            try:
+                if not await self.store.try_lock(lease, self.instance_id, self.lease_ttl):
+                    log.error("lost lease %s to another instance", lease)
+            except StoreUnavailable as exc:
+                log.warning("could not renew lease %s: %s", lease, exc)
 
     async def _process(self, entry: JournalEntry) -> None:
         event = entry.event
         channel = self.channels.get(event.channel)
-        if channel is None:
-            log.warning("event %s names unknown channel %r; marking failed", entry.key, event.channel)
-            await self.store.journal_finish(entry.key, "failed")
+        entry.attempts += 1
+        if channel is None or entry.attempts > MAX_EVENT_ATTEMPTS:
+            why = "names an unknown channel" if channel is None else f"failed {MAX_EVENT_ATTEMPTS} times"
+            log.error("event %s %s; marking it failed", entry.key, why)
+            await self._finish(entry, "failed")
             return
+        await self.store.journal_progress(entry.key, entry.progress, entry.attempts)
 
         async def save(data: dict[str, Any]) -> None:
             await self.store.journal_progress(entry.key, data, entry.attempts)
 
-        progress = Progress(entry.progress, save)
-        reply = channel.open_reply(event, progress)
-        try:
-            ok = await asyncio.wait_for(self._attempt(channel, event, reply), TURN_TIMEOUT)
-            status = "done" if ok is not None or event.kind == "feedback" else "failed"
-        except TimeoutError:
-            log.error("turn %s timed out after %.0fs", entry.key, TURN_TIMEOUT)
-            status = "failed"
-        await self.store.journal_finish(entry.key, status)
-        self.metrics.turns.labels(event.channel, status).inc()
-
-    async def _attempt(self, channel: Channel, event: InboundEvent, reply: Reply) -> Answer | None:
-        """Run the turn with the failure policy; None when it ended in an apology or gave up."""
-        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+        reply = channel.open_reply(event, Progress(entry.progress, save))
+        status: JournalStatus
+        if await self._over_rate_limit(event, reply):
+            status = "done"
+        else:
             try:
-                answer = await self.runner.run(channel, event, reply)
-                return answer if answer is not None else Answer("")
-            except ChannelPermanentError as exc:
-                self.metrics.delivery_failures.labels(event.channel, type(exc).__name__).inc()
-                log.error("channel %s refused delivery for good: %s", event.channel, exc)
-                return None
-            except ChannelRateLimited as exc:
-                wait = min(exc.retry_after, MAX_WAIT)
-                self.metrics.errors.labels("channel_rate_limited").inc()
-            except ChannelError as exc:
-                wait = _backoff(attempt)
-                self.metrics.errors.labels("channel_error").inc()
-                log.warning("channel %s failed (attempt %d): %s", event.channel, attempt, exc)
-            except (AgentAuthError, CreditsExhausted) as exc:
-                self.metrics.errors.labels("agent_" + type(exc).__name__).inc()
-                log.error("agent refused (%s, %s): the operator must act", exc.code, exc)
-                await self._apologise(reply)
-                return None
-            except AgentRateLimited as exc:
-                wait = min(exc.retry_after, MAX_WAIT)
-                self.metrics.errors.labels("agent_rate_limited").inc()
-            except AgentError as exc:
-                self.metrics.errors.labels("agent_" + type(exc).__name__).inc()
-                log.error("agent failed for %s: %s (%s)", event.key, exc, exc.code)
-                await self._apologise(reply)
-                return None
-            if attempt < DELIVERY_ATTEMPTS:
-                await asyncio.sleep(wait)
-        log.error("giving up on %s after %d attempts", event.key, DELIVERY_ATTEMPTS)
-        await self._apologise(reply)
-        return None
+                ok = await asyncio.wait_for(attempt_turn(self, channel, event, reply), TURN_TIMEOUT)
+                status = "done" if ok is not None else "failed"
+            except TimeoutError:
+                log.error("turn %s timed out after %.0fs", entry.key, TURN_TIMEOUT)
+                status = "failed"
+        await self._finish(entry, status)
 
-    async def _apologise(self, reply: Reply) -> None:
+    async def _finish(self, entry: JournalEntry, status: JournalStatus) -> None:
+        await self.store.journal_finish(entry.key, status)
+        self.metrics.turns.labels(entry.event.channel, status).inc()
+
+    async def _over_rate_limit(self, event: InboundEvent, reply: Reply) -> bool:
+        """Per-person limit: the first message over it gets one notice, later ones nothing."""
+        if not self.user_rate_limit or event.kind != "message":
+            return False
+        window = int(time.time() // 60)
+        count = await self.store.incr(f"rate:{event.identity.key()}:{window}", 60)
+        if count <= self.user_rate_limit:
+            return False
+        self.metrics.inbound_events.labels(event.channel, "rate_limited").inc()
+        if count == self.user_rate_limit + 1:
+            await reply.finish(Answer(RATE_LIMIT_TEXT))
+        return True
+
+    # -- synchronous turns (web chat, voice) -----------------------------------------------------
+    async def run_now(self, event: InboundEvent, reply: Reply) -> Answer | None:
+        """Run a turn outside the journal (the client holds the connection), in conversation order."""
+        key = event.conversation_key
+        lane = self._lanes.setdefault(key, _Lane())
+        lane.users += 1
         try:
-            await reply.fail(APOLOGY)
-        except (ChannelError, AgentError, OSError) as exc:
-            log.error("could not even send the apology: %s", exc)
+            async with lane.lock, self._slots:
+                return await attempt_turn(self, self.channels[event.channel], event, reply)
+        finally:
+            lane.users -= 1
+            if lane.users == 0:
+                del self._lanes[key]
 
     # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Resume unfinished entries now, then keep sweeping for orphaned ones."""
+        await self.sweep()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="journal-sweeper")
+
+    async def sweep(self) -> int:
+        """Kick every conversation that has unfinished entries; returns how many were kicked."""
+        pending = await self.store.journal_pending()
+        keys = {e.event.conversation_key for e in pending if e.event.channel in self.channels}
+        for key in keys:
+            self.kick(key)
+        return len(keys)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.sweep()
+            except StoreUnavailable as exc:
+                log.warning("journal sweep skipped: %s", exc)
+
     async def idle(self) -> None:
-        """Wait until no turn is scheduled or running."""
-        while self._tasks:
+        """Wait until no conversation is being drained here."""
+        while self._drains:
             await self._idle.wait()
             await asyncio.sleep(0)
 
     async def shutdown(self, grace: float) -> None:
-        """Stop taking work; let running turns finish for ``grace`` seconds, then cancel them.
+        """Stop taking work; give running turns ``grace`` seconds, then cancel them.
 
-        A cancelled turn stays pending in the journal with its progress and is resumed next start.
+        A cancelled turn stays unfinished in the journal with its progress; the next start (or
+        another instance) resumes it.
         """
         self._closing = True
-        if self._tasks:
-            log.info("waiting up to %.0fs for %d turn(s) to finish", grace, len(self._tasks))
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        tasks = set(self._drains.values())
+        if tasks:
+            log.info("waiting up to %.0fs for %d conversation(s) to finish", grace, len(tasks))
+            _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-
-
-def _backoff(attempt: int) -> float:
-    return min(MAX_WAIT, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)

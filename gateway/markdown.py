@@ -1,12 +1,25 @@
-"""Agent Markdown to each channel's markup (stub; full renderers land with the markdown work)."""
+"""Agent Markdown to each channel's markup; the implementation lives in :mod:`gateway.markup`."""
 
 from __future__ import annotations
 
-import re
+from gateway.markup import (
+    streaming_safe,
+    to_email_text,
+    to_html,
+    to_plain,
+    to_slack,
+    to_speech,
+    to_telegram_html,
+    to_whatsapp,
+)
 
-
-def to_plain(markdown: str) -> str:
-    """Plain text: Markdown syntax removed, link targets kept as URLs."""
-    text = re.sub(r"\[([^\]]+)\]\(([^)]+)\)", r"\1 (\2)", markdown)
-    text = re.sub(r"(\*\*|__|\*|_|~~|`)", "", text)
-    return re.sub(r"^#+\s*", "", text, flags=re.M)
+__all__ = [
+    "streaming_safe",
+    "to_email_text",
+    "to_html",
+    "to_plain",
+    "to_slack",
+    "to_speech",
+    "to_telegram_html",
+    "to_whatsapp",
+]

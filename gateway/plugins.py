@@ -112,4 +112,4 @@ def load_tool(name: str) -> ToolHandler | None:
     handler = _load(ep, f"tools.{name}")
     if not callable(handler):
         raise PluginError(f"tools.{name}: plugin {ep.value!r} is not callable")
-    return handler  # type: ignore[no-any-return]
+    return handler

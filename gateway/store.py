@@ -73,6 +73,10 @@ class Store(Protocol):
         """Unfinished entries, oldest first: what a restarted gateway must resume."""
         ...
 
+    async def journal_head(self, conversation_key: str) -> JournalEntry | None:
+        """The oldest unfinished entry of one conversation (the only one that may run next)."""
+        ...
+
     async def journal_progress(self, key: str, progress: dict[str, Any], attempts: int) -> None:
         """Persist what was already delivered for an entry (so a resumed turn never repeats it)."""
         ...
