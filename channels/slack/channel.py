@@ -31,7 +31,6 @@ class SlackChannel(Channel):
         super().__init__(name, settings, services)
         self.me = BotIdentity(user_id="", bot_id="", team_id="")
         self._api: SlackApi | None = None
-        self._socket: Any = None
 
     @property
     def api(self) -> SlackApi:
@@ -59,10 +58,12 @@ class SlackChannel(Channel):
         )
         self.log.info("Slack bot user %s in team %s", self.me.user_id, self.me.team_id)
 
-    async def shutdown(self) -> None:
-        if self._socket is not None:
-            await self._socket.close()
-            self._socket = None
+    async def run(self) -> None:
+        """Socket Mode's receive loop (the Events API needs none: Slack calls the webhook)."""
+        if self.settings.mode == "socket":
+            from channels.slack.socket import run_socket_mode
+
+            await run_socket_mode(self)
 
     def describe(self) -> str:
         how = "Socket Mode" if self.settings.mode == "socket" else "Events API webhook"
