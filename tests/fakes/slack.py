@@ -26,6 +26,7 @@ from slack_sdk.signature import SignatureVerifier
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test-token"
+APP_TOKEN = "xapp-1-test-token"
 BOT_USER = "UBOT0001"
 BOT_ID = "BBOT0001"
 TEAM = "T0000001"
@@ -64,8 +65,13 @@ class _Fault:
 class FakeSlack:
     """The Slack Web API under ``/api/<method>``; every request is recorded in ``calls``."""
 
-    def __init__(self, token: str = BOT_TOKEN) -> None:
+    def __init__(self, token: str = BOT_TOKEN, app_token: str = APP_TOKEN) -> None:
         self.token = token
+        self.app_token = app_token
+        #: Socket Mode: open connections, and the envelope ids the client acknowledged
+        self.sockets: list[web.WebSocketResponse] = []
+        self.acks: list[str] = []
+        self._envelopes = itertools.count(1)
         self.calls: list[SlackCall] = []
         self.messages: dict[tuple[str, str], FakeMessage] = {}
         self._faults: dict[str, list[_Fault]] = {}
@@ -77,11 +83,14 @@ class FakeSlack:
     async def __aenter__(self) -> FakeSlack:
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
+        app.router.add_get("/socket-mode", self._socket)
         self._server = TestServer(app, host="127.0.0.1")
         await self._server.start_server()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for ws in self.sockets:
+            await ws.close()
         if self._server is not None:
             await self._server.close()
 
@@ -134,7 +143,8 @@ class FakeSlack:
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else params.get("token")
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
-        if token != self.token:
+        # apps.connections.open takes the app-level token, everything else the bot token.
+        if token != (self.app_token if method == "apps.connections.open" else self.token):
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         faults = self._faults.get(method)
         if faults:
@@ -152,9 +162,41 @@ class FakeSlack:
         except _Refusal as refusal:
             return 200, {"ok": False, "error": refusal.error}, {}
 
+    # -- Socket Mode -------------------------------------------------------------------------------
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": len(self.sockets),
+                            "connection_info": {"app_id": "A0001"}})
+        async with self.changed:
+            self.changed.notify_all()
+        async for msg in ws:
+            envelope_id = json.loads(msg.data).get("envelope_id") if msg.data.startswith("{") else None
+            if envelope_id:
+                self.acks.append(envelope_id)
+                async with self.changed:
+                    self.changed.notify_all()
+        self.sockets.remove(ws)
+        return ws
+
+    async def push(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0) -> str:
+        """Send an envelope (``events_api``, ``interactive``) over the open Socket Mode link."""
+        await self.wait_for(lambda: bool(self.sockets))
+        envelope_id = f"env-{next(self._envelopes)}"
+        await self.sockets[-1].send_json({
+            "envelope_id": envelope_id, "type": kind, "payload": payload,
+            "accepts_response_payload": False, "retry_attempt": retry_attempt, "retry_reason": "",
+        })
+        return envelope_id
+
     def _new_ts(self) -> str:
         n = next(self._ts)
         return f"{1_700_000_000 + n}.{n:06d}"
+
+    def _apps_connections_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        assert self._server is not None
+        return {"url": str(self._server.make_url("/socket-mode")).replace("http://", "ws://")}
 
     def _auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"url": "https://acme.slack.com/", "team": "Acme", "user": "switchboard",
