@@ -1,0 +1,5 @@
+"""Telegram Bot API channel (``type = "telegram"``)."""
+
+from channels.telegram.channel import TelegramChannel, TelegramSettings
+
+__all__ = ["TelegramChannel", "TelegramSettings"]
