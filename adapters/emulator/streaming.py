@@ -1,0 +1,121 @@
+"""Rendering an answer: the UI message stream (both generations) and the non-streaming JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from adapters.emulator.brain import words
+from adapters.emulator.faults import CutMode
+from adapters.emulator.state import StoredMessage
+
+log = logging.getLogger(__name__)
+
+
+def events(msg: StoredMessage, meta: dict[str, Any], *, legacy: bool) -> list[dict[str, Any] | str]:
+    """The stream of one answer, ``[DONE]`` last.
+
+    Newer form: ``start``, ``text-start``/``text-delta {id}``/``text-end``, tool-input events,
+    ``finish {messageMetadata}``. Older form: ``start``, ``text-delta`` without ids,
+    ``tool-input-available``, ``finish {metadata}``.
+    """
+    out: list[dict[str, Any] | str] = [{"type": "start", "messageId": msg.id}]
+    text_id = f"text_{msg.id}"
+    deltas = words(msg.text)
+    if deltas and not legacy:
+        out.append({"type": "text-start", "id": text_id})
+    for delta in deltas:
+        out.append(
+            {"type": "text-delta", "delta": delta} if legacy else {"type": "text-delta", "id": text_id, "delta": delta}
+        )
+    if deltas and not legacy:
+        out.append({"type": "text-end", "id": text_id})
+    for record in msg.calls:
+        call_id, name = record.id, record.call.name
+        if not legacy:
+            raw = json.dumps(record.call.input)
+            half = len(raw) // 2
+            out.append({"type": "tool-input-start", "toolCallId": call_id, "toolName": name})
+            for piece in (raw[:half], raw[half:]):
+                if piece:
+                    out.append({"type": "tool-input-delta", "toolCallId": call_id, "inputTextDelta": piece})
+        out.append(
+            {"type": "tool-input-available", "toolCallId": call_id, "toolName": name, "input": record.call.input}
+        )
+    meta_key = "metadata" if legacy else "messageMetadata"
+    out.append({"type": "finish", "finishReason": msg.finish_reason or "stop", meta_key: meta})
+    out.append("[DONE]")
+    return out
+
+
+def encode(event: dict[str, Any] | str) -> bytes:
+    """One SSE event: a ``data:`` line and a blank line."""
+    payload = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    return f"data: {payload}\n\n".encode()
+
+
+async def stream(
+    request: web.Request,
+    msg: StoredMessage,
+    meta: dict[str, Any],
+    *,
+    legacy: bool,
+    token_delay: float,
+    cut: CutMode | None,
+) -> web.StreamResponse:
+    """Write the answer as ``text/event-stream``; a ``cut`` stops it halfway through the text."""
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "x-vercel-ai-ui-message-stream": "v1",
+        }
+    )
+    await resp.prepare(request)
+    plan = events(msg, meta, legacy=legacy)
+    if cut is not None:
+        plan = _cut(plan)
+    try:
+        for event in plan:
+            is_text = isinstance(event, dict) and event["type"] == "text-delta"
+            if is_text and token_delay > 0:
+                await asyncio.sleep(token_delay)
+            await resp.write(encode(event))
+        if cut == "abort" and request.transport is not None:
+            # Drop the connection mid-body: the client sees an incomplete chunked payload.
+            request.transport.close()
+            return resp
+        await resp.write_eof()
+    except ConnectionResetError:
+        log.debug("client went away during a stream")
+    return resp
+
+
+def _cut(plan: list[dict[str, Any] | str]) -> list[dict[str, Any] | str]:
+    """Keep everything up to half of the text deltas (at least one), or just ``start``."""
+    deltas = [i for i, e in enumerate(plan) if isinstance(e, dict) and e["type"] == "text-delta"]
+    if not deltas:
+        return plan[:1]
+    keep = deltas[max(0, (len(deltas) + 1) // 2 - 1)]
+    return plan[: keep + 1]
+
+
+def document(msg: StoredMessage, meta: dict[str, Any], *, legacy: bool) -> dict[str, Any]:
+    """The non-streaming answer; the older form nests the metadata under ``metadata``."""
+    body: dict[str, Any] = {
+        "id": msg.id,
+        "role": "assistant",
+        "parts": [p for p in msg.parts() if p["type"] != "tool-result"],
+        "createdAt": msg.created_at,
+    }
+    fields = {k: v for k, v in meta.items() if k != "messageId"}
+    fields["finishReason"] = msg.finish_reason or "stop"
+    if legacy:
+        body["metadata"] = {"messageId": msg.id, **fields}
+    else:
+        body.update(fields)
+    return body
