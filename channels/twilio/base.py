@@ -55,10 +55,11 @@ class TwilioChannel(Channel):
             raise WebhookRejected(403, f"missing {SIGNATURE_HEADER}")
         # Twilio signs the URL it was configured with; behind a TLS-terminating proxy that is the
         # public https URL, which the core rebuilt from ``public_url`` (never from the Host header).
+        params = form_params(request)
         validator = RequestValidator(self.settings.auth_token)
-        if not validator.validate(request.public_url, form_params(request), signature):
+        if not validator.validate(request.public_url, params, signature):
             raise WebhookRejected(403, f"bad {SIGNATURE_HEADER} for {request.public_url}")
-        account = form_params(request).get("AccountSid")
+        account = params.get("AccountSid")
         if account is not None and account != self.settings.account_sid:
             raise WebhookRejected(403, "webhook for another Twilio account")
 

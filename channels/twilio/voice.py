@@ -200,6 +200,10 @@ class TwilioVoiceChannel(TwilioChannel):
         response = VoiceResponse()
         chunk = pending.take(CHUNK_CHARS)
         if chunk:
+            if pending.said == len(chunk):
+                # How long the caller waited for the first words of the answer.
+                self.log.info("call %s step %d: speaking after %.1fs", pending.call_sid, pending.step,
+                              time.monotonic() - pending.started)
             self._say(response, to_speech(chunk))
         if pending.finished:
             return self._listen(response, pending.step + 1)
