@@ -20,23 +20,25 @@ NOTE_BLOCK_ID = "switchboard_feedback_note"
 
 def answer_blocks(mrkdwn: str, message_id: str, conversation_id: str | None, scope: str) -> list[dict[str, Any]]:
     """The last message of an answer: its text plus the feedback and retry buttons."""
-    value = button_value(message_id, conversation_id, scope)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": chunk}}
         for chunk in split_text(mrkdwn, SECTION_LIMIT)
     ]
-    blocks.append(
-        {
-            "type": "actions",
-            "block_id": ACTIONS_BLOCK_ID,
-            "elements": [
-                _button(ACTION_FEEDBACK_POSITIVE, "👍", value),
-                _button(ACTION_FEEDBACK_NEGATIVE, "👎", value),
-                _button(ACTION_RETRY, "↻ Retry", value),
-            ],
-        }
-    )
-    return blocks
+    return [*blocks, actions_block(message_id, conversation_id, scope)]
+
+
+def actions_block(message_id: str, conversation_id: str | None, scope: str) -> dict[str, Any]:
+    """The 👍 / 👎 / retry buttons; each carries the ids the agent needs."""
+    value = button_value(message_id, conversation_id, scope)
+    return {
+        "type": "actions",
+        "block_id": ACTIONS_BLOCK_ID,
+        "elements": [
+            _button(ACTION_FEEDBACK_POSITIVE, "👍", value),
+            _button(ACTION_FEEDBACK_NEGATIVE, "👎", value),
+            _button(ACTION_RETRY, "↻ Retry", value),
+        ],
+    }
 
 
 def _button(action_id: str, label: str, value: str) -> dict[str, Any]:

@@ -142,6 +142,13 @@ class SlackChannel(Channel):
         return split_text(rendered, self.settings.max_message_chars)
 
     def open_reply(self, event: InboundEvent, progress: Progress) -> Reply:
+        resumed_as_update = bool(progress.data.get("slack", {}).get("ts")) and not progress.data["slack"].get(
+            "native"
+        )
+        if self.settings.streaming == "native" and event.reply.get("thread_ts") and not resumed_as_update:
+            from channels.slack.native import NativeStreamReply
+
+            return NativeStreamReply(self, event, progress)
         return SlackReply(self, event, progress)
 
     async def send_text(self, event: InboundEvent, text: str) -> None:
