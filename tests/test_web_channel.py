@@ -336,3 +336,27 @@ async def test_check_prints_the_page_and_api_urls() -> None:
         ("chat API", "https://bot.example.com/chat/site/messages"),
     ]
     assert "same origin only" in channel.describe()
+
+
+async def test_behind_a_proxy_the_forwarded_address_is_the_client() -> None:
+    release = asyncio.Event()
+
+    async def slow(event: InboundEvent, reply: Reply) -> Answer:
+        await release.wait()
+        await reply.finish(Answer("done"))
+        return Answer("done")
+
+    async with web_chat(slow, max_concurrent_per_client=1, trust_forwarded_for=True) as (http, url, services):
+        payload = {"sessionId": "session-1", "message": "hi"}
+        first = asyncio.create_task(post(http, url, payload, **{"X-Forwarded-For": "spoofed, 203.0.113.7"}))
+        while not services.events:
+            await asyncio.sleep(0.01)
+        same = await post(http, url, {**payload, "sessionId": "session-2"}, **{"X-Forwarded-For": "203.0.113.7"})
+        assert same.status == 429
+        other = asyncio.create_task(
+            status_of(http, url, {**payload, "sessionId": "session-3"}, **{"X-Forwarded-For": "198.51.100.2"}))
+        while len(services.events) < 2:
+            await asyncio.sleep(0.01)
+        release.set()
+        assert await other == 200
+        await (await first).read()

@@ -72,7 +72,7 @@ def test_a_bad_origin_in_config_is_one_line_naming_the_key() -> None:
         WebChannel.validate("site", {"type": "web", "allowed_origins": ["https://ok.example", "example.org"]})
     assert str(info.value).startswith("channels.site.allowed_origins")
     assert "example.org" in str(info.value)
-    with pytest.raises(ConfigError, match="channels.site.colour: unknown key"):
+    with pytest.raises(ConfigError, match=r"channels\.site\.colour: unknown key"):
         WebChannel.validate("site", {"type": "web", "colour": "blue"})
 
 

@@ -48,6 +48,8 @@ class WebSettings(ChannelSettings):
     rate_per_minute: float = pydantic.Field(20, gt=0)
     #: answers one client address may have in progress at once
     max_concurrent_per_client: int = pydantic.Field(4, ge=1)
+    #: behind a reverse proxy: take the client address from the last ``X-Forwarded-For`` entry
+    trust_forwarded_for: bool = False
 
     @pydantic.field_validator("allowed_origins", mode="before")
     @classmethod
@@ -137,7 +139,7 @@ class WebChannel(Channel):
         try:
             body = await _read_capped(request, body_limit(self.settings.max_message_chars))
             chat = parse_chat_body(body, self.settings.max_message_chars)
-            with self.slots.hold(request.remote or "unknown"):
+            with self.slots.hold(self._client_address(request)):
                 self.limiter.take(chat.session_id)
                 return await self._answer(request, chat.session_id, chat.text, cors)
         except ChatRequestError as exc:
@@ -186,6 +188,14 @@ class WebChannel(Channel):
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+    def _client_address(self, request: web.Request) -> str:
+        if self.settings.trust_forwarded_for:
+            # The right-most entry is the one our own proxy appended; the others are the client's say.
+            forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
+            if forwarded:
+                return forwarded
+        return request.remote or "unknown"
 
     def _refuse(self, exc: ChatRequestError, cors: dict[str, str] | None = None) -> web.Response:
         self.services.metrics.webhook_rejected.labels(channel=self.name, status=str(exc.status)).inc()
