@@ -112,11 +112,12 @@ class SlackReply(Reply):
     async def _show(self, parts: list[str], answer: Answer | None) -> None:
         """Make the thread show ``parts``: edit posted messages, post the missing ones."""
         final = answer is not None
-        buttons = final and answer is not None and answer.message_id and self.channel.settings.buttons
+        # Buttons need the assistant message id; apologies and interim renders have none.
+        message_id = answer.message_id if answer is not None and self.channel.settings.buttons else None
         for index, part in enumerate(parts):
             blocks = None
-            if buttons and index == len(parts) - 1 and answer is not None and answer.message_id:
-                blocks = answer_blocks(part, answer.message_id, answer.conversation_id, self.event.scope)
+            if message_id and answer is not None and index == len(parts) - 1:
+                blocks = answer_blocks(part, message_id, answer.conversation_id, self.event.scope)
             if index < len(self.posted):
                 if self._shown.get(index) != (part, blocks):
                     await self._edit(index, part, blocks, patient=final)
