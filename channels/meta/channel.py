@@ -1,0 +1,189 @@
+"""Facebook Messenger and Instagram: one base, two types (``messenger``, ``instagram``).
+
+Inbound: the ``GET`` verification handshake and ``POST`` events signed with
+``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body with the app secret). Outbound: the Send
+API with ``messaging_type: RESPONSE``, plain text split at sentence boundaries to the platform's
+limit, ``typing_on`` while the agent works, and 👍/👎 quick replies under each answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any, ClassVar
+
+import pydantic
+from aiohttp import web
+
+from channels.meta.events import events_from_payload, feedback_payload
+from channels.meta.graph import SendApi
+from gateway.channel import (
+    Answer,
+    BufferedReply,
+    Channel,
+    ChannelSettings,
+    InboundRequest,
+    Progress,
+    Reply,
+    Services,
+    WebhookResult,
+)
+from gateway.config import check_url
+from gateway.errors import ChannelError, WebhookRejected
+from gateway.events import InboundEvent
+from gateway.text import split_text
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+
+class MetaSettings(ChannelSettings):
+    """``[channels.<name>]`` keys of a ``messenger`` or ``instagram`` channel."""
+
+    page_access_token: str = pydantic.Field(min_length=1, repr=False)
+    app_secret: str = pydantic.Field(min_length=1, repr=False)
+    verify_token: str = pydantic.Field(min_length=1, repr=False)
+    api_base: str = "https://graph.facebook.com/v21.0"
+    #: offer 👍/👎 quick replies under each answer
+    feedback_buttons: bool = True
+
+    @pydantic.field_validator("api_base")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_url(value).rstrip("/")
+
+
+class MetaChannel(Channel):
+    """What Messenger and Instagram share; subclasses name the type, payload object and limits."""
+
+    Settings = MetaSettings
+    #: the webhook payload's ``object`` this channel answers
+    webhook_object: ClassVar[str] = ""
+    #: platform label for humans
+    label: ClassVar[str] = ""
+    #: a byte limit on top of the character limit, where the platform counts bytes
+    max_text_bytes: ClassVar[int | None] = None
+    settings: MetaSettings
+
+    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
+        super().__init__(name, settings, services)
+        assert isinstance(settings, MetaSettings)
+        self.settings = settings
+
+    # -- inbound ---------------------------------------------------------------------------------
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get(self.webhook_path, self.handle_verification, allow_head=False), *super().routes()]
+
+    def webhook_urls(self, public_url: str) -> list[tuple[str, str]]:
+        return [("callback URL (verify token: as configured)", public_url.rstrip("/") + self.webhook_path)]
+
+    async def handle_verification(self, request: web.Request) -> web.Response:
+        """Meta's subscription handshake: echo ``hub.challenge`` when the verify token matches."""
+        query = request.query
+        token = query.get("hub.verify_token", "")
+        if query.get("hub.mode") != "subscribe" or not hmac.compare_digest(
+            token.encode(), self.settings.verify_token.encode()
+        ):
+            raise WebhookRejected(403, "verification failed: wrong hub.mode or hub.verify_token")
+        return web.Response(text=query.get("hub.challenge", ""), content_type="text/plain")
+
+    async def verify(self, request: InboundRequest) -> None:
+        given = request.headers.get(SIGNATURE_HEADER, "")
+        expected = "sha256=" + hmac.new(
+            self.settings.app_secret.encode(), request.body, hashlib.sha256
+        ).hexdigest()
+        if not hmac.compare_digest(given.strip().lower().encode(), expected.encode()):
+            raise WebhookRejected(403, f"missing or wrong {SIGNATURE_HEADER}")
+
+    async def parse(self, request: InboundRequest) -> WebhookResult:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise WebhookRejected(400, "not a Meta webhook payload")
+        if body.get("object") != self.webhook_object:
+            # Another product's events (e.g. page feed): acknowledged, or Meta retries them.
+            self.log.info("ignoring webhook object %r", body.get("object"))
+            return WebhookResult(body="EVENT_RECEIVED")
+        events = events_from_payload(body, channel=self.name, channel_type=self.type)
+        return WebhookResult(events=events, body="EVENT_RECEIVED")
+
+    # -- outbound --------------------------------------------------------------------------------
+    @property
+    def api(self) -> SendApi:
+        return SendApi(self.services.http, self.settings.api_base, self.settings.page_access_token)
+
+    def split(self, rendered: str) -> list[str]:
+        limit = self.max_text_length
+        parts = split_text(rendered, limit)
+        while self.max_text_bytes and any(len(p.encode()) > self.max_text_bytes for p in parts):
+            limit = limit * 4 // 5  # wide characters: fewer of them per message
+            parts = split_text(rendered, limit)
+        return parts
+
+    def open_reply(self, event: InboundEvent, progress: Progress) -> Reply:
+        return MetaReply(self, event, progress)
+
+    async def typing(self, event: InboundEvent) -> None:
+        try:
+            await self.api.post({"recipient": {"id": event.reply["recipient"]}, "sender_action": "typing_on"})
+        except ChannelError as exc:
+            self.log.debug("typing_on failed: %s", exc)
+
+    async def send_text(self, event: InboundEvent, text: str) -> None:
+        await self.send_message(event, text)
+
+    async def send_message(
+        self, event: InboundEvent, text: str, quick_replies: list[dict[str, str]] | None = None
+    ) -> None:
+        """One Send API text message, as a response to the user's message."""
+        message: dict[str, Any] = {"text": text}
+        if quick_replies:
+            message["quick_replies"] = quick_replies
+        await self.api.post(
+            {"recipient": {"id": event.reply["recipient"]}, "messaging_type": "RESPONSE", "message": message}
+        )
+
+    def describe(self) -> str:
+        return f"{self.label} via the Graph Send API ({self.settings.api_base})"
+
+
+class MetaReply(BufferedReply):
+    """Buffered delivery whose last part carries the 👍/👎 quick replies."""
+
+    channel: MetaChannel
+
+    async def finish(self, answer: Answer) -> None:
+        parts = self.channel.split(self.channel.render(answer.text))
+        sent = int(self.progress.data.get("parts_sent", 0))
+        buttons = None
+        if answer.message_id and self.channel.settings.feedback_buttons:
+            buttons = [
+                {"content_type": "text", "title": title, "payload": feedback_payload(sign, answer.message_id)}
+                for sign, title in (("+", "👍"), ("-", "👎"))
+            ]
+        for index in range(sent, len(parts)):
+            last = index == len(parts) - 1
+            await self.channel.send_message(self.event, parts[index], buttons if last else None)
+            self.progress.data["parts_sent"] = index + 1
+            await self.progress.save()
+
+    async def fail(self, message: str) -> None:
+        # Not through finish(): parts of a broken answer may already count as sent.
+        await self.channel.send_message(self.event, message)
+
+
+class MessengerChannel(MetaChannel):
+    """A Facebook Page's Messenger inbox."""
+
+    type = "messenger"
+    webhook_object = "page"
+    label = "Facebook Messenger"
+    max_text_length = 2000
+
+
+class InstagramChannel(MetaChannel):
+    """An Instagram professional account's inbox (linked to a Facebook Page)."""
+
+    type = "instagram"
+    webhook_object = "instagram"
+    label = "Instagram"
+    max_text_length = 1000
+    max_text_bytes = 1000

@@ -1,0 +1,97 @@
+"""Meta webhook payloads (Messenger ``object: page``, Instagram ``object: instagram``) to events.
+
+Every ``entry`` and every ``messaging`` item is read; echoes of our own sends, delivery and read
+receipts, reactions and attachment-only messages produce nothing. A quick reply sends its
+payload; a postback sends its payload, or its button title when the payload is a code such as
+``GET_STARTED``. The 👍/👎 quick replies under an answer become feedback events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from gateway.events import EventKind, Identity, InboundEvent
+
+FEEDBACK_PREFIX = "SB_FEEDBACK:"
+_SIGNS = {"+": "positive", "-": "negative"}
+_CODE = re.compile(r"[A-Z0-9_:.-]+")  # GET_STARTED, MENU_HOURS: meant for machines, not the agent
+
+
+def feedback_payload(sign: str, message_id: str) -> str:
+    """The quick-reply payload of a 👍 (``+``) or 👎 (``-``) under the answer ``message_id``."""
+    return f"{FEEDBACK_PREFIX}{sign}:{message_id}"
+
+
+def parse_feedback(payload: str | None) -> tuple[str, str] | None:
+    """``(feedback, message_id)`` of a feedback payload, None for any other payload."""
+    if not payload or not payload.startswith(FEEDBACK_PREFIX):
+        return None
+    sign, _, message_id = payload[len(FEEDBACK_PREFIX) :].partition(":")
+    if sign not in _SIGNS or not message_id:
+        return None
+    return _SIGNS[sign], message_id
+
+
+def events_from_payload(body: Any, *, channel: str, channel_type: str) -> list[InboundEvent]:
+    """The events of one webhook POST, oldest first (Meta may deliver out of order)."""
+    found: list[tuple[int, InboundEvent]] = []
+    entries = body.get("entry") if isinstance(body, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        items = entry.get("messaging")
+        for item in items if isinstance(items, list) else []:
+            event = _event(item, entry, channel, channel_type) if isinstance(item, dict) else None
+            if event is not None:
+                timestamp = item.get("timestamp")
+                found.append((timestamp if isinstance(timestamp, int) else 0, event))
+    found.sort(key=lambda pair: pair[0])  # stable: same-timestamp items keep their batch order
+    return [event for _, event in found]
+
+
+def _event(item: dict[str, Any], entry: dict[str, Any], channel: str, channel_type: str) -> InboundEvent | None:
+    sender = _id(item.get("sender"))
+    page = _id(item.get("recipient")) or str(entry.get("id") or "")
+    if not sender or not page:
+        return None
+    message, postback = item.get("message"), item.get("postback")
+    if isinstance(message, dict):
+        if message.get("is_echo") or message.get("is_deleted"):
+            return None
+        key = message.get("mid")
+        payload = (message.get("quick_reply") or {}).get("payload")
+        text = payload or message.get("text")
+    elif isinstance(postback, dict):
+        payload = postback.get("payload")
+        title = postback.get("title")
+        text = title if (payload is None or _CODE.fullmatch(payload)) and title else payload
+        key = postback.get("mid") or _postback_key(sender, item.get("timestamp"), payload, title)
+    else:
+        return None  # delivery, read, reaction, referral, optin...
+    if not isinstance(key, str) or not key or not isinstance(text, str) or not text.strip():
+        return None  # attachment-only messages (stickers, photos) carry no question
+    feedback = parse_feedback(payload if isinstance(payload, str) else None)
+    kind: EventKind = "message" if feedback is None else "feedback"
+    meta = {} if feedback is None else {"feedback": feedback[0], "message_id": feedback[1]}
+    return InboundEvent(
+        channel=channel,
+        key=key,
+        identity=Identity(channel_type, page, sender),
+        scope=sender,
+        text=text.strip() if feedback is None else "",
+        kind=kind,
+        reply={"recipient": sender},
+        meta=meta,
+    )
+
+
+def _id(party: Any) -> str:
+    return str(party.get("id") or "") if isinstance(party, dict) else ""
+
+
+def _postback_key(sender: str, timestamp: Any, payload: Any, title: Any) -> str:
+    """Postbacks from older API versions have no mid: sender, time and payload identify one."""
+    digest = hashlib.sha256(f"{payload}\x00{title}".encode()).hexdigest()[:16]
+    return f"postback:{sender}:{timestamp}:{digest}"

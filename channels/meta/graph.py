@@ -1,0 +1,80 @@
+"""The Messenger Send API (``POST {api_base}/me/messages``) and its errors, mapped once.
+
+Graph errors come as ``{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}``:
+
+* rate limits (codes 4, 17, 32, 613, or HTTP 429) → ``ChannelRateLimited`` (the core waits);
+* the 24-hour window is closed (code 10 subcode 2018278, or code 551 "person unavailable")
+  → :class:`OutsideMessagingWindow`, a ``ChannelPermanentError``: logged, counted, not retried;
+* 5xx, temporary codes 1 and 2, network failures → ``ChannelError`` (retried with backoff);
+* anything else (bad token, bad parameter) → ``ChannelPermanentError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited
+
+RATE_LIMIT_CODES = frozenset({4, 17, 32, 613})
+TRANSIENT_CODES = frozenset({1, 2})
+WINDOW_SUBCODE = 2018278
+UNAVAILABLE_CODE = 551
+#: Graph rarely says how long to wait; throttling lifts within minutes, the core caps each wait
+DEFAULT_RATE_WAIT = 20.0
+_TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+class OutsideMessagingWindow(ChannelPermanentError):
+    """The user's last message is older than 24 hours (or they cannot be reached)."""
+
+
+class SendApi:
+    """Posts Send API requests with the page access token."""
+
+    def __init__(self, http: aiohttp.ClientSession, api_base: str, access_token: str) -> None:
+        self._http = http
+        self._url = f"{api_base}/me/messages"
+        self._token = access_token
+
+    async def post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send one request; return Graph's JSON answer or raise a mapped error."""
+        try:
+            async with self._http.post(
+                self._url, params={"access_token": self._token}, json=payload, timeout=_TIMEOUT
+            ) as resp:
+                status, retry_after = resp.status, resp.headers.get("Retry-After")
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Only connection errors are described: other aiohttp errors quote the URL, token included.
+            detail = f": {exc}" if isinstance(exc, aiohttp.ClientConnectorError) else ""
+            raise ChannelError(f"Graph API unreachable: {type(exc).__name__}{detail}") from None
+        if status < 300:
+            return body if isinstance(body, dict) else {}
+        raise graph_error(status, body, retry_after)
+
+
+def graph_error(status: int, body: Any, retry_after: str | None = None) -> ChannelError:
+    """The Switchboard error for a failed Graph call."""
+    error = body.get("error") if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    code, subcode = error.get("code"), error.get("error_subcode")
+    text = f"Graph API {status} (code {code}, subcode {subcode}): {error.get('message') or 'no message'}"
+    if status == 429 or code in RATE_LIMIT_CODES:
+        return ChannelRateLimited(text, _seconds(retry_after))
+    if subcode == WINDOW_SUBCODE or code == UNAVAILABLE_CODE:
+        return OutsideMessagingWindow(f"outside Meta's 24-hour messaging window, not retried: {text}")
+    if status >= 500 or code in TRANSIENT_CODES:
+        return ChannelError(text)
+    return ChannelPermanentError(text)
+
+
+def _seconds(retry_after: str | None) -> float:
+    try:
+        return max(0.0, float(retry_after)) if retry_after else DEFAULT_RATE_WAIT
+    except ValueError:
+        return DEFAULT_RATE_WAIT
