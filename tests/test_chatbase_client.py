@@ -160,7 +160,7 @@ async def test_tool_round_trip(client: ChatbaseClient) -> None:
 
 async def test_non_streaming_tool_call(client: ChatbaseClient) -> None:
     events = await client.chat_once('call tool getWeather {"city": "Oslo"}')
-    assert [e for e in events if isinstance(e, ToolCall)][0].input == {"city": "Oslo"}
+    assert next(e for e in events if isinstance(e, ToolCall)).input == {"city": "Oslo"}
     assert finish_of(events).reason == "tool-calls"
 
 
@@ -366,9 +366,7 @@ async def test_cut_stream_raises_stream_broken_with_partial_text(client: Chatbas
     assert len(emulator.requests) == 1  # text had flowed: never retried
 
 
-async def test_dropped_connection_mid_stream_raises_stream_broken(
-    client: ChatbaseClient, emulator: Emulator
-) -> None:
+async def test_dropped_connection_mid_stream_raises_stream_broken(client: ChatbaseClient, emulator: Emulator) -> None:
     emulator.faults.cut_next_stream(abort=True)
     with pytest.raises(StreamBroken) as info:
         await collect(client.chat("long 300"))
