@@ -1,0 +1,295 @@
+"""The email channel end to end: a real Dovecot IMAP server, a real SMTP server (aiosmtpd), the gateway.
+
+Mail is put into the bot's mailbox with imaplib APPEND, exactly as a delivery agent would; what
+the gateway sends is read back from the SMTP server, and the flags it sets from Dovecot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from tests.fakes.mailserver import (  # noqa: F401  (fixtures)
+    ADDRESS,
+    Mailbox,
+    SmtpSink,
+    dovecot,
+    dovecot_server,
+    make_mail,
+    smtp_sink,
+)
+from tests.harness import running_gateway
+
+pytestmark = pytest.mark.dovecot
+
+
+def config(box: Mailbox, sink: SmtpSink, **extra: Any) -> dict[str, dict[str, Any]]:
+    return {"mail": {"type": "email", **box.settings(), **sink.settings(), "poll_interval": 0.2, **extra}}
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Wait for something the user would see; fail with ``what`` if it never happens."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def replies(sink: SmtpSink, count: int) -> list[EmailMessage]:
+    await until(lambda: len(sink.messages) >= count, f"{count} reply mail(s)")
+    return sink.messages
+
+
+def text_of(msg: EmailMessage) -> str:
+    body = msg.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def html_of(msg: EmailMessage) -> str:
+    body = msg.get_body(preferencelist=("html",))
+    assert body is not None
+    return str(body.get_content())
+
+
+async def test_new_mail_is_answered_in_thread_with_correct_headers(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
+    original = make_mail("What are your opening hours?", subject="Opening hours")
+    async with running_gateway(config(dovecot, smtp_sink, display_name="Help Desk")) as gw:
+        dovecot.append(original)
+        [reply] = await replies(smtp_sink, 1)
+        await gw.idle()
+        await until(lambda: "\\Seen" in dovecot.flags().get(original["Message-ID"], set()), "original flagged")
+
+    assert email.utils.parseaddr(reply["To"])[1].lower() == "alice@example.org"
+    assert reply["From"] == f"Help Desk <{ADDRESS}>"
+    assert reply["Subject"] == "Re: Opening hours"
+    assert reply["In-Reply-To"] == original["Message-ID"]
+    assert original["Message-ID"] in reply["References"].split()
+    assert reply["Message-ID"].endswith("@example.test>")
+    assert reply["Message-ID"] != original["Message-ID"]
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert reply.get_content_type() == "multipart/alternative"
+    assert 'You said: "Opening hours' in text_of(reply)
+    assert "What are your opening hours?" in text_of(reply)
+    assert "This is message 1 of this conversation" in text_of(reply)
+    assert "message 1 of this conversation" in html_of(reply) and "<" in html_of(reply)
+    assert smtp_sink.logins == [dovecot.user]  # SMTP AUTH with the configured login
+    assert smtp_sink.envelopes[0][1] == ["alice@example.org"]
+    assert {"\\Seen", "\\Answered"} <= dovecot.flags()[original["Message-ID"]]
+
+
+async def test_reply_in_the_thread_continues_the_conversation(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
+    first = make_mail("Do you ship to Norway?", subject="Shipping")
+    async with running_gateway(config(dovecot, smtp_sink)) as gw:
+        dovecot.append(first)
+        [answer] = await replies(smtp_sink, 1)
+        # Alice answers our reply; her client keeps only our Message-ID in References and quotes us.
+        follow_up = make_mail(
+            "And to Sweden?\n\nOn Mon, 1 Jan 2024 at 10:00, Bot <bot@example.test> wrote:\n"
+            + "".join(f"> {line}\n" for line in text_of(answer).splitlines()),
+            subject="RE: Re: Shipping",
+            in_reply_to=answer["Message-ID"],
+            references=answer["Message-ID"],
+        )
+        dovecot.append(follow_up)
+        second = (await replies(smtp_sink, 2))[1]
+        # A new thread from the same person is a new conversation.
+        dovecot.append(make_mail("Unrelated question", subject="Invoices"))
+        third = (await replies(smtp_sink, 3))[2]
+        await gw.idle()
+
+    assert "This is message 2 of this conversation" in text_of(second)
+    assert 'You said: "And to Sweden?"' in text_of(second)  # quoted history was not sent to the agent
+    assert second["Subject"] == "Re: Shipping"
+    assert second["In-Reply-To"] == follow_up["Message-ID"]
+    assert second["References"].split() == [answer["Message-ID"], follow_up["Message-ID"]]
+    assert "This is message 1 of this conversation" in text_of(third)
+
+
+async def test_auto_replies_lists_and_bounces_are_never_answered(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
+    ignored = [
+        make_mail("I am out of office", subject="Out of office", headers={"Auto-Submitted": "auto-replied"}),
+        make_mail("Weekly digest", sender="news@lists.example.org", headers={"List-Id": "<news.example.org>"}),
+        make_mail("Delivery failed", sender="MAILER-DAEMON@example.org", headers={"Return-Path": "<>"}),
+        make_mail("Ping", sender="Bot <BOT@example.test>"),  # our own address
+        make_mail("Promo", sender="noreply@shop.example.com", headers={"Precedence": "bulk"}),
+    ]
+    person = make_mail("A real question", sender="Bob <bob@example.net>", subject="Question")
+    async with running_gateway(config(dovecot, smtp_sink)) as gw:
+        for mail in ignored:
+            dovecot.append(mail)
+        dovecot.append(person)
+        # Mail is handled in arrival order, so once the person is answered the others were decided.
+        await replies(smtp_sink, 1)
+        await gw.idle()
+        requests = [r for r in gw.emulator.requests if r.path.endswith("/chat")]
+
+    assert [m["To"] for m in smtp_sink.messages] == ["Bob <bob@example.net>"]
+    assert len(requests) == 1
+    flags = dovecot.flags()
+    for mail in ignored:  # skipped mail is marked read so it is not looked at again
+        assert "\\Seen" in flags[mail["Message-ID"]]
+        assert "\\Answered" not in flags[mail["Message-ID"]]
+
+
+async def test_connection_killed_mid_idle_loses_and_repeats_nothing(
+    dovecot: Mailbox, smtp_sink: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="switchboard.channel.mail")
+    before = make_mail("Question one", subject="One")
+    during = make_mail("Question two", subject="Two")
+    after = make_mail("Question three", subject="Three")
+    async with running_gateway(config(dovecot, smtp_sink)) as gw:
+        dovecot.append(before)
+        await replies(smtp_sink, 1)
+        await until(lambda: "\\Answered" in dovecot.flags().get(before["Message-ID"], set()), "first flagged")
+        await asyncio.sleep(0.2)  # the poller is back in IDLE
+        dovecot.kick()
+        dovecot.append(during)  # arrives while the gateway is disconnected
+        await until(lambda: "IMAP reconnected" in caplog.text, "the reconnect")
+        dovecot.append(after)
+        await replies(smtp_sink, 3)
+        await gw.idle()
+        await asyncio.sleep(0.3)  # room for a duplicate to show up, were there one
+
+    assert sorted(m["In-Reply-To"] for m in smtp_sink.messages) == sorted(
+        m["Message-ID"] for m in (before, during, after)
+    )
+    assert len(smtp_sink.messages) == 3
+
+
+async def test_gateway_restart_processes_nothing_twice(
+    dovecot: Mailbox, smtp_sink: SmtpSink, tmp_path: Any
+) -> None:
+    store = f"sqlite:///{tmp_path}/state.db"
+    first = make_mail("First question", subject="First")
+    slow = make_mail("Second question", subject="Second")
+    while_down = make_mail("Third question", subject="Third")
+    async with running_gateway(config(dovecot, smtp_sink), store=store) as gw:
+        dovecot.append(first)
+        await replies(smtp_sink, 1)
+        await gw.idle()
+        # The agent is slow on the next mail: the gateway stops while that turn is in flight.
+        gw.emulator.faults.latency = 30
+        dovecot.append(slow)
+        await until(lambda: len(gw.emulator.requests) >= 2, "the second agent call")
+    assert len(smtp_sink.messages) == 1
+    dovecot.append(while_down)
+    async with running_gateway(config(dovecot, smtp_sink), store=store) as gw:
+        await replies(smtp_sink, 3)
+        await gw.idle()
+        await asyncio.sleep(0.3)
+
+    answered = [m["In-Reply-To"] for m in smtp_sink.messages]
+    assert sorted(answered) == sorted(m["Message-ID"] for m in (first, slow, while_down))
+
+
+async def test_html_only_mail(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
+    mail = make_mail(subject="Order")
+    mail.set_content(
+        "<html><head><style>p {color: red}</style></head><body><p>Where is <b>order 1234</b>?</p>"
+        '<div class="gmail_quote">On Mon, Bot wrote:<blockquote>old answer</blockquote></div></body></html>',
+        subtype="html",
+    )
+    async with running_gateway(config(dovecot, smtp_sink)) as gw:
+        dovecot.append(mail)
+        [reply] = await replies(smtp_sink, 1)
+        await gw.idle()
+        asked = [r.json for r in gw.emulator.requests if r.path.endswith("/chat")]
+
+    assert "Here is what I found for order 1234" in text_of(reply)
+    assert "Where is order 1234?" in str(asked[0])
+    assert "color" not in str(asked[0]) and "old answer" not in str(asked[0])
+
+
+async def test_non_utf8_mail_with_encoded_subject(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
+    raw = (
+        "From: =?iso-8859-1?q?Ren=E9e_M=FCller?= <renee@example.org>\r\n"
+        f"To: {ADDRESS}\r\n"
+        "Subject: =?iso-8859-1?q?Caf=E9_men=FC?=\r\n"
+        "Message-ID: <latin1@example.org>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=windows-1252\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n"
+    ).encode() + "Is the café open? A crème brûlée costs €5 – right?\r\n".encode("cp1252")
+    broken = (
+        "From: Zoe <zoe@example.org>\r\n"
+        f"To: {ADDRESS}\r\n"
+        "Subject: =?x-unknown?q?Hi=FF?= there\r\n"
+        "Message-ID: <bogus@example.org>\r\n"
+        "Content-Type: text/plain; charset=x-no-such-charset\r\n\r\n"
+    ).encode() + b"Plain question \xff\xfe\r\n"
+    async with running_gateway(config(dovecot, smtp_sink)) as gw:
+        dovecot.append(raw)
+        dovecot.append(broken)
+        await replies(smtp_sink, 2)
+        await gw.idle()
+
+    by_thread = {m["In-Reply-To"]: m for m in smtp_sink.messages}
+    latin = by_thread["<latin1@example.org>"]
+    assert latin["Subject"] == "Re: Café menü"
+    assert "Is the café open? A crème brûlée costs €5 – right?" in text_of(latin)
+    assert latin["To"] == "Renée Müller <renee@example.org>"
+    assert "Plain question" in text_of(by_thread["<bogus@example.org>"])
+
+
+async def test_polling_when_the_server_has_no_idle(dovecot_server: Any, smtp_sink: SmtpSink) -> None:
+    box = dovecot_server.mailbox(idle=False)
+    async with running_gateway(config(box, smtp_sink)) as gw:
+        await until(lambda: gw.channel("mail").poller.scanned.is_set(), "the first scan")
+        mail = make_mail("Polling works?")
+        box.append(mail)
+        [reply] = await replies(smtp_sink, 1)
+        await gw.idle()
+    assert reply["In-Reply-To"] == mail["Message-ID"]
+
+
+async def test_answered_mail_moves_to_the_processed_folder(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
+    mail = make_mail("Please file me")
+    async with running_gateway(config(dovecot, smtp_sink, processed_mailbox="Answered")) as gw:
+        dovecot.append(mail)
+        await replies(smtp_sink, 1)
+        await gw.idle()
+        await until(lambda: mail["Message-ID"] in dovecot.flags("Answered"), "the move")
+    assert mail["Message-ID"] not in dovecot.flags()
+    assert "\\Seen" in dovecot.flags("Answered")[mail["Message-ID"]]
+
+
+async def test_replies_per_sender_are_capped(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
+    mails = [make_mail(f"Question {i}", subject=f"Topic {i}") for i in range(3)]
+    other = make_mail("From someone else", sender="carol@example.net")
+    async with running_gateway(config(dovecot, smtp_sink, max_replies_per_hour=2)) as gw:
+        for mail in [*mails, other]:
+            dovecot.append(mail)
+        await replies(smtp_sink, 3)
+        await gw.idle()
+    answered = {m["In-Reply-To"] for m in smtp_sink.messages}
+    assert answered == {mails[0]["Message-ID"], mails[1]["Message-ID"], other["Message-ID"]}
+    assert "\\Seen" in dovecot.flags()[mails[2]["Message-ID"]]
+
+
+async def test_smtp_4xx_is_retried_and_5xx_is_not(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
+    greylisted = make_mail("Try me twice", subject="Greylisted")
+    refused = make_mail("Never delivered", sender="dave@example.net", subject="Refused")
+    async with running_gateway(config(dovecot, smtp_sink)) as gw:
+        smtp_sink.fail_next("451 4.7.1 Greylisted, try again later")
+        dovecot.append(greylisted)
+        [reply] = await replies(smtp_sink, 1)
+        await gw.idle()
+        smtp_sink.fail_next("554 5.7.1 Message rejected", count=10)
+        dovecot.append(refused)
+        await until(lambda: not smtp_sink._fail or len(smtp_sink._fail) < 10, "the refused attempt")
+        await gw.idle()
+        failures = gw.services.metrics.delivery_failures.labels("mail", "ChannelPermanentError")._value.get()
+    assert reply["In-Reply-To"] == greylisted["Message-ID"]
+    assert len(smtp_sink.messages) == 1
+    assert len(smtp_sink._fail) == 9  # one attempt only: a 5xx is not retried
+    assert failures == 1
