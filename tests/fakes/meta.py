@@ -6,8 +6,8 @@
         ... graph.texts_to(PSID), graph.actions_to(PSID)
 
 ``POST /me/messages?access_token=…`` is recorded and answered like Graph: a wrong token is
-error 190, a text over the limit is error 100, ``fail_next`` returns a chosen Graph error (rate
-limit, closed 24-hour window, 5xx). Signatures are computed here with ``hmac`` exactly as Meta
+error 190, a text over the limit is error 100, ``fail_next`` makes the next text sends return a
+chosen Graph error (rate limit, closed 24-hour window, 5xx). Signatures are computed here with ``hmac`` exactly as Meta
 documents, independently of the channel's own check.
 """
 
@@ -97,7 +97,7 @@ class FakeGraph:
         if query.get("access_token") != self.token:
             return self._error(query, body, 400, {"message": "Invalid OAuth access token.", "code": 190})
         for fault in self._faults:
-            if fault.count > 0:
+            if fault.count > 0 and "message" in body:  # typing indicators never fail here
                 fault.count -= 1
                 return self._error(query, body, fault.status, fault.error, fault.headers)
         recipient = (body.get("recipient") or {}).get("id")
