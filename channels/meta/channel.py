@@ -74,7 +74,7 @@ class MetaChannel(Channel):
         return [web.get(self.webhook_path, self.handle_verification, allow_head=False), *super().routes()]
 
     def webhook_urls(self, public_url: str) -> list[tuple[str, str]]:
-        return [("callback URL (verify token: as configured)", public_url.rstrip("/") + self.webhook_path)]
+        return [("Callback URL", public_url.rstrip("/") + self.webhook_path)]
 
     async def handle_verification(self, request: web.Request) -> web.Response:
         """Meta's subscription handshake: echo ``hub.challenge`` when the verify token matches."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from collections.abc import Coroutine
 from typing import Any, Literal
 
@@ -30,6 +31,8 @@ from gateway.errors import ChannelError, ChannelPermanentError, ConfigError, Web
 from gateway.events import InboundEvent
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+_TOKEN = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
+_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 #: the only updates the bot subscribes to
 ALLOWED_UPDATES = [UpdateType.MESSAGE, UpdateType.CALLBACK_QUERY]
 #: seconds that background calls (callback answers) get to finish at shutdown
@@ -39,9 +42,9 @@ SHUTDOWN_GRACE = 2.0
 class TelegramSettings(ChannelSettings):
     """``[channels.<name>]`` keys of a ``telegram`` channel."""
 
-    bot_token: str = pydantic.Field(pattern=r"^[0-9]+:[A-Za-z0-9_-]+$", repr=False)
+    bot_token: str = pydantic.Field(repr=False)
     #: what Telegram sends in X-Telegram-Bot-Api-Secret-Token (required for webhooks)
-    secret_token: str | None = pydantic.Field(None, pattern=r"^[A-Za-z0-9_-]{1,256}$", repr=False)
+    secret_token: str | None = pydantic.Field(None, repr=False)
     api_base: str = "https://api.telegram.org"
     #: "webhook" (Telegram POSTs to us) or "polling" (we call getUpdates; no public URL needed)
     mode: Literal["webhook", "polling"] = "webhook"
@@ -51,6 +54,20 @@ class TelegramSettings(ChannelSettings):
     poll_timeout: int = pydantic.Field(30, ge=0, le=50)
     #: show 👍/👎 under finished answers
     feedback_buttons: bool = True
+
+    @pydantic.field_validator("bot_token")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        if not _TOKEN.fullmatch(value):
+            raise ValueError("expected the token from @BotFather, like 123456789:AAE...")  # never echo it
+        return value
+
+    @pydantic.field_validator("secret_token")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is not None and not _SECRET.fullmatch(value):
+            raise ValueError("1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
 
     @pydantic.field_validator("api_base")
     @classmethod
