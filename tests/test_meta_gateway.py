@@ -103,7 +103,9 @@ async def test_a_feedback_quick_reply_reaches_the_agent() -> None:
         await gw.idle()
         [patch] = [r for r in gw.emulator.requests if r.method == "PATCH"]
         assert patch.json == {"feedback": "negative"}
-        assert thumbs_down["payload"] == feedback_payload("-", patch.path.split("/messages/")[1].split("/")[0])
+        conversation, message_id = re.fullmatch(r".*/conversations/([^/]+)/messages/([^/]+)/feedback",
+                                                patch.path).groups()  # type: ignore[union-attr]
+        assert thumbs_down["payload"] == feedback_payload("-", message_id, conversation)
         assert chats(gw) == ["rate me"]  # the tap is feedback, not a question
 
 

@@ -169,10 +169,12 @@ async def test_a_postback_without_mid_has_a_stable_key(messenger: MetaChannel) -
 
 
 async def test_a_feedback_quick_reply_is_a_feedback_event(messenger: MetaChannel) -> None:
-    body = payload([text_item("👎", quick_reply=feedback_payload("-", "msg_77"), mid="m.f")])
+    body = payload([text_item("👎", quick_reply=feedback_payload("-", "msg:77", "conv/1"), mid="m.f")])
     [found] = await parse(messenger, body)
     assert found.kind == "feedback" and found.key == "m.f"
-    assert found.meta == {"message_id": "msg_77", "feedback": "negative"}
+    assert found.meta == {"message_id": "msg:77", "feedback": "negative", "conversation_id": "conv/1"}
+    [bare] = await parse(messenger, payload([text_item("👍", quick_reply=feedback_payload("+", "m2"))]))
+    assert bare.meta == {"message_id": "m2", "feedback": "positive"}
 
 
 async def test_other_objects_are_acknowledged_and_ignored(messenger: MetaChannel) -> None:
@@ -223,6 +225,7 @@ async def test_an_answer_is_split_at_2000_with_quick_replies_on_the_last_part(
     assert "quick_replies" not in sent[0]["message"]
     assert [q["payload"] for q in sent[-1]["message"]["quick_replies"]] == [
         feedback_payload("+", "msg_9"), feedback_payload("-", "msg_9")]
+    assert [q["title"] for q in sent[-1]["message"]["quick_replies"]] == ["👍", "👎"]
     assert graph.actions_to(PSID) == ["typing_on"]
     assert graph.calls[0].body.get("sender_action") == "typing_on"  # before the text
 

@@ -156,7 +156,11 @@ class MetaReply(BufferedReply):
         buttons = None
         if answer.message_id and self.channel.settings.feedback_buttons:
             buttons = [
-                {"content_type": "text", "title": title, "payload": feedback_payload(sign, answer.message_id)}
+                {
+                    "content_type": "text",
+                    "title": title,
+                    "payload": feedback_payload(sign, answer.message_id, answer.conversation_id),
+                }
                 for sign, title in (("+", "👍"), ("-", "👎"))
             ]
         for index in range(sent, len(parts)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import Any
+from urllib.parse import quote, unquote
 
 from gateway.events import EventKind, Identity, InboundEvent
 
@@ -19,19 +20,27 @@ _SIGNS = {"+": "positive", "-": "negative"}
 _CODE = re.compile(r"[A-Z0-9_:.-]+")  # GET_STARTED, MENU_HOURS: meant for machines, not the agent
 
 
-def feedback_payload(sign: str, message_id: str) -> str:
-    """The quick-reply payload of a 👍 (``+``) or 👎 (``-``) under the answer ``message_id``."""
-    return f"{FEEDBACK_PREFIX}{sign}:{message_id}"
+def feedback_payload(sign: str, message_id: str, conversation_id: str | None = None) -> str:
+    """The quick-reply payload of a 👍 (``+``) or 👎 (``-``) under the answer ``message_id``.
+
+    The conversation id rides along so feedback on an older answer (after ``/new``) still reaches
+    the right conversation; both ids are percent-encoded, so ``:`` only ever separates fields.
+    """
+    return f"{FEEDBACK_PREFIX}{sign}:{quote(message_id, safe='')}:{quote(conversation_id or '', safe='')}"
 
 
-def parse_feedback(payload: str | None) -> tuple[str, str] | None:
-    """``(feedback, message_id)`` of a feedback payload, None for any other payload."""
+def parse_feedback(payload: str | None) -> dict[str, str] | None:
+    """The feedback event's meta for a feedback payload, None for any other payload."""
     if not payload or not payload.startswith(FEEDBACK_PREFIX):
         return None
-    sign, _, message_id = payload[len(FEEDBACK_PREFIX) :].partition(":")
+    sign, _, rest = payload[len(FEEDBACK_PREFIX) :].partition(":")
+    message_id, _, conversation_id = rest.partition(":")
     if sign not in _SIGNS or not message_id:
         return None
-    return _SIGNS[sign], message_id
+    meta = {"feedback": _SIGNS[sign], "message_id": unquote(message_id)}
+    if conversation_id:
+        meta["conversation_id"] = unquote(conversation_id)
+    return meta
 
 
 def events_from_payload(body: Any, *, channel: str, channel_type: str) -> list[InboundEvent]:
@@ -74,7 +83,6 @@ def _event(item: dict[str, Any], entry: dict[str, Any], channel: str, channel_ty
         return None  # attachment-only messages (stickers, photos) carry no question
     feedback = parse_feedback(payload if isinstance(payload, str) else None)
     kind: EventKind = "message" if feedback is None else "feedback"
-    meta = {} if feedback is None else {"feedback": feedback[0], "message_id": feedback[1]}
     return InboundEvent(
         channel=channel,
         key=key,
@@ -83,7 +91,7 @@ def _event(item: dict[str, Any], entry: dict[str, Any], channel: str, channel_ty
         text=text.strip() if feedback is None else "",
         kind=kind,
         reply={"recipient": sender},
-        meta=meta,
+        meta=feedback or {},
     )
 
 
