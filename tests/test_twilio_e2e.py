@@ -41,7 +41,8 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
 
 def agent_messages(gw: GatewayUnderTest) -> list[str]:
     """The user messages the agent received, in order."""
-    return [r["message"] for r in gw.emulator.requests if isinstance(r, dict) and r.get("message")]
+    return [r.json["message"] for r in gw.emulator.requests
+            if r.path.endswith("/chat") and isinstance(r.json, dict) and r.json.get("message")]
 
 
 def metric(gw: GatewayUnderTest, name: str, **labels: str) -> float:
@@ -252,11 +253,11 @@ async def test_streamed_long_answer_starts_early_and_loses_nothing(twilio: FakeT
     async with gateway(twilio, answer_budget=0.5) as (gw, http):
         gw.emulator.faults.token_delay = 0.01
         call = Caller(gw, http, twilio, "CA1")
-        said, _ = await call.speak(await call.post(f"{gw.url}/webhooks/phone"), "long 1200")
+        said, _ = await call.speak(await call.post(f"{gw.url}/webhooks/phone"), "long 600")
     fillers = {"One moment, please.", "Still working on it."}
     spoken = [s for s in said if s not in fillers]
     assert len(spoken) > 1  # spoken in several pieces while streaming
-    assert " ".join(spoken).split() == long_text(1200).split()
+    assert " ".join(spoken).split() == long_text(600).split()
 
 
 async def test_silence_then_goodbye_on_a_real_gateway(twilio: FakeTwilio) -> None:
