@@ -17,11 +17,13 @@ import pytest
 
 from tests.fakes.mailserver import (  # noqa: F401  (fixtures)
     ADDRESS,
+    Dovecot,
     Mailbox,
     SmtpSink,
     dovecot,
     dovecot_server,
     make_mail,
+    serving_smtp,
     smtp_sink,
 )
 from tests.harness import running_gateway
@@ -293,3 +295,35 @@ async def test_smtp_4xx_is_retried_and_5xx_is_not(dovecot: Mailbox, smtp_sink: S
     assert len(smtp_sink.messages) == 1
     assert len(smtp_sink._fail) == 9  # one attempt only: a 5xx is not retried
     assert failures == 1
+
+
+@pytest.mark.parametrize(("imap", "smtp"), [("tls", "starttls"), ("starttls", "tls")])
+async def test_tls_and_starttls_with_the_operators_ca(dovecot_server: Dovecot, imap: str, smtp: str) -> None:
+    box = dovecot_server.mailbox()
+    port = dovecot_server.tls_port if imap == "tls" else dovecot_server.port
+    imap_keys = box.settings(imap_host="localhost", imap_port=port, imap_security=imap)
+    with serving_smtp(smtp, dovecot_server.cert) as sink:
+        channel = {"type": "email", **imap_keys, **sink.settings(), "tls_ca_file": str(dovecot_server.cert)}
+        async with running_gateway({"mail": channel}) as gw:
+            mail = make_mail("Encrypted question")
+            box.append(mail)
+            [reply] = await replies(sink, 1)
+            await gw.idle()
+            await until(lambda: "\\Answered" in box.flags().get(mail["Message-ID"], set()), "original flagged")
+    assert reply["In-Reply-To"] == mail["Message-ID"]
+    assert sink.logins == [box.user]
+    logins = [line for line in dovecot_server.log().splitlines() if f"Login: user=<{box.user}>" in line]
+    # The watcher and the flagging session came over TLS (the test's own imaplib logins did not).
+    assert sum(", TLS," in line for line in logins) >= 2
+
+
+async def test_an_untrusted_certificate_is_refused(
+    dovecot_server: Dovecot, smtp_sink: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = dovecot_server.mailbox()
+    imap_keys = box.settings(imap_host="localhost", imap_port=dovecot_server.tls_port, imap_security="tls")
+    async with running_gateway({"mail": {"type": "email", **imap_keys, **smtp_sink.settings()}}) as gw:
+        box.append(make_mail("Should wait"))
+        await until(lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text, "the refused certificate")
+        assert not gw.channel("mail").poller.scanned.is_set()
+    assert smtp_sink.messages == []

@@ -12,6 +12,7 @@ import email.header
 import email.utils
 import re
 from dataclasses import dataclass, field
+from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.policy import default as default_policy
 
@@ -63,11 +64,9 @@ def parse_mail(raw: bytes) -> ParsedMail:
     sender = sender_addrs[0][1] if sender_addrs else ""
     reply_raw = _header(msg, "Reply-To")
     reply_addrs = _addresses(reply_raw)
-    if reply_addrs:
-        reply_to = ", ".join(email.utils.formataddr(a) for a in reply_addrs)
-    else:
+    if not reply_addrs:
         reply_addrs = sender_addrs[:1]
-        reply_to = email.utils.formataddr(sender_addrs[0]) if sender_addrs else ""
+    reply_to = ", ".join(_format_address(name, addr) for name, addr in reply_addrs)
     return ParsedMail(
         message_id=_first_id(_header(msg, "Message-ID")),
         sender=sender,
@@ -105,6 +104,14 @@ def _addresses(value: str) -> list[tuple[str, str]]:
     except Exception:
         return []
     return [(name, addr.strip().lower()) for name, addr in pairs if "@" in addr]
+
+
+def _format_address(name: str, addr: str) -> str:
+    """``Name <addr>`` in readable Unicode (the header policy encodes it when the mail is sent)."""
+    try:
+        return str(Address(display_name=name, addr_spec=addr))
+    except Exception:
+        return email.utils.formataddr((name, addr))
 
 
 def _first_id(value: str) -> str | None:

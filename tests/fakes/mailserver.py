@@ -15,10 +15,12 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -47,7 +49,10 @@ base_dir = {tmp}/run
 state_dir = {tmp}/state
 log_path = {tmp}/dovecot.log
 info_log_path = {tmp}/dovecot.log
-ssl = no
+# TLS is offered (STARTTLS on the plain port, implicit TLS on the imaps port), never required.
+ssl = yes
+ssl_cert = <{tmp}/cert.pem
+ssl_key = <{tmp}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
@@ -66,7 +71,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
   }}
 }}
 service pop3-login {{
@@ -83,6 +90,22 @@ service imap-login {{
 """
 
 
+def make_certificate(cert: Path, key: Path) -> None:
+    """A self-signed certificate for localhost and 127.0.0.1, valid for a day."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+
+
+def server_tls_context(cert: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, cert.with_name("key.pem"))
+    return context
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,14 +118,18 @@ class Dovecot:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.port = free_port()
+        self.tls_port = free_port()
         self.config = tmp / "dovecot.conf"
-        self.config.write_text(_CONFIG.format(tmp=tmp, port=self.port))
+        self.config.write_text(_CONFIG.format(tmp=tmp, port=self.port, tls_port=self.tls_port))
+        #: the self-signed certificate of both servers, for ``tls_ca_file``
+        self.cert = tmp / "cert.pem"
         self._users = 0
 
     def start(self) -> None:
         assert DOVECOT is not None
         # Dovecot drops privileges to "mail" and must traverse the temp dir.
         os.chmod(self.tmp, 0o755)
+        make_certificate(self.cert, self.tmp / "key.pem")
         for sub in ("mail", "home", "run", "state"):
             (self.tmp / sub).mkdir(exist_ok=True)
         # Every user exists from the start: Dovecot may miss a passwd-file change made within a second.
@@ -215,13 +242,15 @@ class SmtpSink:
     logins: list[str] = field(default_factory=list)
     _fail: list[str] = field(default_factory=list)
     port: int = 0
+    security: str = "none"
 
     def fail_next(self, reply: str, count: int = 1) -> None:
         """Answer the next ``count`` DATA commands with ``reply`` (e.g. ``451 4.3.0 try later``)."""
         self._fail.extend([reply] * count)
 
     def settings(self) -> dict[str, Any]:
-        return {"smtp_host": "127.0.0.1", "smtp_port": self.port, "smtp_security": "none"}
+        host = "127.0.0.1" if self.security == "none" else "localhost"
+        return {"smtp_host": host, "smtp_port": self.port, "smtp_security": self.security}
 
     # aiosmtpd handler hooks
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
@@ -265,26 +294,43 @@ def dovecot(dovecot_server: Dovecot) -> Mailbox:
     return dovecot_server.mailbox()
 
 
-@pytest.fixture
-def smtp_sink() -> Iterator[SmtpSink]:
-    """A real SMTP server (aiosmtpd, in a thread) that offers AUTH and keeps what it receives."""
-    sink = SmtpSink()
-    sink.port = free_port()
+@contextmanager
+def serving_smtp(security: str = "none", cert: Path | None = None) -> Iterator[SmtpSink]:
+    """A real SMTP server (aiosmtpd, in a thread) that offers AUTH and keeps what it receives.
+
+    ``security``: ``none``, ``starttls`` (required before MAIL) or ``tls`` (implicit), with ``cert``.
+    """
+    sink = SmtpSink(port=free_port(), security=security)
+    tls: dict[str, Any] = {}
+    if security == "starttls":
+        assert cert is not None
+        tls = {"tls_context": server_tls_context(cert), "require_starttls": True}
+    elif security == "tls":
+        assert cert is not None
+        tls = {"ssl_context": server_tls_context(cert)}
     controller = Controller(
         sink,
         hostname="127.0.0.1",
         port=sink.port,
         authenticator=sink.authenticate,
-        # AUTH is offered without TLS (tests have no certificates); the test checks it was used,
-        # since requiring it without TLS makes aiosmtpd warn (and warnings are errors here).
+        # AUTH is offered even without TLS; tests check it was used (requiring it without TLS
+        # makes aiosmtpd warn, and warnings are errors here).
         auth_required=False,
         auth_require_tls=False,
+        **tls,
     )
     controller.start()
     try:
         yield sink
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A plain SMTP server with AUTH that keeps what it receives."""
+    with serving_smtp() as sink:
+        yield sink
 
 
 def make_mail(
