@@ -206,3 +206,27 @@ async def test_retry_button_regenerates_the_answer_in_the_thread(slack: FakeSlac
         'You said: "try me". This is message 1 of this conversation.',
     ]
     assert len(chats(gw)) == 1  # regenerated through the retry endpoint, not asked again
+
+
+async def test_native_streaming_through_the_gateway(slack: FakeSlack) -> None:
+    async with gateway(slack, streaming="native") as (gw, http):
+        gw.emulator.faults.token_delay = 0.002
+        await post(gw, http, event_body(mention("stream it", ts="990.1")))
+        await gw.idle()
+    [answer] = slack.thread("C0001", "990.1")
+    assert answer.text == 'You said: "stream it". This is message 1 of this conversation.'
+    assert not answer.streaming and answer.blocks
+    assert slack.calls_to("chat.appendStream") and not slack.calls_to("chat.postMessage")
+
+
+def test_check_shows_where_slack_must_send_events() -> None:
+    from channels.slack import SlackChannel
+
+    settings = SlackChannel.validate("team", {"type": "slack", "bot_token": "xoxb-secret", "signing_secret": "s3"})
+    channel = SlackChannel("team", settings, None)  # type: ignore[arg-type]
+    assert channel.webhook_urls("https://bot.example.com/") == [
+        ("Event Subscriptions request URL", "https://bot.example.com/webhooks/team"),
+        ("Interactivity request URL", "https://bot.example.com/webhooks/team"),
+    ]
+    assert "xoxb-secret" not in channel.describe() and "s3" not in channel.describe()
+    assert not channel.polls

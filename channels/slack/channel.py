@@ -58,6 +58,10 @@ class SlackChannel(Channel):
         )
         self.log.info("Slack bot user %s in team %s", self.me.user_id, self.me.team_id)
 
+    @property
+    def polls(self) -> bool:
+        return self.settings.mode == "socket"
+
     async def run(self) -> None:
         """Socket Mode's receive loop (the Events API needs none: Slack calls the webhook)."""
         if self.settings.mode == "socket":
