@@ -263,6 +263,16 @@ async def test_status_callback_reports_window_failure(whatsapp: StubGateway, twi
     assert whatsapp.services.accepted == []
 
 
+async def test_status_report_on_the_main_url_is_not_a_message(whatsapp: StubGateway, twilio: FakeTwilio) -> None:
+    report = {"MessageSid": "SM9", "AccountSid": ACCOUNT_SID, "MessageStatus": "failed", "ErrorCode": "63016",
+              "To": f"whatsapp:{USER}", "From": f"whatsapp:{BOT}", "SmsStatus": "failed"}
+    status, _, _ = await twilio.post(whatsapp.http, f"{whatsapp.url}/webhooks/wa", report)
+    assert status == 200
+    assert whatsapp.services.accepted == []
+    assert metric(whatsapp, "switchboard_delivery_failures_total", channel="wa",
+                  reason="WhatsAppWindowClosed") == 1
+
+
 def test_settings_reject_unknown_keys_and_need_credentials() -> None:
     from gateway.errors import ConfigError
 

@@ -275,3 +275,15 @@ async def test_call_end_status_forgets_the_call(gw: StubGateway, twilio: FakeTwi
     assert CALL in channel.calls
     await call.post(f"{gw.url}/webhooks/voice", CallStatus="completed")
     assert CALL not in channel.calls
+
+
+def test_voice_settings_keep_the_budget_inside_twilios_timeout() -> None:
+    from gateway.errors import ConfigError
+
+    base = {"type": "twilio-voice", "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}
+    settings = TwilioVoiceChannel.validate("phone", base)
+    assert settings.language == "en-US" and settings.answer_budget == 8.0  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"channels\.phone\.answer_budget"):
+        TwilioVoiceChannel.validate("phone", {**base, "answer_budget": 14})
+    with pytest.raises(ConfigError, match=r"channels\.phone\.from: unknown key"):
+        TwilioVoiceChannel.validate("phone", {**base, "from": "+15550000000"})

@@ -111,6 +111,10 @@ class TwilioMessagingChannel(TwilioChannel):
         if not sid or not sender:
             raise WebhookRejected(400, "not a Twilio message webhook (MessageSid/From missing)")
         ack = WebhookResult(body=EMPTY_TWIML, content_type=TWIML_CONTENT_TYPE)
+        if "MessageStatus" in form and "Body" not in form:
+            # A delivery report sent to the main URL (a console "status callback" field set to it).
+            await self._status(request)
+            return ack
         body = form.get("Body", "").strip()
         if is_keyword(body):
             # Twilio already answered and updated the opt-out list; the agent must not reply too.
