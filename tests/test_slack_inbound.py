@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -252,3 +253,18 @@ async def test_malformed_interactivity_payload_is_400(channel: SlackChannel) -> 
     with pytest.raises(WebhookRejected) as info:
         await parse(channel, b"payload=%7Bnot-json", "application/x-www-form-urlencoded")
     assert info.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "block_actions", "actions": "nope", "user": "U1"},
+        {"type": "block_actions", "actions": [1, None], "container": []},
+        {"type": "view_submission", "view": {}},
+    ],
+)
+async def test_odd_interactivity_payloads_are_acknowledged_and_ignored(
+    channel: SlackChannel, payload: dict[str, Any]
+) -> None:
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    assert (await parse(channel, body, "application/x-www-form-urlencoded")).events == []

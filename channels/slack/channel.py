@@ -124,8 +124,8 @@ class SlackChannel(Channel):
         inbound = message_event(self.name, envelope, event, trigger, self.me)
         if inbound is None:
             return []
-        if trigger == "mention":
-            # From now on, replies in this thread are for us too (until the conversation expires).
+        if trigger != "dm":
+            # Replies in this thread are for us too, until it has been quiet for a conversation's lifetime.
             ttl = self.services.settings.gateway.conversation_ttl
             await self.services.store.set_value(self._thread_key(channel, thread_of(event)), "1", ttl)
         return [inbound]

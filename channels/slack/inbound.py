@@ -139,15 +139,18 @@ def action_events(name: str, payload: dict[str, Any], me: BotIdentity) -> list[I
     """Feedback and retry events from a ``block_actions`` payload (other payloads: none)."""
     if payload.get("type") != "block_actions":
         return []
-    user = payload.get("user") or {}
-    team = (payload.get("team") or {}).get("id") or user.get("team_id") or me.team_id
-    container = payload.get("container") or {}
-    message = payload.get("message") or {}
-    channel = str(container.get("channel_id") or (payload.get("channel") or {}).get("id") or "")
+    user, team_info, container, message, where = (
+        _object(payload.get(k)) for k in ("user", "team", "container", "message", "channel")
+    )
+    team = team_info.get("id") or user.get("team_id") or me.team_id
+    channel = str(container.get("channel_id") or where.get("id") or "")
     ts = str(container.get("message_ts") or message.get("ts") or "")
     thread_ts = container.get("thread_ts") or message.get("thread_ts")
     events: list[InboundEvent] = []
-    for action in payload.get("actions") or []:
+    actions = payload.get("actions")
+    for action in actions if isinstance(actions, list) else []:
+        if not isinstance(action, dict):
+            continue
         action_id = action.get("action_id")
         if action_id not in (ACTION_FEEDBACK_POSITIVE, ACTION_FEEDBACK_NEGATIVE, ACTION_RETRY):
             continue
@@ -174,9 +177,14 @@ def action_events(name: str, payload: dict[str, Any], me: BotIdentity) -> list[I
                     "thread_ts": thread_ts,
                     "ts": ts,
                     "text": message.get("text", ""),
-                    "blocks": message.get("blocks") or [],
+                    "blocks": message["blocks"] if isinstance(message.get("blocks"), list) else [],
                 },
                 meta=meta,
             )
         )
     return events
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A payload field that should be an object; anything else counts as empty."""
+    return value if isinstance(value, dict) else {}
