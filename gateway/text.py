@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import re
 
-_SENTENCE_END = re.compile(r"(?<=[.!?…。])\s+")
+# A sentence ends at . ! ? … (maybe inside closing quotes or brackets) before whitespace; CJK full
+# stops need no space after them.
+_SENTENCE_END = re.compile(r"[.!?\u2026][\"'\u201d\u2019\u00bb)\]]*\s+|[\u3002\uff01\uff1f]\s*")
+_PARAGRAPH = re.compile(r"\n[ \t]*\n")
+# Any whitespace, not only " ": a tab or no-break space is a word boundary too, and cutting next to
+# it instead keeps a word whole.
+_SPACE = re.compile(r"\s+")
 
 
 def split_text(text: str, limit: int, *, numbered: bool = False) -> list[str]:
@@ -25,6 +31,8 @@ def split_text(text: str, limit: int, *, numbered: bool = False) -> list[str]:
     # The prefix width depends on the count; iterate until the count is stable.
     reserve = len("(1/2) ")
     while True:
+        if limit - reserve < 1:
+            raise ValueError(f"a limit of {limit} leaves no room for (i/n) numbering")
         parts = _split(text, limit - reserve)
         n = len(parts)
         width = len(f"({n}/{n}) ")
@@ -50,9 +58,9 @@ def _split(text: str, limit: int) -> list[str]:
 
 
 def _best_cut(window: str, limit: int) -> int:
-    """Index to cut at: the last paragraph break, sentence end or space within the limit."""
+    """Index to cut at: the last paragraph break, sentence end, line break or space within the limit."""
     floor = limit // 3  # a cut too early makes many tiny parts; prefer a lower-priority boundary
-    para = window.rfind("\n\n", 0, limit + 1)
+    para = max((m.start() for m in _PARAGRAPH.finditer(window) if m.start() <= limit), default=-1)
     if para > floor:
         return para
     sentence = max((m.end() for m in _SENTENCE_END.finditer(window) if m.end() <= limit), default=-1)
@@ -61,7 +69,7 @@ def _best_cut(window: str, limit: int) -> int:
     line = window.rfind("\n", 0, limit + 1)
     if line > floor:
         return line
-    space = window.rfind(" ", 0, limit + 1)
+    space = max((m.start() for m in _SPACE.finditer(window) if 0 < m.start() <= limit), default=-1)
     if space > 0:
         return space
     return limit

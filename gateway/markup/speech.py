@@ -17,6 +17,7 @@ _TRAILING_PUNCT = ".,;:!?)]}'\""
 _STRAY_MARKS = re.compile(r"[*`]+")
 _TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
 _SPACES = re.compile(r"[ \t]{2,}")
+_HOST = re.compile(r"[\w-]+(?:\.[\w-]+)*")
 CODE_OMITTED = "(code omitted)"
 
 
@@ -30,7 +31,10 @@ def place(url: str) -> str:
         host = urlsplit(url).hostname
     except ValueError:  # e.g. a broken IPv6 literal
         host = None
-    return f"a link to {host.removeprefix('www.')}" if host else "a link"
+    # A host that is not a plain name (percent-escapes, odd bytes) would be spelled out: skip it.
+    if not host or not _HOST.fullmatch(host):
+        return "a link"
+    return f"a link to {host.removeprefix('www.')}"
 
 
 def _speak_url(match: re.Match[str]) -> str:

@@ -47,9 +47,9 @@ def streaming_safe(markdown: str) -> str:
     for index, line in enumerate(lines):
         match = _FENCE.match(line)
         if fence:
-            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
-                if not match.group(2).strip():
-                    fence, tail_start = "", index + 1
+            closes = match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence)
+            if closes and match and not match.group(2).strip():
+                fence, tail_start = "", index + 1
         elif match and not (match.group(1)[0] == "`" and "`" in match.group(2)):
             fence = match.group(1)
         elif not line.strip():
@@ -57,6 +57,9 @@ def streaming_safe(markdown: str) -> str:
         elif _BLOCK_START.match(line):
             tail_start = index
     if fence:
+        if lines[-1].strip() and not lines[-1].strip(fence[0] + " \t"):
+            # The closing fence is arriving ("`" of "```"): it is not code, drop it.
+            markdown = markdown[: len(markdown) - len(lines[-1])]
         return markdown + ("" if markdown.endswith("\n") else "\n") + fence
     head = "\n".join(lines[:tail_start])
     tail = _close_inline("\n".join(lines[tail_start:]))

@@ -20,9 +20,7 @@ from markdown_it.tree import SyntaxTreeNode
 # real answer yet keeps the parser's and our recursion well inside Python's default limit.
 MAX_NESTING = 50
 
-_PARSER = MarkdownIt("commonmark", {"html": False, "maxNesting": MAX_NESTING}).enable(
-    ["strikethrough", "table"]
-)
+_PARSER = MarkdownIt("commonmark", {"html": False, "maxNesting": MAX_NESTING}).enable(["strikethrough", "table"])
 _ABSOLUTE_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _STYLES = ("strong", "em", "s")
 
