@@ -66,17 +66,14 @@ class TwilioChannel(Channel):
     def signed_route(
         self, path: str, handler: Callable[[InboundRequest], Awaitable[str]]
     ) -> web.RouteDef:
-        """``POST <path>`` answered with TwiML after the same signature check as the main webhook."""
+        """``POST <path>`` answered with TwiML after the same signature check as the main webhook.
+
+        ``WebhookRejected`` propagates to the core's middleware, as from the main webhook.
+        """
 
         async def serve(request: web.Request) -> web.StreamResponse:
-            try:
-                inbound = await read_inbound(request, self.services.settings.public_url)
-                await self.verify(inbound)
-                twiml = await handler(inbound)
-            except WebhookRejected as exc:
-                self.log.warning("refused %s: %s", request.path, exc.reason)
-                self.services.metrics.webhook_rejected.labels(self.name, str(exc.status)).inc()
-                return web.Response(status=exc.status, text=exc.reason)
-            return web.Response(text=twiml, content_type=TWIML_CONTENT_TYPE)
+            inbound = await read_inbound(request, self.services.settings.public_url)
+            await self.verify(inbound)
+            return web.Response(text=await handler(inbound), content_type=TWIML_CONTENT_TYPE)
 
         return web.post(path, serve)
