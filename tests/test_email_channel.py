@@ -9,26 +9,23 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
 import pytest
 
-from tests.fakes.mailserver import (  # noqa: F401  (fixtures)
-    ADDRESS,
-    Dovecot,
-    Mailbox,
-    SmtpSink,
-    dovecot,
-    dovecot_server,
-    make_mail,
-    serving_smtp,
-    smtp_sink,
-)
+from tests.conftest_stores import PrivateRedis
+from tests.fakes import mailserver
+from tests.fakes.mailserver import ADDRESS, Dovecot, Mailbox, SmtpSink, make_mail, serving_smtp
 from tests.harness import running_gateway
 
 pytestmark = pytest.mark.dovecot
+# The mail server fixtures, made visible to this module's tests.
+dovecot_server = mailserver.dovecot_server
+dovecot = mailserver.dovecot
+smtp_sink = mailserver.smtp_sink
 
 
 def config(box: Mailbox, sink: SmtpSink, **extra: Any) -> dict[str, dict[str, Any]]:
@@ -221,7 +218,7 @@ async def test_non_utf8_mail_with_encoded_subject(dovecot: Mailbox, smtp_sink: S
         "MIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=windows-1252\r\n"
         "Content-Transfer-Encoding: 8bit\r\n\r\n"
-    ).encode() + "Is the café open? A crème brûlée costs €5 – right?\r\n".encode("cp1252")
+    ).encode() + "Is the café open? A crème brûlée costs €5 - right? Ünïcödé\r\n".encode("cp1252")
     broken = (
         "From: Zoe <zoe@example.org>\r\n"
         f"To: {ADDRESS}\r\n"
@@ -238,7 +235,7 @@ async def test_non_utf8_mail_with_encoded_subject(dovecot: Mailbox, smtp_sink: S
     by_thread = {m["In-Reply-To"]: m for m in smtp_sink.messages}
     latin = by_thread["<latin1@example.org>"]
     assert latin["Subject"] == "Re: Café menü"
-    assert "Is the café open? A crème brûlée costs €5 – right?" in text_of(latin)
+    assert "Is the café open? A crème brûlée costs €5 - right? Ünïcödé" in text_of(latin)
     assert latin["To"] == "Renée Müller <renee@example.org>"
     assert "Plain question" in text_of(by_thread["<bogus@example.org>"])
 
@@ -327,3 +324,91 @@ async def test_an_untrusted_certificate_is_refused(
         await until(lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text, "the refused certificate")
         assert not gw.channel("mail").poller.scanned.is_set()
     assert smtp_sink.messages == []
+
+
+async def test_a_renumbered_mailbox_is_rescanned_without_answering_twice(
+    dovecot: Mailbox, smtp_sink: SmtpSink, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = f"sqlite:///{tmp_path}/state.db"
+    dovecot.create("Support")
+    answered = make_mail("Answered before", subject="Old")
+    async with running_gateway(config(dovecot, smtp_sink, mailbox="Support"), store=store) as gw:
+        dovecot.append(answered, "Support")
+        await replies(smtp_sink, 1)
+        await gw.idle()
+        await until(lambda: "\\Answered" in dovecot.flags("Support").get(answered["Message-ID"], set()), "flags")
+    # The folder is rebuilt (a restore, a server migration): same mail, new UIDVALIDITY, new UIDs.
+    dovecot.delete("Support")
+    dovecot.create("Support")
+    fresh = make_mail("Arrived during the migration", subject="New")
+    dovecot.append(answered, "Support", flags="\\Seen \\Answered")
+    dovecot.append(fresh, "Support")
+    caplog.set_level(logging.WARNING, logger="switchboard.channel.mail")
+    async with running_gateway(config(dovecot, smtp_sink, mailbox="Support"), store=store) as gw:
+        await replies(smtp_sink, 2)
+        await gw.idle()
+        await asyncio.sleep(0.3)
+    assert "UIDVALIDITY of Support changed" in caplog.text
+    assert [m["In-Reply-To"] for m in smtp_sink.messages] == [answered["Message-ID"], fresh["Message-ID"]]
+
+
+async def test_first_start_answers_recent_unseen_mail_only(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
+    now = time.time()
+    ancient = make_mail("Unread for a month", subject="Ancient")
+    read = make_mail("Someone already read this", subject="Read")
+    recent = make_mail("Sent while the gateway was being set up", subject="Recent")
+    dovecot.append(ancient, received=now - 30 * 86400)
+    dovecot.append(read, flags="\\Seen")
+    dovecot.append(recent, received=now - 3600)
+    async with running_gateway(config(dovecot, smtp_sink, backlog_days=7)) as gw:
+        await until(lambda: gw.channel("mail").poller.scanned.is_set(), "the first scan")
+        await replies(smtp_sink, 1)
+        later = make_mail("New mail is always answered", subject="Later")
+        dovecot.append(later)
+        await replies(smtp_sink, 2)
+        await gw.idle()
+    assert [m["In-Reply-To"] for m in smtp_sink.messages] == [recent["Message-ID"], later["Message-ID"]]
+    assert "\\Seen" not in dovecot.flags()[ancient["Message-ID"]]  # left alone for a person
+
+
+async def test_idle_is_renewed(
+    dovecot: Mailbox, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import channels.email.inbound as inbound
+
+    monkeypatch.setattr(inbound, "IDLE_RENEW", 0.1)
+    async with running_gateway(config(dovecot, smtp_sink)) as gw:
+        poller = gw.channel("mail").poller
+        for _ in range(3):  # the watcher leaves IDLE, rescans and idles again
+            poller.scanned.clear()
+            await until(poller.scanned.is_set, "another IDLE round")
+        mail = make_mail("Still listening?")
+        dovecot.append(mail)
+        [reply] = await replies(smtp_sink, 1)
+        await gw.idle()
+    assert reply["In-Reply-To"] == mail["Message-ID"]
+
+
+@pytest.mark.redis
+async def test_two_instances_answer_each_mail_once_and_hand_over(
+    dovecot: Mailbox, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import channels.email.inbound as inbound
+
+    monkeypatch.setattr(inbound, "LEASE_TTL", 3.0)
+    first, second = make_mail("One", subject="One"), make_mail("Two", subject="Two")
+    with PrivateRedis() as redis:  # several instances share a store only through Redis
+        async with running_gateway(config(dovecot, smtp_sink), store=redis.url) as gw_a:
+            async with running_gateway(config(dovecot, smtp_sink), store=redis.url) as gw_b:
+                dovecot.append(first)
+                await replies(smtp_sink, 1)
+                await gw_a.idle()
+                await gw_b.idle()
+                watching = [gw for gw in (gw_a, gw_b) if gw.channel("mail").poller.scanned.is_set()]
+                assert len(watching) == 1  # the other instance stands by
+            # The instance that is left takes over at once.
+            dovecot.append(second)
+            await replies(smtp_sink, 2)
+            await gw_a.idle()
+            await asyncio.sleep(0.3)
+    assert [m["In-Reply-To"] for m in smtp_sink.messages] == [first["Message-ID"], second["Message-ID"]]

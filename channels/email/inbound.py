@@ -10,8 +10,12 @@ changed (the UIDs now mean other mail), the mailbox is rescanned for unseen rece
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import os
 import random
+import socket
+import uuid
 from typing import TYPE_CHECKING
 
 from channels.email.compose import ReplyTarget
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
 
 #: IDLE is re-issued this often: servers may drop an IDLE session after 30 minutes (RFC 2177)
 IDLE_RENEW = 25 * 60.0
+#: seconds a watcher's lease lasts without renewal: how long a crashed instance blocks a standby
+LEASE_TTL = 30.0
 #: a question longer than this is cut; mail bodies can be megabytes of pasted logs
 MAX_QUESTION = 16_000
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -39,10 +45,43 @@ class Poller:
         self.settings = channel.settings
         self.log = channel.log
         self.cursor_key = f"email:{channel.name}:cursor"
+        self.lease_key = f"email:{channel.name}:watcher"
         #: set after each completed scan; lets tests and operators see the loop is alive
         self.scanned = asyncio.Event()
 
     async def run(self) -> None:
+        """Watch the mailbox while holding the channel's lease in the store.
+
+        With several gateway instances on one store, one watches and the others stand by; when it
+        stops (or its lease lapses) another takes over where the cursor says.
+        """
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        while True:
+            if not await self._lease(owner):
+                await asyncio.sleep(LEASE_TTL / 3)
+                continue
+            watcher = asyncio.create_task(self._connect_forever(), name=f"imap:{self.channel.name}")
+            try:
+                while not watcher.done():
+                    await asyncio.wait([watcher], timeout=LEASE_TTL / 3)
+                    if not watcher.done() and not await self._lease(owner):
+                        self.log.warning("lost the mailbox lease of %s; standing by", self.channel.name)
+                        break
+            finally:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+                # Hand over at once instead of making a standby wait for the lease to lapse.
+                with contextlib.suppress(StoreUnavailable):
+                    await self.channel.services.store.unlock(self.lease_key, owner)
+
+    async def _lease(self, owner: str) -> bool:
+        try:
+            return await self.channel.services.store.try_lock(self.lease_key, owner, LEASE_TTL)
+        except StoreUnavailable as exc:
+            self.log.warning("cannot reach the store for the mailbox lease: %s", exc)
+            return False
+
+    async def _connect_forever(self) -> None:
         attempt = 0
         while True:
             try:

@@ -196,11 +196,15 @@ class Mailbox:
         client.login(self.user, PASSWORD)
         return client
 
-    def append(self, message: EmailMessage | bytes, mailbox: str = "INBOX", flags: str = "") -> None:
+    def append(
+        self, message: EmailMessage | bytes, mailbox: str = "INBOX", flags: str = "", received: float | None = None
+    ) -> None:
+        """Deliver ``message``; ``received`` (epoch seconds) sets its arrival date."""
         raw = message if isinstance(message, bytes) else message.as_bytes()
         client = self._client()
         try:
-            status, data = client.append(mailbox, f"({flags})" if flags else None, None, raw)
+            when = imaplib.Time2Internaldate(received) if received is not None else None
+            status, data = client.append(mailbox, f"({flags})" if flags else None, when, raw)
             assert status == "OK", data
         finally:
             client.logout()
@@ -209,6 +213,13 @@ class Mailbox:
         client = self._client()
         try:
             client.create(mailbox)
+        finally:
+            client.logout()
+
+    def delete(self, mailbox: str) -> None:
+        client = self._client()
+        try:
+            client.delete(mailbox)
         finally:
             client.logout()
 
