@@ -412,3 +412,41 @@ async def test_two_instances_answer_each_mail_once_and_hand_over(
             await gw_a.idle()
             await asyncio.sleep(0.3)
     assert [m["In-Reply-To"] for m in smtp_sink.messages] == [first["Message-ID"], second["Message-ID"]]
+
+
+async def test_a_killed_gateway_resumes_without_answering_twice(
+    dovecot: Mailbox, smtp_sink: SmtpSink, tmp_path: Any
+) -> None:
+    from adapters.emulator import Emulator
+    from gateway.cli import free_port
+    from tests.processes import GatewayProcess, write_config
+
+    emulator = Emulator()
+    first, in_flight, while_down = (make_mail(f"Question {n}", subject=n) for n in ("one", "two", "three"))
+    async with emulator.serve() as api_base:
+        port = free_port()
+        channel = config(dovecot, smtp_sink)["mail"]
+        cfg = write_config(tmp_path / "switchboard.toml", {
+            "gateway": {"host": "127.0.0.1", "port": port, "public_url": f"http://127.0.0.1:{port}",
+                        "store": f"sqlite:///{tmp_path}/state.db"},
+            "agent": {"api_base": api_base, "api_key": "k", "agent_id": "a"},
+            "channels.mail": channel,
+        })
+        gateway = GatewayProcess(cfg, port)
+        await gateway.start()
+        try:
+            dovecot.append(first)
+            await replies(smtp_sink, 1)
+            emulator.faults.latency = 30  # the next answer is in flight when the gateway dies
+            dovecot.append(in_flight)
+            await until(lambda: any("Question two" in str(r.json) for r in emulator.requests), "the agent call")
+            await gateway.kill()
+            emulator.faults.latency = 0
+            dovecot.append(while_down)
+            await gateway.start()
+            await replies(smtp_sink, 3)
+            await asyncio.sleep(0.5)  # room for a duplicate to show up, were there one
+        finally:
+            await gateway.stop()
+    answered = sorted(m["In-Reply-To"] for m in smtp_sink.messages)
+    assert answered == sorted(m["Message-ID"] for m in (first, in_flight, while_down)), gateway.read_log()
