@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -408,6 +409,27 @@ async def test_error_event_mid_stream(session: aiohttp.ClientSession) -> None:
         with pytest.raises(StreamBroken) as info:
             await collect(make_client(session, url).chat("hi"))
     assert info.value.code == "CHAT_STREAMING_ERROR" and info.value.partial_text == "Half an ans"
+
+
+@pytest.mark.parametrize("ending", [b"", b"data: [DONE]\n\n"])
+async def test_a_connection_left_open_after_the_end_loses_nothing(
+    session: aiohttp.ClientSession, ending: bytes
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b'data: {"type":"text-delta","delta":"All here."}\n\n')
+        await resp.write(b'data: {"type":"finish","finishReason":"stop","messageMetadata":{"conversationId":"c"}}\n\n')
+        await resp.write(ending)
+        await asyncio.sleep(0.5)  # then the server hangs on to the connection
+        return resp
+
+    async with raw_server(handler) as url:
+        started = time.monotonic()
+        events = await collect(make_client(session, url, timeout=0.2).chat("hi"))
+        elapsed = time.monotonic() - started
+    assert text_of(events) == "All here." and finish_of(events).conversation_id == "c"
+    assert elapsed < (0.15 if ending else 0.45)  # [DONE] ends it at once; otherwise the read timeout
 
 
 async def test_proxy_html_502_is_unavailable_and_retried(session: aiohttp.ClientSession) -> None:

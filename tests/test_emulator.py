@@ -30,7 +30,9 @@ def emulator() -> Emulator:
 @pytest.fixture
 async def api(emulator: Emulator) -> AsyncIterator[Api]:
     async with emulator.serve() as url, aiohttp.ClientSession() as session:
+        assert emulator.base_url == url
         yield Api(session, url)
+    assert emulator.base_url is None
 
 
 class Api:

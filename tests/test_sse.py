@@ -70,6 +70,7 @@ COMPLETE = {
         "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
     ),
     "noise.sse": ("Hello, world", "stop", "c_n"),
+    "metadata_after_finish.sse": ("Done.", "stop", "c_after"),
     "emulator_newer_order.sse": ("Let me check order 1234.", "tool-calls", None),
     "emulator_legacy_text.sse": ('You said: "hello". This is message 1 of this conversation.', "stop", None),
 }
@@ -154,6 +155,18 @@ def test_message_metadata_event_is_merged_into_finish() -> None:
     assert finish.credits == 2
 
 
+def test_message_metadata_sent_just_after_finish_is_merged_too() -> None:
+    events, _ = decode([sample("metadata_after_finish.sse")])
+    finish = events[-1]
+    assert isinstance(finish, Finish)
+    assert (finish.conversation_id, finish.user_message_id, finish.credits) == ("c_after", "msg_u", 3)
+
+
+def test_a_byte_order_mark_is_ignored() -> None:
+    events, complete = decode([b"\xef\xbb", b'\xbfdata: {"type":"text-delta","delta":"a"}\n\ndata: [DONE]\n\n'])
+    assert text_of(events) == "a" and complete
+
+
 def test_legacy_finish_metadata_is_read() -> None:
     events, _ = decode([sample("legacy.sse")])
     finish = events[-1]
@@ -200,8 +213,9 @@ def test_done_without_finish_still_ends_the_round() -> None:
 
 def test_finish_without_done_is_complete() -> None:
     decoder = SSEDecoder()
-    decoder.feed(b'data: {"type":"finish","finishReason":"length"}\n\n')
+    assert decoder.feed(b'data: {"type":"finish","finishReason":"length"}\n\n') == []  # held for metadata
     assert decoder.complete and not decoder.done
+    assert decoder.close() == [Finish(reason="length")]
 
 
 def test_last_event_without_trailing_blank_line_counts_at_close() -> None:

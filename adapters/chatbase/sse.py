@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 STREAMING_ERROR_CODE = "CHAT_STREAMING_ERROR"
 _DONE = "[DONE]"
 # Event types that carry nothing the gateway needs (steps, block boundaries, reasoning, sources).
-_SILENT = frozenset({"text-start", "text-end", "start-step", "finish-step", "tool-input-start", "tool-input-delta"})
+_SILENT = frozenset({"text-start", "text-end", "start-step", "finish-step"})
 
 
 class SSEDecoder:
@@ -46,6 +46,9 @@ class SSEDecoder:
     ``feed`` returns the events completed by a chunk. An ``error`` event raises
     :class:`~gateway.errors.StreamBroken` (code ``CHAT_STREAMING_ERROR``); events that preceded it
     in the same chunk are returned first and the error is raised by the next ``feed``/``close``.
+
+    :class:`~gateway.agent.Finish` is released at ``[DONE]``, at the next other event, or at
+    :meth:`close`, so a ``message-metadata`` event sent just after ``finish`` is still merged.
     """
 
     def __init__(self) -> None:
@@ -58,6 +61,8 @@ class SSEDecoder:
         self._metadata: dict[str, Any] = {}
         self._tool_inputs: dict[str, dict[str, Any]] = {}
         self._text_parts: list[str] = []
+        self._held_finish: str | None = None  # finishReason of a finish not yet released
+        self._started = False
         #: id from the ``start`` / ``message-start`` event
         self.message_id: str | None = None
         #: a ``finish`` event was seen
@@ -81,6 +86,9 @@ class SSEDecoder:
         text = self._utf8.decode(chunk)
         if not text:
             return []
+        if not self._started:
+            self._started = True
+            text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the stream
         if self._pending_cr:
             self._pending_cr = False
             if text.startswith("\n"):
@@ -97,7 +105,10 @@ class SSEDecoder:
         self._buffer += self._utf8.decode(b"", final=True)
         lines = self._split_lines(complete_tail=True)
         lines.append("")
-        return self._handle_lines(lines)
+        events = self._handle_lines(lines)
+        if self._pending_error is None:
+            events.extend(self._release_finish())
+        return events
 
     # -- lines and fields ---------------------------------------------------------------------
 
@@ -137,7 +148,9 @@ class SSEDecoder:
                 self.done = True
                 if not self.finished:
                     # [DONE] without finish still ends the round; keep the metadata we have.
-                    events.append(self._finish({"finishReason": "stop"}))
+                    self.finished = True
+                    self._held_finish = "stop"
+                events.extend(self._release_finish())
                 continue
             if isinstance(payload, dict):
                 events.extend(self._event(payload))
@@ -147,6 +160,23 @@ class SSEDecoder:
 
     def _event(self, obj: dict[str, Any]) -> list[AgentEvent]:
         kind = obj.get("type")
+        if kind == "message-metadata":
+            meta = obj.get("messageMetadata", obj.get("metadata"))
+            if isinstance(meta, dict):
+                self._metadata.update(meta)
+            return []
+        if kind == "finish":
+            events = [*self._release_finish(), *self._flush_tool_inputs()]
+            self.finished = True
+            for key in ("metadata", "messageMetadata"):
+                if isinstance(obj.get(key), dict):
+                    self._metadata.update(obj[key])
+            self._held_finish = _str(obj.get("finishReason")) or "stop"
+            return events
+        # Anything else after a finish belongs to what follows it: release the finish first.
+        return [*self._release_finish(), *self._content_event(kind, obj)]
+
+    def _content_event(self, kind: Any, obj: dict[str, Any]) -> list[AgentEvent]:
         if kind in ("start", "message-start"):
             self.message_id = _str(obj.get("messageId")) or self.message_id
             if isinstance(obj.get("messageMetadata"), dict):
@@ -167,13 +197,6 @@ class SSEDecoder:
         if kind in ("tool-input-available", "tool-call"):
             call = self._tool_available(obj)
             return [call] if call else []
-        if kind == "message-metadata":
-            meta = obj.get("messageMetadata", obj.get("metadata"))
-            if isinstance(meta, dict):
-                self._metadata.update(meta)
-            return []
-        if kind == "finish":
-            return [*self._flush_tool_inputs(), self._finish(obj)]
         if kind == "error":
             text = _str(obj.get("errorText")) or "the agent stream failed"
             self._pending_error = StreamBroken(text, code=STREAMING_ERROR_CODE, partial_text=self.text, details=obj)
@@ -217,12 +240,11 @@ class SSEDecoder:
         self._tool_inputs.clear()
         return calls
 
-    def _finish(self, obj: dict[str, Any]) -> Finish:
-        self.finished = True
-        for key in ("metadata", "messageMetadata"):
-            if isinstance(obj.get(key), dict):
-                self._metadata.update(obj[key])
-        return finish_from_metadata(_str(obj.get("finishReason")) or "stop", dict(self._metadata), self.message_id)
+    def _release_finish(self) -> list[AgentEvent]:
+        if self._held_finish is None:
+            return []
+        reason, self._held_finish = self._held_finish, None
+        return [finish_from_metadata(reason, dict(self._metadata), self.message_id)]
 
     def _raise_pending(self) -> None:
         if self._pending_error is not None:

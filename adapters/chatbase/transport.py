@@ -184,10 +184,18 @@ class Transport:
                     for event in decoder.feed(chunk):
                         progress.yielded = True
                         yield event
+                    if decoder.done:
+                        break  # nothing after [DONE] matters; do not wait for the server to close
                 for event in decoder.close():
                     progress.yielded = True
                     yield event
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            if decoder.complete:
+                # The finish had arrived; a connection that then stalls or drops lost nothing.
+                log.debug("Chatbase %s stream ended untidily after finish: %s", what, _describe(exc))
+                for event in decoder.close():
+                    yield event
+                return
             if progress.yielded:
                 raise StreamBroken(
                     f"Chatbase {what} stream broke: {_describe(exc)}", partial_text=decoder.text

@@ -70,6 +70,8 @@ class Emulator:
         self.state = State()
         self.legacy_events = legacy_events
         self.rate_limiter = RateLimiter(rate_limit_max, rate_limit_window, enforced=rate_limit)
+        #: the API base URL while :meth:`serve` runs, else None
+        self.base_url: str | None = None
 
     def app(self) -> web.Application:
         """A new aiohttp application serving this emulator (API under ``/api/v2``)."""
@@ -92,8 +94,10 @@ class Emulator:
             await site.start()
             bound_port = runner.addresses[0][1]
             shown = f"[{host}]" if ":" in host else host
-            yield f"http://{shown}:{bound_port}{API_PREFIX}"
+            self.base_url = f"http://{shown}:{bound_port}{API_PREFIX}"
+            yield self.base_url
         finally:
+            self.base_url = None
             await runner.cleanup()
 
     def reset(self) -> None:
