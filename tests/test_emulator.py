@@ -474,6 +474,8 @@ async def test_control_endpoints(api: Api, emulator: Emulator) -> None:
 
     status, _, doc = await api.call("POST", f"{api.root}/_emulator/faults", {"latency": -1})
     assert status == 400 and emulator.faults.latency == 0
+    status, _, doc = await api.call("POST", f"{api.root}/_emulator/faults", {"status": 503, "cut_next_stream": 0})
+    assert status == 400 and emulator.faults.snapshot()["pending_failures"] == []  # all or nothing
 
     _, _, recorded = await api.call("GET", f"{api.root}/_emulator/requests")
     last = recorded["data"][-1]

@@ -166,7 +166,7 @@ class Emulator:
         if request.method == "POST":
             try:
                 self.faults.apply(await request.json())
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:
                 return web.json_response(
                     {"error": {"code": "VALIDATION_INVALID_BODY", "message": str(exc)}}, status=400
                 )

@@ -93,7 +93,10 @@ class Faults:
     def apply(self, doc: Any) -> None:
         """Apply a control document: ``{"fail_next": {status, count, retry_after, code} | status,
         "cut_next_stream": count | {count, abort}, "latency": s, "token_delay": s}``; a flat
-        ``{"status", "count", "retry_after", "code"}`` also means ``fail_next``. Raises ValueError."""
+        ``{"status", "count", "retry_after", "code"}`` also means ``fail_next``.
+
+        Raises ValueError (or TypeError) on a malformed document, before changing anything.
+        """
         if not isinstance(doc, dict):
             raise ValueError("expected a JSON object")
         fail = doc.get("fail_next")
@@ -109,16 +112,23 @@ class Faults:
         for name, value in delays.items():
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number of seconds")
-        if fail is not None and (not isinstance(fail, dict) or not isinstance(fail.get("status"), int)):
-            raise ValueError("fail_next needs an integer status")
-        if cut is not None and not isinstance(cut, dict):
-            raise ValueError("cut_next_stream must be a count or an object")
+        staged = Faults()
         if fail is not None:
-            self.fail_next(
-                fail["status"], int(fail.get("count", 1)), _opt_float(fail.get("retry_after")), fail.get("code")
+            if not isinstance(fail, dict) or not isinstance(fail.get("status"), int):
+                raise ValueError("fail_next needs an integer status")
+            code = fail.get("code")
+            staged.fail_next(
+                fail["status"],
+                int(fail.get("count", 1)),
+                _opt_float(fail.get("retry_after")),
+                code if isinstance(code, str) else None,
             )
         if cut is not None:
-            self.cut_next_stream(int(cut.get("count", 1)), abort=bool(cut.get("abort", False)))
+            if not isinstance(cut, dict):
+                raise ValueError("cut_next_stream must be a count or an object")
+            staged.cut_next_stream(int(cut.get("count", 1)), abort=bool(cut.get("abort", False)))
+        self._failures.extend(staged._failures)
+        self._cuts.extend(staged._cuts)
         for name, value in delays.items():
             setattr(self, name, float(value))
 
