@@ -352,7 +352,10 @@ async def test_a_renumbered_mailbox_is_rescanned_without_answering_twice(
     assert [m["In-Reply-To"] for m in smtp_sink.messages] == [answered["Message-ID"], fresh["Message-ID"]]
 
 
-async def test_first_start_answers_recent_unseen_mail_only(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
+@pytest.mark.parametrize("backlog_days", [7, 0])
+async def test_first_start_answers_recent_unseen_mail_only(
+    dovecot: Mailbox, smtp_sink: SmtpSink, backlog_days: int
+) -> None:
     now = time.time()
     ancient = make_mail("Unread for a month", subject="Ancient")
     read = make_mail("Someone already read this", subject="Read")
@@ -360,14 +363,15 @@ async def test_first_start_answers_recent_unseen_mail_only(dovecot: Mailbox, smt
     dovecot.append(ancient, received=now - 30 * 86400)
     dovecot.append(read, flags="\\Seen")
     dovecot.append(recent, received=now - 3600)
-    async with running_gateway(config(dovecot, smtp_sink, backlog_days=7)) as gw:
+    expected = [recent] if backlog_days else []
+    async with running_gateway(config(dovecot, smtp_sink, backlog_days=backlog_days)) as gw:
         await until(lambda: gw.channel("mail").poller.scanned.is_set(), "the first scan")
-        await replies(smtp_sink, 1)
+        await replies(smtp_sink, len(expected))
         later = make_mail("New mail is always answered", subject="Later")
         dovecot.append(later)
-        await replies(smtp_sink, 2)
+        await replies(smtp_sink, len(expected) + 1)
         await gw.idle()
-    assert [m["In-Reply-To"] for m in smtp_sink.messages] == [recent["Message-ID"], later["Message-ID"]]
+    assert [m["In-Reply-To"] for m in smtp_sink.messages] == [m["Message-ID"] for m in [*expected, later]]
     assert "\\Seen" not in dovecot.flags()[ancient["Message-ID"]]  # left alone for a person
 
 

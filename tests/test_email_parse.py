@@ -88,6 +88,12 @@ def test_headers_and_body_are_decoded() -> None:
     assert parsed.thread_ids == ("<a@x>", "<root@x>")
 
 
+def test_only_the_first_reply_to_address_is_answered() -> None:
+    mail = make_mail(headers={"Reply-To": "a@example.org, b@example.org, c@example.org"})
+    parsed = parse_mail(mail.as_bytes())
+    assert parsed.reply_to == "a@example.org" and parsed.reply_addresses == ("a@example.org",)
+
+
 def test_encoded_words_and_8bit_latin1_body() -> None:
     raw = (
         b"From: =?iso-8859-1?q?Ren=E9e?= <r@example.org>\r\n"

@@ -128,15 +128,14 @@ class Poller:
                 )
             # Fix the horizon first: mail arriving during the rescan lies above it and is handled next.
             horizon = max(await session.search("UID", "*"), default=0)
-            for uid in await session.search(*self._backlog_criteria()):
+            backlog = await session.search(*self._backlog_criteria()) if self.settings.backlog_days else []
+            for uid in backlog:
                 if uid <= horizon:
                     await self.handle(session, uid)
             await self._save_cursor(validity, horizon)
         self.scanned.set()
 
     def _backlog_criteria(self) -> list[str]:
-        if self.settings.backlog_days == 0:
-            return ["UID", "0"]  # matches nothing: the backlog is left alone
         since = dt.date.today() - dt.timedelta(days=self.settings.backlog_days)
         return ["UNSEEN", "SINCE", f"{since.day}-{_MONTHS[since.month - 1]}-{since.year}"]
 
@@ -165,7 +164,7 @@ class Poller:
         if reason is None and not question:
             reason = "no text to answer"
         if reason is None:
-            reason = await self._rate_limited(mail.sender)
+            reason = await self._rate_limited(mail.reply_addresses[0])
         if reason is not None:
             self.log.info("not answering mail uid=%s from %s: %s", uid, mail.sender or "?", reason)
             self.channel.services.metrics.inbound_events.labels(self.channel.name, "skipped").inc()
@@ -191,11 +190,12 @@ class Poller:
         )
         await self.channel.services.accept([event])
 
-    async def _rate_limited(self, sender: str) -> str | None:
-        key = f"email:{self.channel.name}:rate:{sender}"
+    async def _rate_limited(self, recipient: str) -> str | None:
+        """Count answers per address they would go to: that is what stops loops and mail bombs."""
+        key = f"email:{self.channel.name}:rate:{recipient}"
         count = await self.channel.services.store.incr(key, ttl=3600)
         limit = self.settings.max_replies_per_hour
-        return f"more than {limit} mails from this sender in an hour" if count > limit else None
+        return f"already {limit} answers to {recipient} this hour" if count > limit else None
 
 
 def question_text(mail: ParsedMail) -> str:

@@ -34,7 +34,7 @@ class ParsedMail:
     message_id: str | None
     #: lower-cased address of From (empty when there is none)
     sender: str
-    #: where an answer goes: the Reply-To header, else From (display names kept)
+    #: where an answer goes: the (first) Reply-To address, else From, display name kept
     reply_to: str
     #: lower-cased addresses of reply_to
     reply_addresses: tuple[str, ...]
@@ -62,10 +62,8 @@ def parse_mail(raw: bytes) -> ParsedMail:
     msg = email.message_from_bytes(raw, policy=default_policy)
     sender_addrs = _addresses(_header(msg, "From"))
     sender = sender_addrs[0][1] if sender_addrs else ""
-    reply_raw = _header(msg, "Reply-To")
-    reply_addrs = _addresses(reply_raw)
-    if not reply_addrs:
-        reply_addrs = sender_addrs[:1]
+    # One recipient only: a forged Reply-To must not turn the bot into a mass mailer.
+    reply_addrs = _addresses(_header(msg, "Reply-To"))[:1] or sender_addrs[:1]
     reply_to = ", ".join(_format_address(name, addr) for name, addr in reply_addrs)
     return ParsedMail(
         message_id=_first_id(_header(msg, "Message-ID")),
