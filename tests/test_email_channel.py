@@ -59,7 +59,10 @@ def html_of(msg: EmailMessage) -> str:
     return str(body.get_content())
 
 
-async def test_new_mail_is_answered_in_thread_with_correct_headers(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
+async def test_new_mail_is_answered_in_thread_with_correct_headers(
+    dovecot: Mailbox, smtp_sink: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     original = make_mail("What are your opening hours?", subject="Opening hours")
     async with running_gateway(config(dovecot, smtp_sink, display_name="Help Desk")) as gw:
         dovecot.append(original)
@@ -83,6 +86,8 @@ async def test_new_mail_is_answered_in_thread_with_correct_headers(dovecot: Mail
     assert smtp_sink.logins == [dovecot.user]  # SMTP AUTH with the configured login
     assert smtp_sink.envelopes[0][1] == ["alice@example.org"]
     assert {"\\Seen", "\\Answered"} <= dovecot.flags()[original["Message-ID"]]
+    assert "IMAP" in caplog.text or "replied" in caplog.text
+    assert mailserver.PASSWORD not in caplog.text  # not even at DEBUG level
 
 
 async def test_reply_in_the_thread_continues_the_conversation(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
