@@ -77,6 +77,10 @@ class FakeServices:
         self.events.append(event)
         return await self.script(event, reply)
 
+    async def accept(self, events: list[InboundEvent]) -> list[bool]:
+        self.events.extend(events)
+        return [True] * len(events)
+
 
 async def streaming(event: InboundEvent, reply: Reply) -> Answer:
     await reply.start()
@@ -303,6 +307,21 @@ async def test_a_browser_that_leaves_does_not_break_the_turn() -> None:
         await resp.content.read(100)
         resp.close()
         await asyncio.wait_for(finished.wait(), 10)
+
+
+async def test_feedback_is_journaled_as_a_feedback_event_of_the_session() -> None:
+    async with web_chat() as (http, url, services):
+        vote = {"sessionId": "session-abc", "messageId": "msg_9", "feedback": "positive"}
+        async with http.post(url + "/feedback", json=vote) as resp:
+            assert resp.status == 202
+        async with http.post(url + "/feedback", json={**vote, "feedback": "great"}) as bad:
+            assert bad.status == 400
+        async with http.post(url + "/feedback", json=vote, headers={"Origin": "https://evil.example"}) as foreign:
+            assert foreign.status == 403
+    (event,) = services.events
+    assert (event.kind, event.scope) == ("feedback", "session-abc")
+    assert event.identity == Identity("web", "site", "session-abc")
+    assert event.meta == {"message_id": "msg_9", "feedback": "positive"}
 
 
 async def test_the_page_is_served_with_a_strict_csp() -> None:

@@ -127,3 +127,17 @@ async def test_refusals_over_the_real_gateway_are_4xx_not_500() -> None:
         big.release()
         assert chat_calls(gw.emulator) == []
     assert statuses == [400, 400, 400, 400, 400, 413, 400]
+
+
+async def test_feedback_reaches_the_agent_for_the_sessions_answer() -> None:
+    async with running_gateway(WEB) as gw, aiohttp.ClientSession() as http:
+        events = await chat(http, gw.url, "session-vote", "rate me")
+        meta = events[-1]["messageMetadata"]
+        vote = {"sessionId": "session-vote", "messageId": meta["messageId"], "feedback": "negative"}
+        async with http.post(f"{gw.url}/chat/web/feedback", json=vote) as resp:
+            assert resp.status == 202
+        await gw.idle()
+        patches = [r for r in gw.emulator.requests if r.method == "PATCH"]
+    (patch,) = patches
+    assert patch.path.endswith(f"/conversations/{meta['conversationId']}/messages/{meta['messageId']}/feedback")
+    assert patch.json == {"feedback": "negative"}

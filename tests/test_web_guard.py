@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels.web import WebChannel
 from channels.web.guard import (
+    SESSION_ID,
     ChatRequestError,
     ClientSlots,
     OriginPolicy,
     RateLimiter,
     normalise_origin,
     parse_chat_body,
+    parse_feedback_body,
 )
 from gateway.errors import ConfigError
 
@@ -56,6 +60,25 @@ def test_message_over_the_limit_is_413_and_at_the_limit_is_fine() -> None:
 )
 def test_malformed_bodies_are_400(raw: bytes) -> None:
     assert refusal(raw)[0] == 400
+
+
+def test_feedback_bodies() -> None:
+    vote = parse_feedback_body(body(sessionId="session-1", messageId="msg_1a2b", feedback="negative"))
+    assert (vote.session_id, vote.message_id, vote.feedback) == ("session-1", "msg_1a2b", "negative")
+    assert parse_feedback_body(body(sessionId="session-1", messageId="m-1", feedback=None)).feedback is None
+    for bad in [
+        body(sessionId="session-1", messageId="msg_1", feedback="meh"),
+        body(sessionId="session-1", messageId="msg_1", feedback=["positive"]),
+        body(sessionId="session-1", messageId="msg_1", feedback={"v": 1}),
+        body(sessionId="session-1", messageId=["msg_1"], feedback="positive"),
+        body(sessionId="session-1", messageId="msg_1"),  # a missing vote is not a silent "clear"
+        body(sessionId="session-1", messageId="../../x", feedback="positive"),
+        body(sessionId="session-1", messageId="", feedback="positive"),
+        body(sessionId="bad", messageId="msg_1", feedback="positive"),
+    ]:
+        with pytest.raises(ChatRequestError) as info:
+            parse_feedback_body(bad)
+        assert info.value.status == 400
 
 
 def test_origins_are_normalised_and_junk_is_refused() -> None:
@@ -140,3 +163,51 @@ def test_client_slots_cap_concurrent_requests_per_address() -> None:
     with slots.hold("1.2.3.4"), slots.hold("1.2.3.4"):
         pass  # released again
     assert slots._busy == {}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=80),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_any_body_is_accepted_or_refused_with_a_4xx(raw: bytes) -> None:
+    try:
+        chat = parse_chat_body(raw, 100)
+    except ChatRequestError as exc:
+        assert exc.status in (400, 413)
+    else:
+        assert SESSION_ID.fullmatch(chat.session_id) and chat.text and len(chat.text) <= 100
+    try:
+        vote = parse_feedback_body(raw)
+    except ChatRequestError as exc:
+        assert exc.status == 400
+    else:
+        assert vote.feedback in ("positive", "negative", None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values)
+def test_any_feedback_field_is_accepted_or_refused_with_400(value: object) -> None:
+    raw = json.dumps({"sessionId": "session-1", "messageId": value, "feedback": value}).encode()
+    try:
+        parse_feedback_body(raw)
+    except ChatRequestError as exc:
+        assert exc.status == 400
+
+
+@settings(max_examples=200, deadline=None)
+@given(session_id=st.text(max_size=70), message=json_values)
+def test_only_well_formed_session_ids_and_text_messages_pass(session_id: str, message: object) -> None:
+    raw = json.dumps({"sessionId": session_id, "message": message}).encode()
+    text_ok = isinstance(message, str) and bool(message.strip()) and len(message) <= 100
+    ok = bool(SESSION_ID.fullmatch(session_id)) and text_ok
+    try:
+        parse_chat_body(raw, 100)
+    except ChatRequestError:
+        assert not ok
+    else:
+        assert ok

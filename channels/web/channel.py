@@ -4,6 +4,7 @@
 ``{"sessionId", "message"}`` and answers with the agent's UI message stream, live. There is no
 webhook and no journal: the browser holds the connection for the whole turn, so the turn runs
 right away through ``services.run_turn``. Each sessionId is its own identity and conversation.
+``POST /chat/<name>/feedback`` records thumbs up/down on an answer (journaled, like a button).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import uuid
 
 import pydantic
 from aiohttp import web
+from pydantic_core import PydanticCustomError
 
 from channels.web.guard import (
     ChatRequestError,
@@ -24,10 +26,11 @@ from channels.web.guard import (
     body_limit,
     normalise_origin,
     parse_chat_body,
+    parse_feedback_body,
 )
 from channels.web.page import ASSETS, load_assets, security_headers, serve
 from channels.web.stream import STREAM_HEADERS, SseSink, StreamReply
-from gateway.channel import Answer, Channel, ChannelSettings, Progress, Services
+from gateway.channel import Answer, Channel, ChannelSettings, Progress, Reply, Services
 from gateway.events import Identity, InboundEvent
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,10 @@ class WebSettings(ChannelSettings):
         if isinstance(value, str):
             value = [value]
         if isinstance(value, list | tuple):
-            return tuple(normalise_origin(v) if isinstance(v, str) else v for v in value)
+            try:
+                return tuple(normalise_origin(v) if isinstance(v, str) else v for v in value)
+            except ValueError as exc:
+                raise PydanticCustomError("origin", str(exc)) from None
         return value
 
 
@@ -76,7 +82,8 @@ class WebChannel(Channel):
         self.slots = ClientSlots(s.max_concurrent_per_client)
         self._turns: set[asyncio.Task[None]] = set()
         self.assets = load_assets(s.title, s.max_message_chars)
-        listed = [o for o in s.allowed_origins]
+        self.feedback_limiter = RateLimiter(s.rate_per_minute)
+        listed = list(s.allowed_origins)
         self.page_headers = security_headers(" ".join(["'self'", *listed]) if listed else "'none'")
 
     @property
@@ -90,6 +97,8 @@ class WebChannel(Channel):
             web.get(base + "/", self.page),
             web.post(base + "/messages", self.messages),
             web.route("OPTIONS", base + "/messages", self.preflight),
+            web.post(base + "/feedback", self.feedback),
+            web.route("OPTIONS", base + "/feedback", self.preflight),
         ]
         routes += [web.get(f"{base}/static/{name}", self.static) for name in ASSETS]
         return routes
@@ -99,8 +108,9 @@ class WebChannel(Channel):
         return [("chat page", root + "/"), ("chat API", root + "/messages")]
 
     def describe(self) -> str:
-        origins = ", ".join(self.settings.allowed_origins) or "same origin only"
-        return f"web chat page at {self.base_path}/ (API origins: {origins})"
+        listed = ", ".join(self.settings.allowed_origins)
+        callers = f"same origin and {listed}" if listed else "same origin only"
+        return f"web chat page at {self.base_path}/ (API callers: {callers})"
 
     # -- page --------------------------------------------------------------------------------------
     async def redirect_to_page(self, request: web.Request) -> web.StreamResponse:
@@ -145,6 +155,31 @@ class WebChannel(Channel):
         except ChatRequestError as exc:
             return self._refuse(exc, cors)
 
+    async def feedback(self, request: web.Request) -> web.StreamResponse:
+        """Thumbs up/down on an answer: journaled like a button press, sent to the agent after."""
+        origin = request.headers.get("Origin")
+        own = _own_origin(request)
+        if not self.origins.allows(origin, own):
+            return self._refuse(ChatRequestError(403, "origin_not_allowed", "This origin may not call the chat."))
+        cors = self.origins.cors_headers(origin, own)
+        try:
+            vote = parse_feedback_body(await _read_capped(request, 4096))
+            self.feedback_limiter.take(vote.session_id)
+        except ChatRequestError as exc:
+            return self._refuse(exc, cors)
+        # The conversation comes from the session's own state, never from the client, so a
+        # session can only rate answers of its own conversation.
+        event = InboundEvent(
+            channel=self.name,
+            key=f"feedback-{uuid.uuid4().hex}",
+            identity=Identity(self.type, self.name, vote.session_id),
+            scope=vote.session_id,
+            kind="feedback",
+            meta={"message_id": vote.message_id, "feedback": vote.feedback},
+        )
+        await self.services.accept([event])
+        return web.json_response({"ok": True}, status=202, headers=cors)
+
     async def _answer(
         self, request: web.Request, session_id: str, text: str, cors: dict[str, str]
     ) -> web.StreamResponse:
@@ -169,6 +204,10 @@ class WebChannel(Channel):
         await asyncio.shield(turn)
         await reply.sink.write_eof()
         return response
+
+    def open_reply(self, event: InboundEvent, progress: Progress) -> Reply:
+        """Journaled web events (feedback) have no open connection to answer into."""
+        return _Unanswerable(self, event, progress)
 
     async def _turn(self, event: InboundEvent, reply: StreamReply) -> None:
         try:
@@ -205,6 +244,14 @@ class WebChannel(Channel):
             content_type="application/json",
             headers={**(cors or {}), **exc.headers},
         )
+
+
+class _Unanswerable(Reply):
+    """Delivery for events that arrived without a stream: the page already shows the outcome."""
+
+    async def finish(self, answer: Answer) -> None:
+        if answer.text:
+            log.info("web chat %s: no open stream for the reply to a %s event", self.channel.name, self.event.kind)
 
 
 def _own_origin(request: web.Request) -> str:

@@ -19,6 +19,9 @@ from urllib.parse import urlsplit
 
 #: what a sessionId may be: long enough to be unguessable, short and plain enough to be a key
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+#: an agent message id as the page got it in ``finish``; only ever sent back to the agent
+MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+FEEDBACK = ("positive", "negative", None)  # a tuple: `in` must not hash client JSON
 _ORIGIN = re.compile(r"(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:\d{1,5})?")
 
 
@@ -42,6 +45,15 @@ class ChatMessage:
 
     session_id: str
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRequest:
+    """Thumbs up/down (or cleared, ``None``) on one answer of a session."""
+
+    session_id: str
+    message_id: str
+    feedback: str | None
 
 
 def normalise_origin(value: str) -> str:
@@ -92,8 +104,7 @@ class OriginPolicy:
         return {}
 
 
-def parse_chat_body(body: bytes, max_chars: int) -> ChatMessage:
-    """Validate ``{"sessionId": str, "message": str}``; raise :class:`ChatRequestError`."""
+def _object_with_session(body: bytes) -> tuple[dict[str, object], str]:
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -105,12 +116,30 @@ def parse_chat_body(body: bytes, max_chars: int) -> ChatMessage:
         raise ChatRequestError(
             400, "invalid_session_id", "sessionId must be 8 to 64 characters of A-Z, a-z, 0-9, '_' or '-'."
         )
+    return data, session_id
+
+
+def parse_chat_body(body: bytes, max_chars: int) -> ChatMessage:
+    """Validate ``{"sessionId": str, "message": str}``; raise :class:`ChatRequestError`."""
+    data, session_id = _object_with_session(body)
     message = data.get("message")
     if not isinstance(message, str) or not message.strip():
         raise ChatRequestError(400, "invalid_message", "message must be a non-empty string.")
     if len(message) > max_chars:
         raise ChatRequestError(413, "message_too_long", f"message is longer than {max_chars} characters.")
     return ChatMessage(session_id, message.strip())
+
+
+def parse_feedback_body(body: bytes) -> FeedbackRequest:
+    """Validate ``{"sessionId", "messageId", "feedback": "positive" | "negative" | null}``."""
+    data, session_id = _object_with_session(body)
+    message_id = data.get("messageId")
+    if not isinstance(message_id, str) or not MESSAGE_ID.fullmatch(message_id):
+        raise ChatRequestError(400, "invalid_message_id", "messageId must be the id of an answer.")
+    feedback = data.get("feedback", "missing")
+    if feedback not in FEEDBACK:
+        raise ChatRequestError(400, "invalid_feedback", 'feedback must be "positive", "negative" or null.')
+    return FeedbackRequest(session_id, message_id, feedback if isinstance(feedback, str) else None)
 
 
 def body_limit(max_chars: int) -> int:

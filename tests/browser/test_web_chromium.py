@@ -108,6 +108,14 @@ async def test_type_a_message_and_watch_the_answer_stream(browser: Any, gateway:
     order = await say(page, "Where is order 1234?")
     await expect(order).to_contain_text("Let me check order 1234.")
     await expect(order).to_contain_text('Here is what I found for order 1234: {"eta": "Tuesday"')
+    # Thumbs up on the answer reaches the agent's feedback endpoint, and the button shows it.
+    thumbs_up = page.get_by_role("button", name="Good answer").last
+    await thumbs_up.click()
+    await expect(thumbs_up).to_have_attribute("aria-pressed", "true")
+    await expect(page.get_by_role("status")).to_have_text("Thanks for the feedback.")
+    await gateway.idle()
+    patches = [r for r in gateway.emulator.requests if r.method == "PATCH"]
+    assert [p.json for p in patches] == [{"feedback": "positive"}]
     await page.screenshot(path=SCREENSHOT, full_page=True)
 
     await page.get_by_role("button", name="New conversation").click()

@@ -162,12 +162,14 @@
   }
 
   // -- transcript -------------------------------------------------------------------------------
-  function nearBottom() {
-    return transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 80;
-  }
+  // Follow the growing answer unless the reader scrolled up to read something earlier.
+  let follow = true;
+  transcript.addEventListener("scroll", () => {
+    follow = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 40;
+  });
 
   function scrollDown(force) {
-    if (force || nearBottom()) transcript.scrollTop = transcript.scrollHeight;
+    if (force || follow) transcript.scrollTop = transcript.scrollHeight;
   }
 
   function fill(bubble, message) {
@@ -194,6 +196,56 @@
     bubble.appendChild(el("span", "visually-hidden")).textContent = "The assistant is typing…";
   }
 
+  const THUMBS = {
+    positive: ["Good answer", "M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.28a2 2 0 0 0 2-1.7l1.38-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3"],
+    negative: ["Bad answer", "M10 15v4a3 3 0 0 0 3 3l4-9V2H5.72a2 2 0 0 0-2 1.7l-1.38 9a2 2 0 0 0 2 2.3zm7-13h2.67A2.31 2.31 0 0 1 22 4v7a2.31 2.31 0 0 1-2.33 2H17"],
+  };
+
+  function icon(path) {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.appendChild(document.createElementNS(ns, "path")).setAttribute("d", path);
+    return svg;
+  }
+
+  function addFeedback(message, bubble) {
+    if (!message.messageId || message.error) return;
+    const row = el("div", "feedback");
+    row.setAttribute("role", "group");
+    row.setAttribute("aria-label", "Rate this answer");
+    for (const value of ["positive", "negative"]) {
+      const button = row.appendChild(el("button", "vote"));
+      button.type = "button";
+      button.dataset.value = value;
+      button.title = THUMBS[value][0];
+      button.setAttribute("aria-label", THUMBS[value][0]);
+      button.setAttribute("aria-pressed", String(message.feedback === value));
+      button.appendChild(icon(THUMBS[value][1]));
+      button.addEventListener("click", () => vote(message, value, row));
+    }
+    bubble.after(row);
+  }
+
+  async function vote(message, value, row) {
+    const next = message.feedback === value ? null : value; // a second click takes it back
+    try {
+      const response = await fetch("feedback", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ sessionId: state.sessionId, messageId: message.messageId, feedback: next }),
+      });
+      if (!response.ok) throw new Error(await refusal(response));
+      message.feedback = next;
+      saveState();
+      row.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.value === next)));
+      setStatus(next ? "Thanks for the feedback." : "Feedback removed.");
+    } catch (err) {
+      setStatus(err instanceof Error ? err.message : String(err), true);
+    }
+  }
+
   function renderAll() {
     transcript.textContent = "";
     if (!state.messages.length) {
@@ -201,7 +253,8 @@
       empty.id = "empty";
       empty.textContent = "Ask anything to start the conversation.";
     }
-    state.messages.forEach(addBubble);
+    state.messages.forEach((message) => addFeedback(message, addBubble(message)));
+    scrollDown(true);
   }
 
   function setStatus(text, isError) {
@@ -284,7 +337,9 @@
         else if (event.type === "error") throw new Error(event.errorText || "The answer failed.");
         else if (event.type === "finish") {
           finished = true;
-          answer.error = Boolean(event.messageMetadata && event.messageMetadata.error);
+          const meta = event.messageMetadata || {};
+          answer.error = Boolean(meta.error);
+          if (typeof meta.messageId === "string") answer.messageId = meta.messageId;
         }
         if (event.type === "text-delta" && !pending) {
           pending = true;
@@ -303,6 +358,7 @@
       bubble.removeAttribute("aria-busy");
       if (answer.text) {
         fill(bubble, answer);
+        addFeedback(answer, bubble);
         state.messages.push(answer);
         saveState();
       } else {
