@@ -82,7 +82,7 @@ async def test_type_a_message_and_watch_the_answer_stream(browser: Any, gateway:
     page = await open_chat(browser, gateway.url + "/chat/web", problems, viewport={"width": 390, "height": 780})
     await expect(page).to_have_title("Acme support")
     # Slow the agent down so the answer is visibly in progress: typing dots, then growing text.
-    gateway.emulator.faults.token_delay = 0.15
+    gateway.emulator.faults.token_delay = 0.25
     await page.get_by_label("Your message").fill("Hello from the browser")
     await page.get_by_role("button", name="Send").click()
     await expect(page.locator(".msg.user")).to_have_text("Hello from the browser")
