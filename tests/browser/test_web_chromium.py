@@ -147,11 +147,13 @@ async def test_markdown_is_rendered_safely(browser: Any, gateway: Any) -> None:
     await expect(answer).to_contain_text("Comparisons: 1 < 2 > 0 & done.")
 
     # Hostile text in the user's own message and in the answer that echoes it stays text.
-    hostile = '<img src=x onerror="window.pwned=1"> [click](javascript:window.pwned=2) **<b>x</b>**'
+    hostile = ('<img src=x onerror="window.pwned=1"> [click](javascript:window.pwned=2) **<b>x</b>**'
+               " [see https://example.org/a](https://example.com/b)")
     echoed = await say(page, hostile)
     await expect(page.locator(".msg.user").last).to_have_text(hostile)
     await expect(echoed).to_contain_text('<img src=x onerror="window.pwned=1">')
-    assert await page.locator(".msg img, .msg b, .msg a[href^='javascript']").count() == 0
+    await expect(echoed.locator("a")).to_have_attribute("href", "https://example.com/b")
+    assert await page.locator(".msg img, .msg b, .msg a[href^='javascript'], .msg a a").count() == 0
     assert await page.evaluate("window.pwned === undefined")
     assert problems == []
     await page.context.close()

@@ -80,7 +80,7 @@
     return a;
   }
 
-  function inline(text, into) {
+  function inline(text, into, inLink) {
     const re = new RegExp(INLINE.source, "g"); // own lastIndex: this function recurses
     let last = 0;
     let m;
@@ -95,16 +95,16 @@
       if (m[2] !== undefined) {
         into.appendChild(el("code")).textContent = m[2];
       } else if (m[3] !== undefined || m[4] !== undefined) {
-        inline(m[3] !== undefined ? m[3] : m[4], into.appendChild(el("strong")));
+        inline(m[3] !== undefined ? m[3] : m[4], into.appendChild(el("strong")), inLink);
       } else if (m[5] !== undefined) {
-        inline(m[5], into.appendChild(el("s")));
+        inline(m[5], into.appendChild(el("s")), inLink);
       } else if (m[6] !== undefined || m[7] !== undefined) {
-        inline(m[6] !== undefined ? m[6] : m[7], into.appendChild(el("em")));
+        inline(m[6] !== undefined ? m[6] : m[7], into.appendChild(el("em")), inLink);
       } else if (m[8] !== undefined) {
-        const a = safeLink(m[9], into);
-        inline(m[8], a || into);
+        const a = inLink ? null : safeLink(m[9], into); // links never nest
+        inline(m[8], a || into, inLink || Boolean(a));
       } else {
-        const a = safeLink(m[10], into);
+        const a = inLink ? null : safeLink(m[10], into);
         (a || into).appendChild(document.createTextNode(m[10]));
       }
     }
