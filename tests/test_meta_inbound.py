@@ -9,11 +9,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from adapters.stores.memory import MemoryStore
 from channels.meta import InstagramChannel, MessengerChannel, MetaChannel
-from channels.meta.events import feedback_payload
+from channels.meta.events import events_from_payload, feedback_payload
 from channels.meta.graph import OutsideMessagingWindow
 from gateway.channel import Answer, InboundRequest, Progress
 from gateway.config import parse_settings
@@ -196,6 +198,33 @@ async def test_odd_shapes_do_not_crash(messenger: MetaChannel) -> None:
                                                     {"id": "p", "messaging": [{"sender": {"id": "u"},
                                                                                "message": {"text": "no mid"}}]}]})
     assert await parse(messenger, body.encode()) == []
+
+
+_odd = (st.none() | st.booleans() | st.integers() | st.text(max_size=3) | st.lists(st.integers(), max_size=2)
+        | st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+# Mostly well-formed envelopes with odd values where a careless parser would trip.
+_message = st.fixed_dictionaries({
+    "mid": _odd | st.text(min_size=1), "text": _odd | st.text(min_size=1),
+    "quick_reply": _odd | st.fixed_dictionaries({"payload": _odd | st.just("SB_FEEDBACK:+:m")}),
+}, optional={"is_echo": st.booleans()})
+_postback = st.fixed_dictionaries({"mid": _odd, "payload": _odd | st.just("GET_STARTED"), "title": _odd})
+_item = st.fixed_dictionaries(
+    {"sender": st.just({"id": "u1"}), "recipient": st.just({"id": "p1"}), "timestamp": _odd},
+    optional={"message": _message, "postback": _postback | _odd},
+) | st.fixed_dictionaries({"sender": _odd, "recipient": _odd, "message": _message | _odd})
+_entries = (
+    st.lists(_item, min_size=1, max_size=3).map(lambda items: [{"id": "p1", "messaging": items}])
+    | st.lists(st.fixed_dictionaries({"id": _odd, "messaging": st.lists(_item | _odd, max_size=2) | _odd})
+               | _odd, max_size=2)
+    | _odd
+)
+
+
+@given(entries=_entries)
+@settings(max_examples=300, deadline=None)
+def test_no_payload_shape_crashes_the_parser(entries: Any) -> None:
+    for event in events_from_payload({"object": "page", "entry": entries}, channel="fb", channel_type="messenger"):
+        assert event.key and event.scope and (event.text or event.kind == "feedback")
 
 
 async def test_instagram_reads_instagram_objects(graph: FakeGraph) -> None:

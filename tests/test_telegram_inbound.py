@@ -79,7 +79,15 @@ async def test_a_missing_or_wrong_secret_is_403(channel: TelegramChannel, secret
     assert info.value.status == 403
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[]", b'{"message": {}}', b'{"update_id": "x"}'])
+_ODD_TEXT = text_update("x")
+_ODD_TEXT["message"]["text"] = 5
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[]", b'{"message": {}}', b'{"update_id": "x"}', b'{"update_id": 1, "message": "hi"}',
+     b'{"update_id": 1, "message": {"text": "no chat"}}', json.dumps(_ODD_TEXT).encode()],
+)
 async def test_malformed_updates_are_400(channel: TelegramChannel, body: bytes) -> None:
     with pytest.raises(WebhookRejected) as info:
         await channel.parse(request(body))

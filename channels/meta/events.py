@@ -70,18 +70,18 @@ def _event(item: dict[str, Any], entry: dict[str, Any], channel: str, channel_ty
         if message.get("is_echo") or message.get("is_deleted"):
             return None
         key = message.get("mid")
-        payload = (message.get("quick_reply") or {}).get("payload")
+        quick_reply = message.get("quick_reply")
+        payload = _str(quick_reply.get("payload")) if isinstance(quick_reply, dict) else None
         text = payload or message.get("text")
     elif isinstance(postback, dict):
-        payload = postback.get("payload")
-        title = postback.get("title")
+        payload, title = _str(postback.get("payload")), _str(postback.get("title"))
         text = title if (payload is None or _CODE.fullmatch(payload)) and title else payload
         key = postback.get("mid") or _postback_key(sender, item.get("timestamp"), payload, title)
     else:
         return None  # delivery, read, reaction, referral, optin...
     if not isinstance(key, str) or not key or not isinstance(text, str) or not text.strip():
         return None  # attachment-only messages (stickers, photos) carry no question
-    feedback = parse_feedback(payload if isinstance(payload, str) else None)
+    feedback = parse_feedback(payload)
     kind: EventKind = "message" if feedback is None else "feedback"
     return InboundEvent(
         channel=channel,
@@ -93,6 +93,10 @@ def _event(item: dict[str, Any], entry: dict[str, Any], channel: str, channel_ty
         reply={"recipient": sender},
         meta=feedback or {},
     )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _id(party: Any) -> str:

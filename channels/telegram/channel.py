@@ -155,10 +155,12 @@ class TelegramChannel(Channel):
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             raise WebhookRejected(400, "not a Telegram update")
         try:
+            # PTB builds objects without checking field types; odd ones surface as these errors.
             update = Update.de_json(data, self.bot)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise WebhookRejected(400, f"malformed Telegram update: {exc!r}") from exc
-        return WebhookResult(events=await self.events_for(update))
+            events = await self.events_for(update)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise WebhookRejected(400, f"malformed Telegram update: {type(exc).__name__}") from exc
+        return WebhookResult(events=events)
 
     async def events_for(self, update: Update) -> list[InboundEvent]:
         """Events of one update (webhook or polling); answers button presses right away."""
