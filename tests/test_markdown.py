@@ -25,6 +25,10 @@ from gateway.markdown import (
 from gateway.markup.speech import place
 from gateway.markup.walker import MAX_NESTING
 
+# When a property fails, Hypothesis writes a patch file with libcst, which imports a deprecated
+# mypy_extensions API; with warnings as errors that turned the failure into an INTERNALERROR.
+pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
+
 ANSWER = """\
 # Getting started
 
@@ -238,6 +242,10 @@ def test_unsafe_links_stay_text() -> None:
 
 
 def test_link_details() -> None:
+    # A label that only repeats the URL is not shown twice.
+    assert to_plain("[example.com](https://example.com/)") == "https://example.com/"
+    assert to_slack("[www.example.com](https://www.example.com)") == "<https://www.example.com>"
+    assert to_plain("[Example](https://example.com)") == "Example (https://example.com)"
     assert to_slack("[a|b](https://e.example/x|y)") == "<https://e.example/x%7Cy|a|b>"
     assert to_slack("[**bold** <x>](https://e.example)") == "<https://e.example|*bold* &lt;x&gt;>"
     assert to_plain("![a cat](https://e.example/cat.png)") == "a cat (https://e.example/cat.png)"
@@ -354,7 +362,7 @@ block = st.one_of(
     ),
 )
 DOCUMENT = st.lists(block, min_size=1, max_size=5).map("\n\n".join)
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 TELEGRAM_TAG = re.compile(r'<(?:/?(?:b|i|s|pre|code)|code class="[^"<>]*"|a href="[^"<>]*"|/a)>')
 ENTITY = re.compile(r"&(?:amp|lt|gt|quot|#x27);")
@@ -418,7 +426,7 @@ def assert_telegram_ok(out: str) -> None:
 
 
 SLACK_LINK = re.compile(r"<[^<>|\s]+(?:\|[^<>]*)?>")
-SLACK_QUOTE = re.compile(r"^(?:[ ]*(?:(?:[•◦▪]|\d+\.) )?>[ ]?)+", re.M)  # quote marks, maybe in lists
+SLACK_QUOTE = re.compile(r"^(?:[ ]*(?:(?:[•◦▪]|\d+\.) )*>[ ]?)+", re.M)  # quote marks, maybe in lists
 
 
 def assert_slack_ok(out: str) -> None:
@@ -479,7 +487,7 @@ def test_plain_keeps_every_word_and_no_markup(source: str) -> None:
 @given(DOCUMENT)
 def test_speech_has_no_markup_or_urls(source: str) -> None:
     out = to_speech(source)
-    for syntax in ("**", "~~", "`", "](", "#", "http", "/", "<", ">"):
+    for syntax in ("**", "~~", "`", "](", "#", "://", ".example/", "<", ">"):
         assert syntax not in out
 
 

@@ -10,6 +10,10 @@ from hypothesis import strategies as st
 
 from gateway.text import split_text
 
+# When a property fails, Hypothesis writes a patch file with libcst, which imports a deprecated
+# mypy_extensions API; with warnings as errors that turned the failure into an INTERNALERROR.
+pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
+
 NUMBER = re.compile(r"^\((\d+)/(\d+)\) ")
 
 

@@ -40,8 +40,10 @@ def is_absolute(url: str) -> bool:
 
 def same_target(label: str, url: str) -> bool:
     """Whether a link's visible text already is its URL (autolinks), so it need not be repeated."""
-    label = label.strip()
-    return label in {url, unquote(url), url.removeprefix("mailto:"), unquote(url).removeprefix("mailto:")}
+    label = label.strip().rstrip("/").lower()
+    bare = re.sub(r"^(?:[a-z][a-z0-9+.-]*:(?://)?)?(?:www\.)?", "", unquote(url).lower()).rstrip("/")
+    # [example.com](https://example.com/) says the same twice; so does <a@b.example>.
+    return label in {url.lower(), unquote(url).lower(), bare} or label.removeprefix("www.") == bare
 
 
 def plain_text(node: SyntaxTreeNode) -> str:
