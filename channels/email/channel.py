@@ -40,8 +40,8 @@ class EmailChannel(Channel):
     def describe(self) -> str:
         s = self.settings
         return (
-            f"{s.address}: IMAP {s.username}@{s.imap_host}:{s.imap_port_number} ({s.imap_security}) "
-            f"folder {s.mailbox}, SMTP {s.smtp_host}:{s.smtp_port_number} ({s.smtp_security})"
+            f"{s.address}: IMAP {s.imap_host}:{s.imap_port_number} ({s.imap_security}) as {s.username}, "
+            f"folder {s.mailbox}; SMTP {s.smtp_host}:{s.smtp_port_number} ({s.smtp_security})"
         )
 
     def webhook_urls(self, public_url: str) -> list[tuple[str, str]]:
