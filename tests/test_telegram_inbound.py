@@ -3,37 +3,27 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from adapters.stores.memory import MemoryStore
 from channels.telegram import TelegramChannel
 from channels.telegram.api import feedback_data, parse_feedback_data
 from gateway.channel import InboundRequest
-from gateway.config import parse_settings
 from gateway.errors import ConfigError, WebhookRejected
 from gateway.events import Identity, InboundEvent
-from gateway.metrics import Metrics
-from tests.fakes.telegram import BOT_ID, SECRET, USERNAME, FakeTelegram, callback_update, text_update
-
-
-class StubServices:
-    """Just enough of the core for a channel to parse webhooks."""
-
-    def __init__(self, http: aiohttp.ClientSession) -> None:
-        self.settings = parse_settings({}, env={})
-        self.store = MemoryStore()
-        self.http = http
-        self.metrics = Metrics()
-        self.accepted: list[InboundEvent] = []
-
-    async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
-        self.accepted.extend(events)
-        return [True] * len(events)
+from tests.fakes.telegram import (
+    BOT_ID,
+    SECRET,
+    USERNAME,
+    FakeTelegram,
+    StubServices,
+    callback_update,
+    text_update,
+)
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from channels.telegram import TelegramChannel
 from gateway.channel import Answer, Progress
 from gateway.errors import ChannelPermanentError
 from gateway.events import Identity, InboundEvent
-from tests.fakes.telegram import BOT_ID, SECRET, FakeTelegram, TgMessage
-from tests.test_telegram_inbound import StubServices
+from tests.fakes.telegram import BOT_ID, SECRET, FakeTelegram, StubServices, TgMessage
 
 CHAT = 42
 
