@@ -225,12 +225,14 @@ async def test_smtp_4xx_is_retried_and_5xx_is_not(dovecot: Mailbox, smtp_sink: S
         await gw.idle()
         smtp_sink.fail_next("554 5.7.1 Message rejected", count=10)
         dovecot.append(refused)
-        await until(lambda: not smtp_sink._fail or len(smtp_sink._fail) < 10, "the refused attempt")
+        await until(lambda: smtp_sink.refusals_left < 10, "the refused attempt")
         await gw.idle()
-        failures = gw.services.metrics.delivery_failures.labels("mail", "ChannelPermanentError")._value.get()
+        failures = gw.services.metrics.registry.get_sample_value(
+            "switchboard_delivery_failures_total", {"channel": "mail", "reason": "ChannelPermanentError"}
+        )
     assert reply["In-Reply-To"] == greylisted["Message-ID"]
     assert len(smtp_sink.messages) == 1
-    assert len(smtp_sink._fail) == 9  # one attempt only: a 5xx is not retried
+    assert smtp_sink.refusals_left == 9  # one attempt only: a 5xx is not retried
     assert failures == 1
 
 

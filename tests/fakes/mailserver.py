@@ -259,6 +259,11 @@ class SmtpSink:
         """Answer the next ``count`` DATA commands with ``reply`` (e.g. ``451 4.3.0 try later``)."""
         self._fail.extend([reply] * count)
 
+    @property
+    def refusals_left(self) -> int:
+        """How many of the failures asked for are still to be answered."""
+        return len(self._fail)
+
     def settings(self) -> dict[str, Any]:
         host = "127.0.0.1" if self.security == "none" else "localhost"
         return {"smtp_host": host, "smtp_port": self.port, "smtp_security": self.security}
