@@ -34,9 +34,7 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.path.exists("/usr/sbin/dovecot") else None)
 DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
-needs_dovecot = pytest.mark.skipif(
-    DOVECOT is None, reason="dovecot binary not found: apt-get install dovecot-imapd (scripts/ci-deps.d/email.sh)"
-)
+_NO_DOVECOT = "dovecot binary not found: apt-get install dovecot-imapd (scripts/ci-deps.d/email.sh does it)"
 
 PASSWORD = "s3cret-pw"
 ADDRESS = "bot@example.test"
@@ -292,7 +290,7 @@ class SmtpSink:
 def dovecot_server() -> Iterator[Dovecot]:
     """One private Dovecot for the test session (stopping one takes seconds)."""
     if DOVECOT is None:
-        pytest.skip("dovecot binary not found: apt-get install dovecot-imapd (scripts/ci-deps.d/email.sh)")
+        pytest.skip(_NO_DOVECOT)
     # Not pytest's tmp_path: its parents are 0700 and Dovecot's unprivileged processes must traverse them.
     tmp = Path(tempfile.mkdtemp(prefix="switchboard-dovecot-"))
     server = Dovecot(tmp)
