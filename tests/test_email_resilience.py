@@ -215,3 +215,27 @@ async def test_a_killed_gateway_resumes_without_answering_twice(
             await gateway.stop()
     answered = sorted(m["In-Reply-To"] for m in smtp_sink.messages)
     assert answered == sorted(m["Message-ID"] for m in (first, in_flight, while_down)), gateway.read_log()
+
+
+async def test_a_mail_that_trips_a_bug_does_not_block_the_others(
+    dovecot: Mailbox, smtp_sink: SmtpSink, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import channels.email.inbound as inbound
+
+    real_parse = inbound.parse_mail
+
+    def fragile_parse(raw: bytes) -> Any:
+        if b"POISON" in raw:
+            raise RuntimeError("a parser bug")
+        return real_parse(raw)
+
+    monkeypatch.setattr(inbound, "parse_mail", fragile_parse)
+    poison, fine = make_mail("POISON"), make_mail("A normal question", subject="Fine")
+    async with running_gateway(config(dovecot, smtp_sink)) as gw:
+        dovecot.append(poison)
+        dovecot.append(fine)
+        [reply] = await replies(smtp_sink, 1)
+        await gw.idle()
+    assert reply["In-Reply-To"] == fine["Message-ID"]
+    assert "\\Seen" not in dovecot.flags()[poison["Message-ID"]]  # left for a person to look at
+    assert "could not be handled" in caplog.text

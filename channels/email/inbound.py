@@ -118,7 +118,7 @@ class Poller:
             last = cursor[1]
             for uid in await session.search("UID", f"{last + 1}:*"):
                 if uid > last:  # "n:*" also matches the highest UID when it is below n
-                    await self.handle(session, uid)
+                    await self._handle_one(session, uid)
                     await self._save_cursor(validity, uid)
         else:
             if cursor is not None:
@@ -131,7 +131,7 @@ class Poller:
             backlog = await session.search(*self._backlog_criteria()) if self.settings.backlog_days else []
             for uid in backlog:
                 if uid <= horizon:
-                    await self.handle(session, uid)
+                    await self._handle_one(session, uid)
             await self._save_cursor(validity, horizon)
         self.scanned.set()
 
@@ -153,6 +153,16 @@ class Poller:
         await self.channel.services.store.set_value(self.cursor_key, f"{validity}:{uid}")
 
     # -- one mail ---------------------------------------------------------------------------------
+    async def _handle_one(self, session: ImapSession, uid: int) -> None:
+        try:
+            await self.handle(session, uid)
+        except (ImapError, OSError, TimeoutError):
+            raise  # the connection or the store: retried after reconnecting
+        except Exception:
+            # One mail that trips a bug must not block every mail behind it.
+            self.log.exception("mail uid=%s could not be handled; leaving it unread and moving on", uid)
+            self.channel.services.metrics.errors.labels("email_unhandled_mail").inc()
+
     async def handle(self, session: ImapSession, uid: int) -> None:
         """Journal mail ``uid`` as an event, or mark it \\Seen and log why it is not answered."""
         raw = await session.fetch(uid)
