@@ -1,0 +1,50 @@
+"""The Lua scripts of the Redis store: each one reads and writes atomically, across instances."""
+
+# KEYS: entry, pending, queue, seq.
+# ARGV: event, progress, attempts, received_at, status, dedup ms, key, conversation key.
+JOURNAL_ADD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[5] ~= 'pending' then
+  redis.call('HSET', KEYS[1], 's', ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  return 1
+end
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[1], 'e', ARGV[1], 'p', ARGV[2], 'a', ARGV[3], 'c', ARGV[8], 'q', seq)
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[7])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
+return 1
+"""
+# KEYS: entry. ARGV: progress, attempts. A finished entry is never brought back to life.
+JOURNAL_PROGRESS = """
+if redis.call('HEXISTS', KEYS[1], 'e') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'p', ARGV[1], 'a', ARGV[2])
+return 1
+"""
+# KEYS: entry, pending, queue. ARGV: status, dedup ms, key.
+JOURNAL_FINISH = """
+if redis.call('HEXISTS', KEYS[1], 'e') == 0 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 's', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[3])
+return 1
+"""
+# KEYS: counter. ARGV: window ms. The expiry is set once, when the window opens.
+INCR = """
+local n = redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+# KEYS: lock. ARGV: owner, ms. Take a free lease or extend our own, never someone else's.
+TRY_LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""

@@ -1,0 +1,66 @@
+"""The SQLite store's schema and the statements that carry its atomicity (each is one statement)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: MIGRATIONS[n] takes the schema from version n to n + 1 (``PRAGMA user_version``).
+MIGRATIONS: Sequence[Sequence[str]] = (
+    (
+        """CREATE TABLE journal (
+            key TEXT PRIMARY KEY,
+            conversation TEXT NOT NULL,
+            event TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed')),
+            progress TEXT NOT NULL DEFAULT '{}',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            received_at REAL NOT NULL,
+            created_at REAL NOT NULL,
+            finished_at REAL)""",
+        # Partial indexes: resuming reads only pending rows, purging only finished ones.
+        "CREATE INDEX journal_pending ON journal (received_at) WHERE status = 'pending'",
+        "CREATE INDEX journal_head ON journal (conversation, received_at) WHERE status = 'pending'",
+        "CREATE INDEX journal_finished ON journal (finished_at) WHERE finished_at IS NOT NULL",
+        """CREATE TABLE conversations (
+            scope_key TEXT PRIMARY KEY,
+            conversation_id TEXT,
+            user_id TEXT NOT NULL,
+            last_message_id TEXT,
+            updated_at REAL NOT NULL,
+            paused INTEGER NOT NULL DEFAULT 0,
+            touched_at REAL NOT NULL)""",
+        "CREATE INDEX conversations_touched ON conversations (touched_at)",
+        "CREATE TABLE links (identity_key TEXT PRIMARY KEY, user_id TEXT NOT NULL) WITHOUT ROWID",
+        "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL) WITHOUT ROWID",
+        "CREATE INDEX kv_expires ON kv (expires_at) WHERE expires_at IS NOT NULL",
+        "CREATE TABLE locks (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+JOURNAL_ADD = """
+INSERT INTO journal (key, conversation, event, status, progress, attempts, received_at, created_at,
+                     finished_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    conversation = excluded.conversation, event = excluded.event, status = excluded.status,
+    progress = excluded.progress, attempts = excluded.attempts, received_at = excluded.received_at,
+    created_at = excluded.created_at, finished_at = excluded.finished_at
+-- A key whose dedup TTL ran out counts as new, as it does when Redis expires the key.
+WHERE journal.finished_at IS NOT NULL AND journal.finished_at <= ?
+"""
+ENTRY_COLUMNS = "event, progress, attempts"
+INCR = """
+INSERT INTO kv (key, value, expires_at) VALUES (?1, '1', ?2 + ?3)
+ON CONFLICT (key) DO UPDATE SET
+    value = CASE WHEN kv.expires_at <= ?2 THEN '1' ELSE CAST(CAST(kv.value AS INTEGER) + 1 AS TEXT) END,
+    -- The window runs from the first increment; later increments must not extend it.
+    expires_at = CASE WHEN kv.expires_at IS NULL OR kv.expires_at <= ?2 THEN ?2 + ?3 ELSE kv.expires_at END
+RETURNING value
+"""
+TRY_LOCK = """
+INSERT INTO locks (key, owner, expires_at) VALUES (?1, ?2, ?3 + ?4)
+ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+WHERE locks.owner = excluded.owner OR locks.expires_at <= ?3
+RETURNING 1
+"""

@@ -1,0 +1,281 @@
+"""``redis://[:password@]host:port/db`` (also ``rediss://`` and ``unix:///path.sock?db=N``): shared by instances.
+
+Key layout (``switchboard:v1:`` on every key, so a later format can live beside this one)::
+
+    switchboard:v1:journal:<journal key>  hash, pending: e=event JSON, p=progress JSON, a=attempts,
+                                          c=conversation key, q=arrival sequence; finished: only
+                                          s=done|failed, with the dedup TTL (payload dropped, the key
+                                          keeps deduplicating)
+    switchboard:v1:pending                sorted set of pending journal keys, score = received_at
+    switchboard:v1:queue:<conversation>   the same, for one conversation (``journal_head``); Redis
+                                          deletes it when its last entry finishes
+    switchboard:v1:seq                    arrival counter (breaks received_at ties in arrival order)
+    switchboard:v1:conv:<scope key>       string: conversation_id, user_id, last_message_id, updated_at,
+                                          paused joined by 0x1f (see encode_conversation); TTL
+                                          conversation_ttl, renewed by every put
+    switchboard:v1:link:<identity key>    string: the linked Chatbase userId (no TTL)
+    switchboard:v1:val:<key>              string, optional TTL (values and ``incr`` counters)
+    switchboard:v1:lock:<key>             string: the owner, with the lease TTL
+
+Everything that reads and then writes runs as one Lua script, so it is atomic across instances: a
+duplicate delivered to two instances at once is recorded exactly once, and an entry can never exist
+without its place in ``pending`` or the other way round. Connection errors and timeouts become
+:class:`StoreUnavailable` here, once, so callers answer 503 instead of crashing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as rex
+from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from adapters.stores import _redis_lua as lua
+from adapters.stores._common import StoreBase, bad_url, mask_url, split_url, ttl_ms
+from gateway.errors import StoreUnavailable
+from gateway.events import InboundEvent
+from gateway.store import ConversationState, JournalEntry, JournalStatus, Store
+
+PREFIX = "switchboard:v1:"
+_PENDING = PREFIX + "pending"
+_SEP = "\x1f"
+_SEQ = PREFIX + "seq"
+# redis-py's own URL options that may sit beside ours, e.g. ?socket_timeout=2&dedup_ttl=3d
+_PASSTHROUGH = {*URL_QUERY_ARGUMENT_PARSERS, "db", "username", "password", "client_name", "ssl_ca_certs"}
+_UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, rex.TryAgainError, OSError)
+
+
+def _journal(key: str) -> str:
+    return f"{PREFIX}journal:{key}"
+
+
+def _queue(conversation_key: str) -> str:
+    return f"{PREFIX}queue:{conversation_key}"
+
+
+class RedisStore(StoreBase):
+    """A :class:`gateway.store.Store` that several gateway instances share."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        dedup_ttl: float | None = None,
+        conversation_ttl: float | None = None,
+        connect_timeout: float = 2.0,
+        timeout: float = 5.0,
+    ) -> None:
+        plain, options = split_url(
+            url,
+            ("redis", "rediss", "unix"),
+            dedup_ttl=dedup_ttl,
+            conversation_ttl=conversation_ttl,
+            passthrough=_PASSTHROUGH,
+        )
+        self.url = mask_url(url)
+        path = urlsplit(plain).path.strip("/")
+        if plain.startswith(("redis:", "rediss:")) and path and not path.isdigit():
+            # redis-py would silently fall back to database 0 and mix this data with another's.
+            raise bad_url(url, f"the Redis database must be a number, as in redis://host:6379/0, not {path!r}")
+        self._dedup_ms = ttl_ms(options.dedup_ttl)
+        self._conversation_ms = ttl_ms(options.conversation_ttl)
+        try:
+            # Short timeouts: a webhook waits on us and must get its 503 inside the platform's
+            # deadline. One quick retry on connection errors only reconnects stale pooled sockets
+            # after a Redis restart; timeouts are not retried because the command may have run.
+            self._client: aioredis.Redis = aioredis.Redis.from_url(
+                plain,
+                decode_responses=True,
+                socket_connect_timeout=connect_timeout,
+                socket_timeout=timeout,
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1, (rex.ConnectionError,)),
+            )
+        except ValueError as exc:
+            raise bad_url(url, f"not a valid Redis URL: {exc}") from None
+        client = self._client
+        self._add = client.register_script(lua.JOURNAL_ADD)
+        self._progress = client.register_script(lua.JOURNAL_PROGRESS)
+        self._finish = client.register_script(lua.JOURNAL_FINISH)
+        self._incr = client.register_script(lua.INCR)
+        self._lock = client.register_script(lua.TRY_LOCK)
+        self._unlock = client.register_script(lua.UNLOCK)
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Redis at {self.url} is unavailable: {exc}") from exc
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def initialize(self) -> None:
+        """Check that Redis answers (nothing to create: keys appear as they are written)."""
+        await self.ping()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def ping(self) -> None:
+        with self._guard():
+            await self._client.ping()
+
+    # -- journal -------------------------------------------------------------------------------
+    async def journal_add(self, entry: JournalEntry) -> bool:
+        event = entry.event
+        keys = [_journal(entry.key), _PENDING, _queue(event.conversation_key), _SEQ]
+        args = (
+            event.to_json(),
+            json.dumps(entry.progress),
+            entry.attempts,
+            repr(event.received_at),
+            entry.status,
+            self._dedup_ms,
+            entry.key,
+            event.conversation_key,
+        )
+        with self._guard():
+            return bool(await self._add(keys=keys, args=args))
+
+    async def journal_pending(self) -> list[JournalEntry]:
+        with self._guard():
+            scored = await self._client.zrange(_PENDING, 0, -1, withscores=True)
+            return await self._load(cast(list[tuple[str, float]], scored))
+
+    async def journal_head(self, conversation_key: str) -> JournalEntry | None:
+        with self._guard():
+            scored = cast(
+                list[tuple[str, float]],
+                await self._client.zrange(_queue(conversation_key), 0, -1, withscores=True),
+            )
+            # Only entries with the lowest received_at can be the head: load those (usually one;
+            # several on a tie, which arrival order decides), and move on only if they vanished.
+            while scored:
+                low = [item for item in scored if item[1] == scored[0][1]]
+                entries = await self._load(low)
+                if entries:
+                    return entries[0]
+                scored = scored[len(low) :]
+        return None
+
+    async def _load(self, scored: list[tuple[str, float]]) -> list[JournalEntry]:
+        """The still-pending entries among ``(key, received_at)``, oldest first, ties in arrival order."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, _ in scored:
+                pipe.hmget(_journal(key), "e", "p", "a", "q")
+            rows: list[list[str | None]] = await pipe.execute()
+        found = [
+            (received_at, int(q), _entry(e, p, a))
+            for (_, received_at), (e, p, a, q) in zip(scored, rows, strict=True)
+            # Finished between the two round trips: no longer pending.
+            if e is not None and p is not None and a is not None and q is not None
+        ]
+        found.sort(key=lambda item: item[:2])
+        return [entry for _, _, entry in found]
+
+    async def journal_progress(self, key: str, progress: dict[str, Any], attempts: int) -> None:
+        with self._guard():
+            await self._progress(keys=[_journal(key)], args=(json.dumps(progress), attempts))
+
+    async def journal_finish(self, key: str, status: JournalStatus) -> None:
+        with self._guard():
+            # Read the conversation first so the script declares every key it touches.
+            conversation_key = _text(await self._client.hget(_journal(key), "c"))
+            if conversation_key is not None:
+                keys = [_journal(key), _PENDING, _queue(conversation_key)]
+                await self._finish(keys=keys, args=(status, self._dedup_ms, key))
+
+    # -- conversations -------------------------------------------------------------------------
+    async def get_conversation(self, scope_key: str) -> ConversationState | None:
+        with self._guard():
+            raw = _text(await self._client.get(f"{PREFIX}conv:{scope_key}"))
+        return None if raw is None else decode_conversation(raw)
+
+    async def put_conversation(self, scope_key: str, state: ConversationState) -> None:
+        raw = encode_conversation(state)
+        with self._guard():
+            await self._client.set(f"{PREFIX}conv:{scope_key}", raw, px=self._conversation_ms)
+
+    async def drop_conversation(self, scope_key: str) -> None:
+        with self._guard():
+            await self._client.delete(f"{PREFIX}conv:{scope_key}")
+
+    # -- identity links ------------------------------------------------------------------------
+    async def get_link(self, identity_key: str) -> str | None:
+        with self._guard():
+            return _text(await self._client.get(f"{PREFIX}link:{identity_key}"))
+
+    async def set_link(self, identity_key: str, user_id: str) -> None:
+        with self._guard():
+            await self._client.set(f"{PREFIX}link:{identity_key}", user_id)
+
+    async def delete_link(self, identity_key: str) -> None:
+        with self._guard():
+            await self._client.delete(f"{PREFIX}link:{identity_key}")
+
+    # -- small values ----------------------------------------------------------------------------
+    async def get_value(self, key: str) -> str | None:
+        with self._guard():
+            return _text(await self._client.get(f"{PREFIX}val:{key}"))
+
+    async def set_value(self, key: str, value: str, ttl: float | None = None) -> None:
+        with self._guard():
+            await self._client.set(f"{PREFIX}val:{key}", value, px=None if ttl is None else ttl_ms(ttl))
+
+    async def delete_value(self, key: str) -> None:
+        with self._guard():
+            await self._client.delete(f"{PREFIX}val:{key}")
+
+    async def incr(self, key: str, ttl: float) -> int:
+        with self._guard():
+            return int(await self._incr(keys=[f"{PREFIX}val:{key}"], args=(ttl_ms(ttl),)))
+
+    # -- leases ----------------------------------------------------------------------------------
+    async def try_lock(self, key: str, owner: str, ttl: float) -> bool:
+        with self._guard():
+            return bool(await self._lock(keys=[f"{PREFIX}lock:{key}"], args=(owner, ttl_ms(ttl))))
+
+    async def unlock(self, key: str, owner: str) -> None:
+        with self._guard():
+            await self._unlock(keys=[f"{PREFIX}lock:{key}"], args=(owner,))
+
+
+def encode_conversation(state: ConversationState) -> str:
+    """Fields joined by US (0x1f); JSON only for values that would make that ambiguous.
+
+    Issue 9 budgets Redis memory per idle identity: with UUID-sized ids this is 216 bytes where a
+    JSON array is 248 (it crosses a jemalloc size class), so the compact form is worth its branch.
+    """
+    fields = [state.conversation_id, state.user_id, state.last_message_id, repr(state.updated_at)]
+    if all(f is None or (f and _SEP not in f) for f in fields) and not (state.conversation_id or "").startswith("["):
+        fields.append("1" if state.paused else "")
+        return _SEP.join(f or "" for f in fields)
+    return json.dumps([*fields[:3], state.updated_at, state.paused], ensure_ascii=False)
+
+
+def decode_conversation(raw: str) -> ConversationState:
+    if raw.startswith("["):
+        cid, uid, mid, updated_at, paused = json.loads(raw)
+        return ConversationState(cid, uid, mid, updated_at, bool(paused))
+    cid, uid, mid, updated_at, paused = raw.split(_SEP)
+    return ConversationState(cid or None, uid, mid or None, float(updated_at), paused == "1")
+
+
+def _text(value: bytes | str | None) -> str | None:
+    """redis-py types replies as bytes or str; with ``decode_responses`` they are always str."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entry(event: str, progress: str, attempts: str) -> JournalEntry:
+    return JournalEntry(InboundEvent.from_json(event), "pending", json.loads(progress), int(attempts))
+
+
+def create(url: str) -> Store:
+    """Entry point of ``switchboard.stores``: ``redis://host:port/db`` (options: dedup_ttl, conversation_ttl)."""
+    return RedisStore(url)

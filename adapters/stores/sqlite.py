@@ -1,0 +1,299 @@
+"""``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``: one gateway process, durable.
+
+Durability: WAL with ``synchronous=FULL``, so once :meth:`journal_add` returns the event is in the
+fsynced log and survives kill -9 or a power cut; acknowledging the webhook after it is safe.
+
+Concurrency: one aiosqlite connection in autocommit mode. Every method is a single SQL statement
+(dedup is one ``INSERT ... ON CONFLICT``, a lease one upsert), and aiosqlite runs statements one
+after another on its thread, so concurrent tasks cannot interleave inside an operation and no
+Python-side lock is needed. ``busy_timeout`` covers another process (the CLI) touching the file.
+
+Leases: only one gateway process uses a file, so opening the store voids the leases a crashed
+process left behind; its unfinished turns resume at once instead of after the lease TTL.
+
+Growth: finished journal rows, expired values, locks and idle conversations are deleted on
+start-up and every few hundred writes; reads ignore expired rows in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiosqlite
+
+from adapters.stores._common import StoreBase, bad_url, mask_url, split_url
+from adapters.stores._sqlite_sql import ENTRY_COLUMNS, INCR, JOURNAL_ADD, MIGRATIONS, SCHEMA_VERSION, TRY_LOCK
+from gateway.errors import ConfigError, StoreUnavailable
+from gateway.events import InboundEvent
+from gateway.store import ConversationState, JournalEntry, JournalStatus, Store
+
+_PURGE_EVERY = 500
+# Primary result codes that mean "the database cannot be used right now", not "our SQL is wrong".
+_UNAVAILABLE_CODES = {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_PROTOCOL,
+}
+
+
+def database_path(url: str) -> str:
+    """The file a ``sqlite:`` URL names: three slashes for a relative path, four for an absolute one."""
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise bad_url(url, "use sqlite:///relative/path.db or sqlite:////absolute/path.db (three or four slashes)")
+    path = unquote(parts.path)[1:]
+    if not path or path.endswith("/"):
+        raise bad_url(url, "the sqlite URL names no database file, e.g. sqlite:///.switchboard/state.db")
+    return path
+
+
+class SQLiteStore(StoreBase):
+    """A single-process, crash-safe :class:`gateway.store.Store` in one SQLite file."""
+
+    def __init__(self, url: str, *, dedup_ttl: float | None = None, conversation_ttl: float | None = None) -> None:
+        plain, self._options = split_url(url, ("sqlite",), dedup_ttl=dedup_ttl, conversation_ttl=conversation_ttl)
+        self.url = mask_url(url)
+        path = database_path(plain)
+        # Resolve now: a later chdir must not move the database.
+        self.path = path if path == ":memory:" else str(Path(path).absolute())
+        self._conn: aiosqlite.Connection | None = None
+        self._writes = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def initialize(self) -> None:
+        """Open the file (creating its directory), switch to WAL, migrate the schema, purge."""
+        if self._conn is not None:
+            return
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(self.path, timeout=5.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+        try:
+            with self._mapped():
+                await conn.execute("PRAGMA journal_mode = WAL")
+                # FULL: a commit is fsynced before it returns, so an acknowledged event is on disk.
+                await conn.execute("PRAGMA synchronous = FULL")
+                await self._migrate(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        # One gateway process per SQLite file: leases still held here belong to a process that
+        # died, and waiting for them to expire would only delay resuming its conversations.
+        await self._run("DELETE FROM locks")
+        await self.purge()
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        for version, statements in enumerate(MIGRATIONS):
+            # IMMEDIATE takes the write lock before reading the version, so two processes starting
+            # together cannot both apply the same migration.
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                (current,) = await _one(conn, "PRAGMA user_version")
+                if current > SCHEMA_VERSION:
+                    raise ConfigError(
+                        f"gateway.store: {self.path} has schema version {current}, newer than this "
+                        f"Switchboard understands ({SCHEMA_VERSION}); upgrade Switchboard"
+                    )
+                if current == version:
+                    for statement in statements:
+                        await conn.execute(statement)
+                    await conn.execute(f"PRAGMA user_version = {version + 1}")
+                await conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
+
+    async def purge(self) -> None:
+        """Delete what has expired: finished events past the dedup TTL, values, locks, idle conversations."""
+        now = time.time()
+        await self._run("DELETE FROM journal WHERE finished_at <= ?", (now - self._options.dedup_ttl,))
+        await self._run("DELETE FROM kv WHERE expires_at <= ?", (now,))
+        await self._run("DELETE FROM locks WHERE expires_at <= ?", (now,))
+        await self._run("DELETE FROM conversations WHERE touched_at <= ?", (now - self._options.conversation_ttl,))
+
+    # -- journal -------------------------------------------------------------------------------
+    async def journal_add(self, entry: JournalEntry) -> bool:
+        event, now = entry.event, time.time()
+        finished_at = None if entry.status == "pending" else now
+        params = (
+            entry.key,
+            event.conversation_key,
+            event.to_json(),
+            entry.status,
+            json.dumps(entry.progress),
+            entry.attempts,
+            event.received_at,
+            now,
+            finished_at,
+            now - self._options.dedup_ttl,
+        )
+        return await self._write(JOURNAL_ADD, params) == 1
+
+    async def journal_pending(self) -> list[JournalEntry]:
+        rows = await self._fetch(
+            f"SELECT {ENTRY_COLUMNS} FROM journal WHERE status = 'pending' ORDER BY received_at, rowid"
+        )
+        return [_entry(row) for row in rows]
+
+    async def journal_head(self, conversation_key: str) -> JournalEntry | None:
+        rows = await self._fetch(
+            f"SELECT {ENTRY_COLUMNS} FROM journal WHERE conversation = ? AND status = 'pending'"
+            " ORDER BY received_at, rowid LIMIT 1",
+            (conversation_key,),
+        )
+        return _entry(rows[0]) if rows else None
+
+    async def journal_progress(self, key: str, progress: dict[str, Any], attempts: int) -> None:
+        await self._run(
+            "UPDATE journal SET progress = ?, attempts = ? WHERE key = ? AND status = 'pending'",
+            (json.dumps(progress), attempts, key),
+        )
+
+    async def journal_finish(self, key: str, status: JournalStatus) -> None:
+        # The event stays until the purge, so an operator can still read why a turn failed.
+        await self._write(
+            "UPDATE journal SET status = ?, finished_at = ? WHERE key = ? AND status = 'pending'",
+            (status, time.time(), key),
+        )
+
+    # -- conversations -------------------------------------------------------------------------
+    async def get_conversation(self, scope_key: str) -> ConversationState | None:
+        rows = await self._fetch(
+            "SELECT conversation_id, user_id, last_message_id, updated_at, paused FROM conversations"
+            " WHERE scope_key = ? AND touched_at > ?",
+            (scope_key, time.time() - self._options.conversation_ttl),
+        )
+        if not rows:
+            return None
+        cid, uid, mid, updated_at, paused = rows[0]
+        return ConversationState(cid, uid, mid, updated_at, bool(paused))
+
+    async def put_conversation(self, scope_key: str, state: ConversationState) -> None:
+        await self._write(
+            "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                scope_key,
+                state.conversation_id,
+                state.user_id,
+                state.last_message_id,
+                state.updated_at,
+                int(state.paused),
+                time.time(),
+            ),
+        )
+
+    async def drop_conversation(self, scope_key: str) -> None:
+        await self._run("DELETE FROM conversations WHERE scope_key = ?", (scope_key,))
+
+    # -- identity links ------------------------------------------------------------------------
+    async def get_link(self, identity_key: str) -> str | None:
+        rows = await self._fetch("SELECT user_id FROM links WHERE identity_key = ?", (identity_key,))
+        return str(rows[0][0]) if rows else None
+
+    async def set_link(self, identity_key: str, user_id: str) -> None:
+        await self._run("INSERT OR REPLACE INTO links VALUES (?, ?)", (identity_key, user_id))
+
+    async def delete_link(self, identity_key: str) -> None:
+        await self._run("DELETE FROM links WHERE identity_key = ?", (identity_key,))
+
+    # -- small values ----------------------------------------------------------------------------
+    async def get_value(self, key: str) -> str | None:
+        rows = await self._fetch(
+            "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)", (key, time.time())
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def set_value(self, key: str, value: str, ttl: float | None = None) -> None:
+        expires_at = None if ttl is None else time.time() + ttl
+        await self._write("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, value, expires_at))
+
+    async def delete_value(self, key: str) -> None:
+        await self._run("DELETE FROM kv WHERE key = ?", (key,))
+
+    async def incr(self, key: str, ttl: float) -> int:
+        rows = await self._fetch(INCR, (key, time.time(), ttl))
+        await self._count_write()
+        return int(rows[0][0])
+
+    # -- leases ----------------------------------------------------------------------------------
+    async def try_lock(self, key: str, owner: str, ttl: float) -> bool:
+        return bool(await self._fetch(TRY_LOCK, (key, owner, time.time(), ttl)))
+
+    async def unlock(self, key: str, owner: str) -> None:
+        await self._run("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
+
+    # -- plumbing --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _mapped(self) -> Iterator[None]:
+        """Turn "the database cannot be used" errors into StoreUnavailable; SQL bugs stay visible."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", -1) & 0xFF in _UNAVAILABLE_CODES:
+                raise StoreUnavailable(f"SQLite database {self.path}: {exc}") from exc
+            raise
+
+    def _db(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            # Also what a task still running during shutdown gets: a 503, not an AttributeError.
+            raise StoreUnavailable(f"SQLite store {self.path} is not open")
+        return self._conn
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._mapped():
+            return list(await self._db().execute_fetchall(sql, params))
+
+    async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute one statement; the number of rows it changed."""
+        with self._mapped():
+            async with self._db().execute(sql, params) as cursor:
+                return cursor.rowcount
+
+    async def _write(self, sql: str, params: Sequence[Any]) -> int:
+        """Like :meth:`_run`, for writes that create rows the purge must eventually remove."""
+        changed = await self._run(sql, params)
+        await self._count_write()
+        return changed
+
+    async def _count_write(self) -> None:
+        self._writes += 1
+        if self._writes % _PURGE_EVERY == 0:
+            await self.purge()
+
+
+async def _one(conn: aiosqlite.Connection, sql: str) -> Any:
+    async with conn.execute(sql) as cursor:
+        return await cursor.fetchone()
+
+
+def _entry(row: Any) -> JournalEntry:
+    event, progress, attempts = row
+    return JournalEntry(InboundEvent.from_json(event), "pending", json.loads(progress), attempts)
+
+
+def create(url: str) -> Store:
+    """Entry point of ``switchboard.stores``: ``sqlite:///path.db`` (options: dedup_ttl, conversation_ttl)."""
+    return SQLiteStore(url)
