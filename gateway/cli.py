@@ -97,6 +97,9 @@ def _setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # These log full request URLs at INFO, and Telegram's Bot API puts the bot token in the URL.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _run(settings: Settings, *, banner: str | None = None) -> int:

@@ -111,14 +111,25 @@ class Dispatcher:
     # -- draining --------------------------------------------------------------------------------
     async def _drain(self, conversation_key: str, wait: float) -> None:
         lease = f"conv:{conversation_key}"
-        if not await self._acquire(lease, wait):
+        # The owner is this drain, not this instance: two drains of one conversation may overlap
+        # briefly in one process, and must exclude each other exactly as across instances.
+        owner = f"{self.instance_id}:{uuid.uuid4().hex[:8]}"
+        if not await self._acquire(lease, owner, wait):
             return  # another instance holds it and will see our entry when it reads the head
-        beat = asyncio.create_task(self._heartbeat(lease), name=f"lease:{conversation_key}")
+        beat = asyncio.create_task(self._heartbeat(lease, owner), name=f"lease:{conversation_key}")
+        me = asyncio.current_task()
         try:
             while True:
                 entry = await self.store.journal_head(conversation_key)
                 if entry is None:
-                    break
+                    # Deregister first, then look once more while still holding the lease: an
+                    # event journaled in between either is seen now or kicks a fresh drain.
+                    if self._drains.get(conversation_key) is me:
+                        del self._drains[conversation_key]
+                    entry = await self.store.journal_head(conversation_key)
+                    if entry is None or conversation_key in self._drains or me is None:
+                        break
+                    self._drains[conversation_key] = me
                 async with self._slots:
                     await self._process(entry)
         except StoreUnavailable as exc:
@@ -126,24 +137,24 @@ class Dispatcher:
         finally:
             beat.cancel()
             with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
-                await self.store.unlock(lease, self.instance_id)
+                await self.store.unlock(lease, owner)
 
-    async def _acquire(self, lease: str, wait: float) -> bool:
+    async def _acquire(self, lease: str, owner: str, wait: float) -> bool:
         deadline = time.monotonic() + wait
         delay = 0.02
         while True:
-            if await self.store.try_lock(lease, self.instance_id, self.lease_ttl):
+            if await self.store.try_lock(lease, owner, self.lease_ttl):
                 return True
             if time.monotonic() >= deadline or self._closing:
                 return False
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    async def _heartbeat(self, lease: str) -> None:
+    async def _heartbeat(self, lease: str, owner: str) -> None:
         while True:
             await asyncio.sleep(self.lease_ttl / 3)
             try:
-                if not await self.store.try_lock(lease, self.instance_id, self.lease_ttl):
+                if not await self.store.try_lock(lease, owner, self.lease_ttl):
                     log.error("lost lease %s to another instance", lease)
             except StoreUnavailable as exc:
                 log.warning("could not renew lease %s: %s", lease, exc)
@@ -200,7 +211,8 @@ class Dispatcher:
         lane.users += 1
         try:
             async with lane.lock, self._slots:
-                return await attempt_turn(self, self.channels[event.channel], event, reply)
+                channel = self.channels[event.channel]
+                return await asyncio.wait_for(attempt_turn(self, channel, event, reply), TURN_TIMEOUT)
         finally:
             lane.users -= 1
             if lane.users == 0:

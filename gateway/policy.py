@@ -65,7 +65,8 @@ async def attempt_turn(dispatcher: Dispatcher, channel: Channel, event: InboundE
         except AgentError as exc:
             metrics.errors.labels("agent_" + type(exc).__name__).inc()
             log.error("agent failed for %s: %s (%s)", event.journal_key, exc, exc.code)
-            await apologise(reply)
+            if event.kind != "feedback":  # a lost thumbs-up is not worth a chat message
+                await apologise(reply)
             return None
         if attempt < DELIVERY_ATTEMPTS:
             await asyncio.sleep(wait)

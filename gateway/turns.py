@@ -32,6 +32,7 @@ NEW_COMMANDS = frozenset({"/new", "/reset"})
 RETRY_COMMANDS = frozenset({"/retry"})
 NEW_CONVERSATION_TEXT = "Started a new conversation. What can I help you with?"
 NOTHING_TO_RETRY_TEXT = "There is no answer to retry yet."
+MESSAGE_MAP_TTL = 30 * 24 * 3600.0
 TOOL_LOOP_TEXT = "Sorry, I could not finish that request (too many steps). Please try again."
 
 
@@ -70,7 +71,9 @@ class TurnRunner:
         """The active conversation of the event's scope; a fresh one when idle too long."""
         state = await self.store.get_conversation(event.conversation_key)
         user_id = await self.user_id(event)
-        if state is None or state.user_id != user_id:
+        # One conversation per scope whoever speaks (a group chat is one conversation); the
+        # userId only tags a conversation when it is created, so it is the first speaker's.
+        if state is None:
             return ConversationState(conversation_id=None, user_id=user_id)
         if state.conversation_id and time.time() - state.updated_at > self.conversation_ttl:
             return ConversationState(conversation_id=None, user_id=user_id, paused=state.paused)
@@ -123,6 +126,8 @@ class TurnRunner:
     async def _feedback(self, channel: Channel, event: InboundEvent) -> None:
         message_id = event.meta.get("message_id")
         conversation_id = event.meta.get("conversation_id")
+        if not conversation_id and message_id:
+            conversation_id = await self.store.get_value(f"msg:{message_id}")
         if not conversation_id:
             state = await self.store.get_conversation(event.conversation_key)
             conversation_id = state.conversation_id if state else None
@@ -199,5 +204,8 @@ class TurnRunner:
         state.conversation_id = conversation_id
         if message_id:
             state.last_message_id = message_id
+            # Buttons may carry only the message id (Telegram's 64 bytes); feedback after /new
+            # must still reach the conversation the answer belongs to.
+            await self.store.set_value(f"msg:{message_id}", conversation_id, MESSAGE_MAP_TTL)
         state.updated_at = time.time()
         await self.store.put_conversation(event.conversation_key, state)

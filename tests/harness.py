@@ -74,12 +74,19 @@ async def running_gateway(
     gateway: Mapping[str, Any] | None = None,
     agent: Mapping[str, Any] | None = None,
     emulator: Any = None,
+    emulator_url: str | None = None,
 ) -> AsyncIterator[GatewayUnderTest]:
-    """A started gateway whose agent is a fresh (or the given) emulator."""
+    """A started gateway whose agent is a fresh (or the given) emulator.
+
+    Pass ``emulator`` *and* ``emulator_url`` to share one already-served emulator between gateways.
+    """
+    from contextlib import nullcontext
+
     from adapters.emulator import Emulator
 
     emulator = emulator or Emulator()
-    async with emulator.serve("127.0.0.1", 0) as api_base:
+    serving: Any = nullcontext(emulator_url) if emulator_url else emulator.serve("127.0.0.1", 0)
+    async with serving as api_base:
         port = free_port()
         settings = make_settings(channels, port=port, api_base=api_base, store=store, tools=tools,
                                  gateway=gateway, agent=agent)

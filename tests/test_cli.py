@@ -175,7 +175,9 @@ async def test_demo_serves_the_web_chat_and_answers(tmp_path: Path) -> None:
             async with s.post(f"http://127.0.0.1:{port}/chat/web/messages",
                               json={"sessionId": "demo-session-1", "message": "hello"}) as r:
                 stream = await r.text()
-        assert 'This is message 1 of this conversation' in stream.replace('\\"', '"') or "message 1" in stream
+        deltas = [json.loads(line[6:]) for line in stream.splitlines() if line.startswith("data: {")]
+        text = "".join(d.get("delta", "") for d in deltas if d["type"] == "text-delta")
+        assert text == 'You said: "hello". This is message 1 of this conversation.'
         assert stream.rstrip().endswith("data: [DONE]")
         assert (tmp_path / ".switchboard" / "state.db").exists()
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +26,7 @@ def chat_requests(gw: GatewayUnderTest) -> list[dict[str, Any]]:
 
 async def post(gw: GatewayUnderTest, body: Any, *, token: str = TOKEN, raw: bytes | None = None) -> aiohttp.ClientResponse:
     async with aiohttp.ClientSession() as s:
-        data = raw if raw is not None else json.dumps(body).encode()
+        data: Any = io.BytesIO(raw) if raw is not None else json.dumps(body).encode()
         resp = await s.post(f"{gw.url}/webhooks/echo", data=data, headers={"X-Echo-Token": token})
         await resp.read()
         return resp

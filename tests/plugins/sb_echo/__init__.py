@@ -57,6 +57,11 @@ class EchoChannel(Channel):
         return WebhookResult(events=[event], body="queued")
 
     async def send_text(self, event: InboundEvent, text: str) -> None:
+        delay = float(os.environ.get("ECHO_SEND_DELAY", "0"))
+        if delay:
+            import asyncio
+
+            await asyncio.sleep(delay)  # a slow platform API, so tests can crash us mid-delivery
         record = {"channel": self.name, "key": event.key, "user": event.identity.id, "text": text}
         SENT.append(record)
         out = os.environ.get("ECHO_OUT")
