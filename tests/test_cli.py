@@ -142,10 +142,9 @@ async def test_serve_routes_to_an_out_of_tree_channel_plugin(tmp_path: Path, emu
     try:
         await wait_for_line(proc, "listening on")
         body = {"id": "1", "user": "zoe", "text": 'call tool shout {"text": "plugged in"}'}
-        async with aiohttp.ClientSession() as s:
-            async with s.post(f"http://127.0.0.1:{port}/webhooks/partner", json=body,
-                              headers={"X-Echo-Token": "t0k"}) as r:
-                assert (r.status, await r.text()) == (200, "queued")
+        async with aiohttp.ClientSession() as s, s.post(f"http://127.0.0.1:{port}/webhooks/partner", json=body,
+                          headers={"X-Echo-Token": "t0k"}) as r:
+            assert (r.status, await r.text()) == (200, "queued")
         async with asyncio.timeout(15):
             while not out.exists():
                 await asyncio.sleep(0.05)

@@ -73,5 +73,5 @@ def test_unknown_channel_key_is_named() -> None:
 
 def test_unknown_store_scheme_is_a_config_error() -> None:
     settings = parse_settings({"gateway": {"store": "mongodb://x"}}, env={})
-    with pytest.raises(ConfigError, match="gateway.store: unknown store scheme"):
+    with pytest.raises(ConfigError, match=r"gateway\.store: unknown store scheme"):
         build_app(settings)

@@ -24,7 +24,9 @@ def chat_requests(gw: GatewayUnderTest) -> list[dict[str, Any]]:
     return [r.json for r in gw.emulator.requests if r.method == "POST" and r.path.endswith("/chat")]
 
 
-async def post(gw: GatewayUnderTest, body: Any, *, token: str = TOKEN, raw: bytes | None = None) -> aiohttp.ClientResponse:
+async def post(
+    gw: GatewayUnderTest, body: Any, *, token: str = TOKEN, raw: bytes | None = None
+) -> aiohttp.ClientResponse:
     async with aiohttp.ClientSession() as s:
         data: Any = io.BytesIO(raw) if raw is not None else json.dumps(body).encode()
         resp = await s.post(f"{gw.url}/webhooks/echo", data=data, headers={"X-Echo-Token": token})
@@ -216,7 +218,8 @@ async def test_health_readiness_and_metrics(gw: GatewayUnderTest) -> None:
 
 
 async def test_readyz_reports_an_unreachable_agent(echo_plugin: Any) -> None:
-    async with running_gateway(ECHO, agent={"api_base": "http://127.0.0.1:9/api/v2", "max_attempts": 1}) as gw:
-        async with aiohttp.ClientSession() as s, s.get(f"{gw.url}/readyz") as r:
+    dead_agent = {"api_base": "http://127.0.0.1:9/api/v2", "max_attempts": 1}
+    async with running_gateway(ECHO, agent=dead_agent) as gw, aiohttp.ClientSession() as s:
+        async with s.get(f"{gw.url}/readyz") as r:
             body = await r.json()
     assert r.status == 503 and "agent" in body["problems"]
