@@ -219,7 +219,10 @@ async def test_health_readiness_and_metrics(gw: GatewayUnderTest) -> None:
 
 async def test_readyz_reports_an_unreachable_agent(echo_plugin: Any) -> None:
     dead_agent = {"api_base": "http://127.0.0.1:9/api/v2", "max_attempts": 1}
-    async with running_gateway(ECHO, agent=dead_agent) as gw, aiohttp.ClientSession() as s:
-        async with s.get(f"{gw.url}/readyz") as r:
-            body = await r.json()
+    async with (
+        running_gateway(ECHO, agent=dead_agent) as gw,
+        aiohttp.ClientSession() as s,
+        s.get(f"{gw.url}/readyz") as r,
+    ):
+        body = await r.json()
     assert r.status == 503 and "agent" in body["problems"]
