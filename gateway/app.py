@@ -101,7 +101,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
             user_rate_limit=settings.gateway.user_rate_limit,
         )
         yield
-        await services.dispatcher.shutdown(settings.gateway.shutdown_grace)
+        await services.dispatcher.shutdown(0)  # already drained in on_shutdown; cancels stragglers
 
     app.cleanup_ctx.extend([http_ctx, store_ctx, agent_ctx, dispatcher_ctx])
     for channel in services.channels.values():
@@ -114,6 +114,13 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
         yield
 
     app.cleanup_ctx.append(resume_ctx)
+
+    async def drain_turns(app: web.Application) -> None:
+        # on_shutdown runs before any cleanup context unwinds, so in-flight turns finish while
+        # their channels, store and agent client are all still open.
+        await services.dispatcher.shutdown(settings.gateway.shutdown_grace)
+
+    app.on_shutdown.append(drain_turns)
     return app
 
 
