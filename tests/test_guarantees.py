@@ -258,3 +258,42 @@ async def test_redis_down_means_503_and_recovery_when_it_returns(tmp_path: Path,
     texts = [x["text"] for x in echo_plugin.SENT]
     assert texts[0].startswith('You said: "before"') and texts[-1].startswith('You said: "after"')
     assert len(texts) == 2
+
+
+@pytest.mark.slow
+async def test_sigterm_lets_an_answer_in_flight_finish(tmp_path: Path, emulator: Any) -> None:
+    out = tmp_path / "sent.jsonl"
+    port = free_port()
+    cfg = gateway_config(tmp_path, "g", port, f"sqlite:///{tmp_path}/state.db", emulator.base_url,
+                         shutdown_grace=15)
+    emulator.faults.token_delay = 0.05  # about two seconds of streaming
+    proc = GatewayProcess(cfg, port, env={"ECHO_OUT": str(out)})
+    await proc.start()
+    try:
+        async with aiohttp.ClientSession() as s:
+            assert await post(s, proc.url, {"id": "g1", "user": "fin", "text": "long 200"}) == 200
+        await wait_until(lambda: len(chats(emulator)) == 1)
+        await asyncio.sleep(0.3)  # the answer is streaming now
+        await proc.stop()  # SIGTERM
+        assert proc.proc is not None and proc.proc.returncode == 0
+    finally:
+        await proc.kill()
+    texts = [d["text"] for d in delivered(out)]
+    assert texts and texts[-1].endswith("of the long answer."), "the in-flight answer was cut off"
+    assert "sentence 1 of" in texts[0]
+
+
+async def test_a_flooding_sender_gets_one_notice_then_silence(echo_plugin: Any) -> None:
+    async with running_gateway({"echo": {"type": "echo", "token": TOKEN}},
+                               gateway={"user_rate_limit": 3}) as gw, aiohttp.ClientSession() as s:
+        for i in range(8):
+            assert await post(s, gw.url, {"id": f"f{i}", "user": "spam", "text": f"m{i}"}) == 200
+        assert await post(s, gw.url, {"id": "other", "user": "calm", "text": "hello"}) == 200
+        await gw.idle()
+    spam = [x["text"] for x in echo_plugin.SENT if x["user"] == "spam"]
+    assert spam[:3] == [f'You said: "m{i}". This is message {i + 1} of this conversation.' for i in range(3)]
+    assert spam[3:] == ["You're sending messages faster than I can answer. Please wait a minute and try again."]
+    assert len([r for r in chats(gw.emulator) if r.get("message", "").startswith("m")]) == 3
+    assert [x["text"] for x in echo_plugin.SENT if x["user"] == "calm"] == [
+        'You said: "hello". This is message 1 of this conversation.'
+    ]
