@@ -6,14 +6,15 @@ import argparse
 import asyncio
 import logging
 import os
-import socket
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from gateway import __version__
-from gateway.config import Settings, load_settings, parse_settings
+from gateway.config import Settings, load_settings
+from gateway.demo import free_port
 from gateway.errors import ConfigError, PluginError, SwitchboardError
+
+__all__ = ["free_port", "main"]
 
 log = logging.getLogger("switchboard")
 DEFAULT_CONFIG = "config/switchboard.toml"
@@ -126,60 +127,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return _run(settings)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def demo_settings(host: str, port: int, emulator_url: str | None) -> Settings:
-    """Embedded defaults of ``switchboard demo``."""
-    Path(".switchboard").mkdir(exist_ok=True)
-    agent: dict[str, str] = {}
-    if emulator_url:
-        agent = {"api_base": emulator_url, "api_key": "demo", "agent_id": "demo-agent"}
-    else:
-        agent = {"api_key": os.environ["CHATBASE_API_KEY"], "agent_id": os.environ["CHATBASE_AGENT_ID"]}
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return parse_settings({
-        "gateway": {"host": host, "port": port, "public_url": f"http://{shown}:{port}",
-                    "store": "sqlite:///.switchboard/state.db"},
-        "agent": agent,
-        "channels": {"web": {"type": "web"}},
-    })
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    use_real = bool(os.environ.get("CHATBASE_API_KEY") and os.environ.get("CHATBASE_AGENT_ID"))
-    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    url = f"http://{shown}:{args.port}/chat/web/"
-    if use_real:
-        settings = demo_settings(args.host, args.port, None)
-        return _run(settings, banner=f"Switchboard demo (agent: Chatbase API, {settings.agent.agent_id})\n"
-                                     f"Open {url}")
-    from aiohttp import web
+    from gateway.demo import run_demo
 
-    from adapters.emulator import Emulator
-
-    emulator = Emulator()
-    emu_port = free_port()
-    emulator_url = f"http://127.0.0.1:{emu_port}/api/v2"
-    settings = demo_settings(args.host, args.port, emulator_url)
-    from gateway.app import build_app
-
-    app = build_app(settings)
-
-    async def emulator_ctx(app: web.Application):  # type: ignore[no-untyped-def]
-        async with emulator.serve("127.0.0.1", emu_port):
-            yield
-
-    app.cleanup_ctx.insert(0, emulator_ctx)
-
-    async def announce(app: web.Application) -> None:
-        print(f"Switchboard demo (agent: built-in Chatbase emulator at {emulator_url})\nOpen {url}", flush=True)
-
-    app.on_startup.append(announce)
-    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5)
+    run_demo(args.host, args.port)
     return 0
 
 

@@ -177,6 +177,15 @@ async def test_demo_serves_the_web_chat_and_answers(tmp_path: Path) -> None:
         deltas = [json.loads(line[6:]) for line in stream.splitlines() if line.startswith("data: {")]
         text = "".join(d.get("delta", "") for d in deltas if d["type"] == "text-delta")
         assert text == 'You said: "hello". This is message 1 of this conversation.'
+        async with aiohttp.ClientSession() as s, s.post(
+            f"http://127.0.0.1:{port}/chat/web/messages",
+            json={"sessionId": "demo-session-1", "message": "Where is order 1234?"},
+        ) as r:
+            stream = await r.text()
+        deltas = [json.loads(line[6:]) for line in stream.splitlines() if line.startswith("data: {")]
+        text = "".join(d.get("delta", "") for d in deltas if d["type"] == "text-delta")
+        assert text.startswith("Let me check order 1234.")
+        assert 'Here is what I found for order 1234: {"eta": "' in text and '"status": "' in text
         assert stream.rstrip().endswith("data: [DONE]")
         assert (tmp_path / ".switchboard" / "state.db").exists()
     finally:
