@@ -1,4 +1,4 @@
-"""Configuration: TOML with ``${ENV}`` references, validated into frozen typed settings.
+"""Configuration: TOML with ``${ENV}`` and ``file:`` references, validated into frozen typed settings.
 
 Every mistake becomes a :class:`ConfigError` whose text is one line naming the key. Channel
 sections are validated by their own channel class (see :mod:`gateway.plugins`), so only the
@@ -104,21 +104,58 @@ def check_url(value: str) -> str:
 
 
 def interpolate(value: Any, path: str, env: Mapping[str, str]) -> Any:
-    """Replace ``${NAME}`` references in every string; an unset variable names itself and the key."""
+    """Resolve references in every string; a missing one names itself and the key.
+
+    ``"${NAME}"`` is replaced by the environment variable (anywhere in a string). A value that
+    starts with ``file:`` is the stripped content of that file (Docker/Kubernetes secrets,
+    systemd credentials): ``"file:/run/secrets/chatbase"``, or ``"file:${CREDENTIALS_DIRECTORY}/key"``.
+    The file is read once, at load time; its content is never interpolated further.
+    """
     if isinstance(value, str):
-
-        def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
-            if name not in env:
-                raise ConfigError(f"{path}: environment variable {name} is not set")
-            return env[name]
-
-        return _ENV_REF.sub(sub, value)
+        if value.startswith(FILE_PREFIX):
+            return _read_secret_file(_substitute(value[len(FILE_PREFIX):], path, env), path)
+        return _substitute(value, path, env)
     if isinstance(value, dict):
         return {k: interpolate(v, f"{path}.{k}" if path else k, env) for k, v in value.items()}
     if isinstance(value, list):
         return [interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
     return value
+
+
+FILE_PREFIX = "file:"
+#: a secret file bigger than this is a mistake (a certificate bundle, a log), not a key
+_MAX_SECRET_FILE = 64 * 1024
+
+
+def _substitute(text: str, path: str, env: Mapping[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in env:
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+        return env[name]
+
+    return _ENV_REF.sub(sub, text)
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    """The stripped text of a ``file:`` reference; errors name the key and the file, never content."""
+    if not name.strip():
+        raise ConfigError(f"{path}: file: reference without a file name")
+    file = Path(name).expanduser()
+    try:
+        with file.open("rb") as f:
+            data = f.read(_MAX_SECRET_FILE + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read secret file {file} ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > _MAX_SECRET_FILE:
+        raise ConfigError(f"{path}: secret file {file} is over {_MAX_SECRET_FILE // 1024} KiB")
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: secret file {file} is not UTF-8 text") from None
+    if not text:
+        raise ConfigError(f"{path}: secret file {file} is empty")
+    return text
 
 
 def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Settings:
