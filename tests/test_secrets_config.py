@@ -26,7 +26,8 @@ def test_a_file_reference_is_the_stripped_content_of_the_file(tmp_path: Path) ->
 def test_a_file_reference_may_use_an_environment_variable_in_its_path(tmp_path: Path) -> None:
     # systemd hands credentials over in $CREDENTIALS_DIRECTORY.
     (tmp_path / "slack-secret").write_text("s3cret\n")
-    cfg = write(tmp_path, '[channels.slack]\ntype = "slack"\nsigning_secret = "file:${CREDENTIALS_DIRECTORY}/slack-secret"\n')
+    cfg = write(tmp_path, '[channels.slack]\ntype = "slack"\n'
+                          'signing_secret = "file:${CREDENTIALS_DIRECTORY}/slack-secret"\n')
     settings = load_settings(cfg, env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert settings.channels["slack"]["signing_secret"] == "s3cret"
 
