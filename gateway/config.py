@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pydantic
@@ -83,6 +83,96 @@ class ToolSettings(_Frozen):
         return check_url(v)
 
 
+def _words(value: list[str]) -> list[str]:
+    """Command words compare as lower-case, whitespace-collapsed text."""
+    words = [" ".join(w.split()).lower() for w in value]
+    if any(not w for w in words):
+        raise ValueError("a command word cannot be empty")
+    return words
+
+
+class CommandSettings(_Frozen):
+    """In-channel commands: each works when one of its words is the whole message (any case)."""
+
+    new: list[str] = ["/new", "/reset"]
+    retry: list[str] = ["/retry"]
+    help: list[str] = ["/help"]
+    link: list[str] = ["/link"]
+    human: list[str] = ["/human"]
+
+    @pydantic.field_validator("new", "retry", "help", "link", "human")
+    @classmethod
+    def _clean(cls, v: list[str]) -> list[str]:
+        return _words(v)
+
+    @pydantic.model_validator(mode="after")
+    def _distinct(self) -> CommandSettings:
+        seen: dict[str, str] = {}
+        for name in ("new", "retry", "help", "link", "human"):
+            for word in getattr(self, name):
+                if seen.setdefault(word, name) != name:
+                    raise ValueError(f"{word!r} is a word of both {seen[word]} and {name}")
+        return self
+
+
+class LinkingSettings(_Frozen):
+    """Cross-channel identity linking with one-time codes."""
+
+    enabled: bool = True
+    #: seconds a code stays valid
+    code_ttl: float = pydantic.Field(600.0, gt=0, le=86400)
+    #: wrong codes one identity may send per ``code_ttl`` before linking is refused for it
+    max_attempts: int = pydantic.Field(5, ge=1, le=100)
+
+
+class HandoffSettings(_Frozen):
+    """Human handoff into a Slack support channel (off unless ``slack_channel`` is set)."""
+
+    #: the [channels.<name>] of a slack channel whose Web API client posts the handoffs
+    slack_channel: str | None = None
+    #: the Slack channel id (C...) where handoff threads are opened; the bot must be a member
+    support_channel_id: str = ""
+    #: the agent's client action that asks for a person
+    action: str = "escalateToHuman"
+    #: seconds without a staff reply after which the agent takes the conversation back
+    timeout: float = pydantic.Field(3600.0, gt=0)
+    #: staff messages in the thread that hand the conversation back (Slack eats a leading "/")
+    resolve_words: list[str] = ["/resolve", "!resolve", "resolve"]
+    #: recent messages copied into the thread (0: none)
+    transcript_messages: int = pydantic.Field(20, ge=0, le=100)
+    #: optional link to the transcript; ``{conversation_id}``, ``{agent_id}``, ``{user_id}`` are filled in
+    transcript_url: str | None = None
+
+    @pydantic.field_validator("resolve_words")
+    @classmethod
+    def _clean(cls, v: list[str]) -> list[str]:
+        return _words(v)
+
+    @pydantic.model_validator(mode="after")
+    def _complete(self) -> HandoffSettings:
+        if self.slack_channel and not self.support_channel_id:
+            raise ValueError("support_channel_id is required when slack_channel is set")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.slack_channel)
+
+
+class LoggingSettings(_Frozen):
+    """Log output; ``SWITCHBOARD_LOG_LEVEL`` and ``SWITCHBOARD_LOG_FORMAT`` override these."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["text", "json"] = "text"
+    #: include message texts in turn logs (off: bodies are personal data)
+    log_bodies: bool = False
+
+    @pydantic.field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+
 class Settings(_Frozen):
     """The whole configuration; ``channels`` stays raw until each channel class validates it."""
 
@@ -90,6 +180,10 @@ class Settings(_Frozen):
     agent: AgentSettings = AgentSettings()
     channels: dict[str, dict[str, Any]] = {}
     tools: dict[str, ToolSettings] = {}
+    commands: CommandSettings = CommandSettings()
+    linking: LinkingSettings = LinkingSettings()
+    handoff: HandoffSettings = HandoffSettings()
+    logging: LoggingSettings = LoggingSettings()
 
     @property
     def public_url(self) -> str:
@@ -180,11 +274,24 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
             raise ConfigError(f"channels.{name}: duplicate webhook name (also {lowered[name.lower()]!r})")
         lowered[name.lower()] = name
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except pydantic.ValidationError as exc:
         from gateway.channel import describe_validation_error
 
         raise ConfigError(describe_validation_error("", exc).lstrip(".")) from None
+    _check_handoff(settings)
+    return settings
+
+
+def _check_handoff(settings: Settings) -> None:
+    name = settings.handoff.slack_channel
+    if name is None:
+        return
+    section = settings.channels.get(name)
+    if section is None:
+        raise ConfigError(f"handoff.slack_channel: there is no [channels.{name}] section")
+    if section.get("type") != "slack":
+        raise ConfigError(f"handoff.slack_channel: channels.{name} is not a slack channel")
 
 
 def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

@@ -7,7 +7,9 @@ A store keeps four kinds of state:
   finished once the reply was delivered; unfinished entries are resumed after a restart;
 * **conversations**: the active Chatbase conversation of each channel scope;
 * **links**: identity key → shared Chatbase ``userId`` (cross-channel identity);
-* small **values** with optional expiry, for channel cursors and rate limits.
+* small **values** with optional expiry, for channel cursors and rate limits;
+* **identities**: who spoke in which conversation, for the admin API and for forgetting a
+  person on request (kept as long as conversations are, then garbage-collected).
 
 Every method may raise :class:`gateway.errors.StoreUnavailable`.
 """
@@ -45,6 +47,17 @@ class ConversationState:
     last_message_id: str | None = None
     updated_at: float = 0.0
     paused: bool = False
+
+
+@dataclass(slots=True)
+class IdentityRecord:
+    """One channel identity the gateway has seen, and the conversations it spoke in."""
+
+    identity_key: str
+    first_seen: float
+    last_seen: float
+    #: conversation key -> when this identity last spoke there
+    conversations: dict[str, float] = field(default_factory=dict)
 
 
 class Store(Protocol):
@@ -108,6 +121,39 @@ class Store(Protocol):
 
     async def incr(self, key: str, ttl: float) -> int:
         """Increment a counter that expires ``ttl`` seconds after its creation; return the new value."""
+        ...
+
+    # -- people: identities, reverse links, forgetting ----------------------------------------------
+    async def touch_identity(self, identity_key: str, conversation_key: str, at: float) -> None:
+        """Remember that ``identity_key`` spoke in ``conversation_key`` at ``at`` (Unix time)."""
+        ...
+
+    async def get_identity(self, identity_key: str) -> IdentityRecord | None:
+        """The identity's record, or None when never seen (or idle past the store's conversation TTL)."""
+        ...
+
+    async def list_identities(self, after: str | None, limit: int) -> list[IdentityRecord]:
+        """Up to ``limit`` identities in identity-key order, starting after the key ``after``."""
+        ...
+
+    async def delete_identity(self, identity_key: str) -> None:
+        """Forget the identity's record (its link, conversations and values are removed separately)."""
+        ...
+
+    async def linked_identities(self, user_id: str) -> list[str]:
+        """The identity keys linked to ``user_id``, sorted."""
+        ...
+
+    async def delete_values(self, prefix: str) -> int:
+        """Delete every small value whose key starts with ``prefix``; how many were deleted."""
+        ...
+
+    async def forget_conversation(self, conversation_key: str) -> None:
+        """Drop a conversation's state and what the journal keeps of it (texts, routing).
+
+        Unfinished entries of it are abandoned (marked failed). Finished event keys keep
+        deduplicating, so a platform retry of a forgotten message is still not answered.
+        """
         ...
 
     # -- leases (one worker per conversation, across instances) ----------------------------------

@@ -48,3 +48,37 @@ UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# KEYS: link, linked set of the current target, linked set of the new target.
+# ARGV: expected current target ('' for none), new target, identity key. 0: the link moved meanwhile.
+SET_LINK = """
+local cur = redis.call('GET', KEYS[1])
+if (cur or '') ~= ARGV[1] then return 0 end
+if cur then redis.call('SREM', KEYS[2], ARGV[3]) end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1
+"""
+# KEYS: link, linked set of the current target. ARGV: expected current target, identity key.
+DELETE_LINK = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 1 end
+if cur ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+return 1
+"""
+# KEYS: identity hash, its conversations (sorted set), the identity index.
+# ARGV: at, conversation key, ttl ms, identity key, cutoff (conversations older than it go).
+TOUCH_IDENTITY = """
+if redis.call('HSETNX', KEYS[1], 'f', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'l', ARGV[1])
+elseif tonumber(ARGV[1]) > tonumber(redis.call('HGET', KEYS[1], 'l') or '0') then
+  redis.call('HSET', KEYS[1], 'l', ARGV[1])
+end
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], 0, ARGV[4])
+return 1
+"""

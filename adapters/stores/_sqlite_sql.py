@@ -35,6 +35,22 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         "CREATE INDEX kv_expires ON kv (expires_at) WHERE expires_at IS NOT NULL",
         "CREATE TABLE locks (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID",
     ),
+    (
+        # Who spoke where (admin API, forgetting a person), and links by target (a person's identities).
+        """CREATE TABLE identities (
+            identity_key TEXT PRIMARY KEY,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            touched_at REAL NOT NULL) WITHOUT ROWID""",
+        "CREATE INDEX identities_touched ON identities (touched_at)",
+        """CREATE TABLE identity_conversations (
+            identity_key TEXT NOT NULL,
+            conversation_key TEXT NOT NULL,
+            last_seen REAL NOT NULL,
+            PRIMARY KEY (identity_key, conversation_key)) WITHOUT ROWID""",
+        "CREATE INDEX identity_conversations_seen ON identity_conversations (last_seen)",
+        "CREATE INDEX links_user ON links (user_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -63,4 +79,23 @@ INSERT INTO locks (key, owner, expires_at) VALUES (?1, ?2, ?3 + ?4)
 ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
 WHERE locks.owner = excluded.owner OR locks.expires_at <= ?3
 RETURNING 1
+"""
+TOUCH_IDENTITY = """
+INSERT INTO identities (identity_key, first_seen, last_seen, touched_at) VALUES (?1, ?2, ?2, ?3)
+ON CONFLICT (identity_key) DO UPDATE SET
+    -- A record idle past the conversation TTL counts as new, as when Redis expires it.
+    first_seen = CASE WHEN identities.touched_at <= ?4 THEN ?2 ELSE identities.first_seen END,
+    last_seen = CASE WHEN identities.touched_at <= ?4 THEN ?2 ELSE max(identities.last_seen, ?2) END,
+    touched_at = ?3
+"""
+TOUCH_IDENTITY_CONVERSATION = """
+INSERT INTO identity_conversations (identity_key, conversation_key, last_seen) VALUES (?, ?, ?)
+ON CONFLICT (identity_key, conversation_key) DO UPDATE SET last_seen = excluded.last_seen
+"""
+#: every journal row of a conversation loses its payload; pending ones are abandoned
+FORGET_JOURNAL = """
+UPDATE journal SET event = '', progress = '{}', conversation = '',
+    status = CASE status WHEN 'pending' THEN 'failed' ELSE status END,
+    finished_at = coalesce(finished_at, ?2)
+WHERE conversation = ?1
 """

@@ -18,7 +18,7 @@ from typing import Any
 
 from adapters.stores._common import StoreBase, mask_url, split_url
 from gateway.events import InboundEvent
-from gateway.store import ConversationState, JournalEntry, JournalStatus, Store
+from gateway.store import ConversationState, IdentityRecord, JournalEntry, JournalStatus, Store
 
 _SWEEP_EVERY = 5000
 
@@ -62,6 +62,8 @@ class MemoryStore(StoreBase):
         self._links: dict[str, str] = {}
         self._values: dict[str, tuple[str, float | None]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
+        # identity key -> (record, store clock of the last touch)
+        self._identities: dict[str, tuple[IdentityRecord, float]] = {}
         self._writes = 0
 
     async def initialize(self) -> None:
@@ -192,6 +194,51 @@ class MemoryStore(StoreBase):
         self._wrote()
         return count
 
+    # -- people ----------------------------------------------------------------------------------
+    async def touch_identity(self, identity_key: str, conversation_key: str, at: float) -> None:
+        item = self._identities.get(identity_key)
+        record = item[0] if item is not None and not self._idle(item[1]) else IdentityRecord(identity_key, at, at)
+        record.last_seen = max(record.last_seen, at)
+        record.conversations[conversation_key] = at
+        cutoff = at - self._options.conversation_ttl
+        record.conversations = {k: t for k, t in record.conversations.items() if t > cutoff}
+        self._identities[identity_key] = (record, self._clock())
+        self._wrote()
+
+    async def get_identity(self, identity_key: str) -> IdentityRecord | None:
+        item = self._identities.get(identity_key)
+        if item is None or self._idle(item[1]):
+            return None
+        return dataclasses.replace(item[0], conversations=dict(item[0].conversations))
+
+    async def list_identities(self, after: str | None, limit: int) -> list[IdentityRecord]:
+        keys = sorted(k for k, (_, touched) in self._identities.items() if not self._idle(touched))
+        found = [k for k in keys if after is None or k > after][:limit]
+        return [r for r in [await self.get_identity(k) for k in found] if r is not None]
+
+    async def delete_identity(self, identity_key: str) -> None:
+        self._identities.pop(identity_key, None)
+
+    async def linked_identities(self, user_id: str) -> list[str]:
+        return sorted(k for k, v in self._links.items() if v == user_id)
+
+    async def delete_values(self, prefix: str) -> int:
+        doomed = [k for k in self._values if k.startswith(prefix)]
+        for key in doomed:
+            del self._values[key]
+        return len(doomed)
+
+    async def forget_conversation(self, conversation_key: str) -> None:
+        for key in list(self._queues.get(conversation_key, ())):
+            await self.journal_finish(key, "failed")
+        for row in self._journal.values():
+            if row.conversation == conversation_key:
+                row.conversation = ""
+        self._conversations.pop(conversation_key, None)
+
+    def _idle(self, touched: float) -> bool:
+        return touched + self._options.conversation_ttl <= self._clock()
+
     # -- leases ----------------------------------------------------------------------------------
     async def try_lock(self, key: str, owner: str, ttl: float) -> bool:
         now = self._clock()
@@ -225,6 +272,8 @@ class MemoryStore(StoreBase):
             del self._values[key]
         for key in [k for k, (_, exp) in self._locks.items() if exp <= now]:
             del self._locks[key]
+        for key in [k for k, (_, touched) in self._identities.items() if touched + conversation_ttl <= now]:
+            del self._identities[key]
 
 
 def create(url: str) -> Store:

@@ -14,6 +14,14 @@ Key layout (``switchboard:v1:`` on every key, so a later format can live beside 
                                           paused joined by 0x1f (see encode_conversation); TTL
                                           conversation_ttl, renewed by every put
     switchboard:v1:link:<identity key>    string: the linked Chatbase userId (no TTL)
+    switchboard:v1:linked:<userId>        set: the identity keys linked to that userId (no TTL)
+    switchboard:v1:ident:<identity key>   hash: f=first seen, l=last seen (Unix time); TTL
+                                          conversation_ttl, renewed by every touch
+    switchboard:v1:identconv:<identity>   sorted set: the conversation keys it spoke in, score =
+                                          last seen there; same TTL
+    switchboard:v1:idents                 sorted set (all scores 0, so ordered by key): every
+                                          identity key; members whose hash expired are dropped
+                                          when a listing meets them
     switchboard:v1:val:<key>              string, optional TTL (values and ``incr`` counters)
     switchboard:v1:lock:<key>             string: the owner, with the lease TTL
 
@@ -39,16 +47,18 @@ from redis.backoff import ExponentialBackoff
 
 from adapters.stores import _redis_lua as lua
 from adapters.stores._common import StoreBase, bad_url, mask_url, split_url, ttl_ms
+from adapters.stores._redis_people import PREFIX, RedisPeople
 from gateway.errors import StoreUnavailable
 from gateway.events import InboundEvent
 from gateway.store import ConversationState, JournalEntry, JournalStatus, Store
 
-PREFIX = "switchboard:v1:"
 _PENDING = PREFIX + "pending"
 _SEP = "\x1f"
 _SEQ = PREFIX + "seq"
 # redis-py's own URL options that may sit beside ours, e.g. ?socket_timeout=2&dedup_ttl=3d
 _PASSTHROUGH = {*URL_QUERY_ARGUMENT_PARSERS, "db", "username", "password", "client_name", "ssl_ca_certs"}
+#: connections per gateway process; more commands than this wait (up to ``timeout``) for one
+MAX_CONNECTIONS = 64
 _UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, rex.TryAgainError, OSError)
 
 
@@ -60,7 +70,7 @@ def _queue(conversation_key: str) -> str:
     return f"{PREFIX}queue:{conversation_key}"
 
 
-class RedisStore(StoreBase):
+class RedisStore(RedisPeople, StoreBase):
     """A :class:`gateway.store.Store` that several gateway instances share."""
 
     def __init__(
@@ -90,13 +100,18 @@ class RedisStore(StoreBase):
             # Short timeouts: a webhook waits on us and must get its 503 inside the platform's
             # deadline. One quick retry on connection errors only reconnects stale pooled sockets
             # after a Redis restart; timeouts are not retried because the command may have run.
-            self._client: aioredis.Redis = aioredis.Redis.from_url(
+            # A blocking pool: under a burst, commands queue for a free connection instead of
+            # failing with "Too many connections" (redis-py's default pool refuses past 100).
+            pool = aioredis.BlockingConnectionPool.from_url(
                 plain,
+                max_connections=MAX_CONNECTIONS,
+                timeout=timeout,
                 decode_responses=True,
                 socket_connect_timeout=connect_timeout,
                 socket_timeout=timeout,
                 retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1, (rex.ConnectionError,)),
             )
+            self._client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # owns it: aclose() closes it
         except ValueError as exc:
             raise bad_url(url, f"not a valid Redis URL: {exc}") from None
         client = self._client
@@ -106,6 +121,7 @@ class RedisStore(StoreBase):
         self._incr = client.register_script(lua.INCR)
         self._lock = client.register_script(lua.TRY_LOCK)
         self._unlock = client.register_script(lua.UNLOCK)
+        self._register_people_scripts()
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -206,18 +222,13 @@ class RedisStore(StoreBase):
         with self._guard():
             await self._client.delete(f"{PREFIX}conv:{scope_key}")
 
-    # -- identity links ------------------------------------------------------------------------
-    async def get_link(self, identity_key: str) -> str | None:
+    async def forget_conversation(self, conversation_key: str) -> None:
         with self._guard():
-            return _text(await self._client.get(f"{PREFIX}link:{identity_key}"))
-
-    async def set_link(self, identity_key: str, user_id: str) -> None:
-        with self._guard():
-            await self._client.set(f"{PREFIX}link:{identity_key}", user_id)
-
-    async def delete_link(self, identity_key: str) -> None:
-        with self._guard():
-            await self._client.delete(f"{PREFIX}link:{identity_key}")
+            pending = await self._client.zrange(_queue(conversation_key), 0, -1)
+            for key in pending:  # finishing drops the payload; the key keeps deduplicating
+                keys = [_journal(str(key)), _PENDING, _queue(conversation_key)]
+                await self._finish(keys=keys, args=("failed", self._dedup_ms, str(key)))
+            await self._client.delete(f"{PREFIX}conv:{conversation_key}")
 
     # -- small values ----------------------------------------------------------------------------
     async def get_value(self, key: str) -> str | None:

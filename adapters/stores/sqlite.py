@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 import aiosqlite
 
 from adapters.stores._common import StoreBase, bad_url, mask_url, split_url
+from adapters.stores._sqlite_people import SQLitePeople
 from adapters.stores._sqlite_sql import ENTRY_COLUMNS, INCR, JOURNAL_ADD, MIGRATIONS, SCHEMA_VERSION, TRY_LOCK
 from gateway.errors import ConfigError, StoreUnavailable
 from gateway.events import InboundEvent
@@ -58,7 +59,7 @@ def database_path(url: str) -> str:
     return path
 
 
-class SQLiteStore(StoreBase):
+class SQLiteStore(SQLitePeople, StoreBase):
     """A single-process, crash-safe :class:`gateway.store.Store` in one SQLite file."""
 
     def __init__(self, url: str, *, dedup_ttl: float | None = None, conversation_ttl: float | None = None) -> None:
@@ -133,6 +134,10 @@ class SQLiteStore(StoreBase):
         await self._run("DELETE FROM kv WHERE expires_at <= ?", (now,))
         await self._run("DELETE FROM locks WHERE expires_at <= ?", (now,))
         await self._run("DELETE FROM conversations WHERE touched_at <= ?", (now - self._options.conversation_ttl,))
+        await self._run("DELETE FROM identities WHERE touched_at <= ?", (now - self._options.conversation_ttl,))
+        await self._run(
+            "DELETE FROM identity_conversations WHERE last_seen <= ?", (now - self._options.conversation_ttl,)
+        )
 
     # -- journal -------------------------------------------------------------------------------
     async def journal_add(self, entry: JournalEntry) -> bool:

@@ -1,0 +1,158 @@
+"""The Redis store's people methods: links with their reverse index, identities, value cleanup.
+
+Key layout: see :mod:`adapters.stores.redis` (``link:``, ``linked:``, ``ident:``, ``identconv:``,
+``idents``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
+
+from adapters.stores import _redis_lua as lua
+from gateway.errors import StoreUnavailable
+from gateway.store import IdentityRecord
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+#: every key of this store starts with it; a later format can live beside this one
+PREFIX = "switchboard:v1:"
+_IDENTS = PREFIX + "idents"
+#: a link that moves between our read and our write is re-read this many times
+_LINK_RACES = 5
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+
+def _link(identity_key: str) -> str:
+    return f"{PREFIX}link:{identity_key}"
+
+
+def _linked(user_id: str) -> str:
+    return f"{PREFIX}linked:{user_id}"
+
+
+def _ident(identity_key: str) -> str:
+    return f"{PREFIX}ident:{identity_key}"
+
+
+def _identconv(identity_key: str) -> str:
+    return f"{PREFIX}identconv:{identity_key}"
+
+
+class RedisPeople:
+    """Mixed into :class:`adapters.stores.redis.RedisStore`, whose client and guard it uses."""
+
+    _client: aioredis.Redis
+    _conversation_ms: int
+    url: str
+
+    if TYPE_CHECKING:  # provided by RedisStore
+
+        @contextlib.contextmanager
+        def _guard(self) -> Iterator[None]: ...
+
+    def _register_people_scripts(self) -> None:
+        self._set_link = self._client.register_script(lua.SET_LINK)
+        self._delete_link = self._client.register_script(lua.DELETE_LINK)
+        self._touch = self._client.register_script(lua.TOUCH_IDENTITY)
+
+    # -- identity links ------------------------------------------------------------------------
+    async def get_link(self, identity_key: str) -> str | None:
+        with self._guard():
+            return _str(await self._client.get(_link(identity_key)))
+
+    async def set_link(self, identity_key: str, user_id: str) -> None:
+        with self._guard():
+            for _ in range(_LINK_RACES):
+                current = _str(await self._client.get(_link(identity_key)))
+                keys = [_link(identity_key), _linked(current or ""), _linked(user_id)]
+                if await self._set_link(keys=keys, args=(current or "", user_id, identity_key)):
+                    return
+        raise StoreUnavailable(f"link of {identity_key!r} keeps changing under us")
+
+    async def delete_link(self, identity_key: str) -> None:
+        with self._guard():
+            for _ in range(_LINK_RACES):
+                current = _str(await self._client.get(_link(identity_key)))
+                if current is None:
+                    return
+                keys = [_link(identity_key), _linked(current)]
+                if await self._delete_link(keys=keys, args=(current, identity_key)):
+                    return
+        raise StoreUnavailable(f"link of {identity_key!r} keeps changing under us")
+
+    async def linked_identities(self, user_id: str) -> list[str]:
+        with self._guard():
+            members = await self._client.smembers(_linked(user_id))
+        return sorted(str(m) for m in members)
+
+    # -- identities ------------------------------------------------------------------------------
+    async def touch_identity(self, identity_key: str, conversation_key: str, at: float) -> None:
+        cutoff = at - self._conversation_ms / 1000
+        keys = [_ident(identity_key), _identconv(identity_key), _IDENTS]
+        with self._guard():
+            await self._touch(keys=keys, args=(repr(at), conversation_key, self._conversation_ms, identity_key,
+                                               repr(cutoff)))
+
+    async def get_identity(self, identity_key: str) -> IdentityRecord | None:
+        found = await self._load_identities([identity_key])
+        return found[0] if found else None
+
+    async def list_identities(self, after: str | None, limit: int) -> list[IdentityRecord]:
+        found: list[IdentityRecord] = []
+        start = f"({after}" if after else "-"
+        while len(found) < limit:
+            with self._guard():
+                keys = await self._client.zrangebylex(_IDENTS, start, "+", start=0, num=limit - len(found))
+            if not keys:
+                break
+            names = [_str(k) or "" for k in keys]
+            found += await self._load_identities(names)
+            start = f"({names[-1]}"
+        return found
+
+    async def _load_identities(self, keys: list[str]) -> list[IdentityRecord]:
+        with self._guard():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(_ident(key), "f", "l")
+                    pipe.zrange(_identconv(key), 0, -1, withscores=True)
+                rows: list[Any] = await pipe.execute()
+            records, expired = [], []
+            for i, key in enumerate(keys):
+                first, last = rows[2 * i]
+                if first is None or last is None:
+                    expired.append(key)  # its hash expired: drop it from the index too
+                    continue
+                conversations = {str(c): float(t) for c, t in cast(list[tuple[str, float]], rows[2 * i + 1])}
+                records.append(IdentityRecord(key, float(first), float(last), conversations))
+            if expired:
+                await self._client.zrem(_IDENTS, *expired)
+        return records
+
+    async def delete_identity(self, identity_key: str) -> None:
+        with self._guard():
+            await self._client.delete(_ident(identity_key), _identconv(identity_key))
+            await self._client.zrem(_IDENTS, identity_key)
+
+    # -- values ----------------------------------------------------------------------------------
+    async def delete_values(self, prefix: str) -> int:
+        # SCAN walks the whole keyspace: fine for a privacy request, never used on a hot path.
+        pattern = f"{PREFIX}val:{prefix.translate(_GLOB_SPECIAL)}*"
+        deleted = 0
+        with self._guard():
+            batch: list[str] = []
+            async for key in self._client.scan_iter(match=pattern, count=1000):
+                batch.append(str(key))
+                if len(batch) == 500:
+                    deleted += int(await self._client.delete(*batch))
+                    batch = []
+            if batch:
+                deleted += int(await self._client.delete(*batch))
+        return deleted
+
+
+def _str(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
