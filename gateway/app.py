@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway.agent import AgentClient
 from gateway.channel import Channel
+from gateway.commands import Controls
 from gateway.config import Settings
 from gateway.dispatch import Dispatcher
 from gateway.errors import AgentError, StoreUnavailable, SwitchboardError, WebhookRejected
@@ -57,6 +58,11 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
 
     app = web.Application(client_max_size=settings.gateway.max_body, middlewares=[_errors_middleware])
     app[SERVICES] = services
+    controls = Controls(settings, services)
+    if settings.gateway.admin_token:
+        from gateway.admin import admin_routes
+
+        app.router.add_routes(admin_routes(settings.gateway.admin_token, services, controls))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -89,6 +95,8 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
             metrics=metrics,
             conversation_ttl=settings.gateway.conversation_ttl,
             max_tool_rounds=settings.gateway.max_tool_rounds,
+            controls=controls,
+            log_bodies=settings.logging.log_bodies,
         )
         services.dispatcher = Dispatcher(
             store=services.store,
@@ -108,6 +116,8 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
         app.cleanup_ctx.append(_channel_ctx(channel))
         if channel.polls:
             app.cleanup_ctx.append(_poller_ctx(channel))
+
+    app.cleanup_ctx.append(controls.ctx)
 
     async def resume_ctx(app: web.Application) -> AsyncIterator[None]:
         await services.dispatcher.start()
@@ -185,7 +195,11 @@ async def _errors_middleware(request: web.Request, handler: Handler) -> web.Stre
         log.exception("unhandled gateway error on %s", request.path)
         return web.json_response({"error": type(exc).__name__}, status=500)
     if channel and request.path.startswith("/webhooks/"):
-        services.metrics.ack_seconds.labels(channel).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        services.metrics.ack_seconds.labels(channel).observe(elapsed)
+        log.info("webhook %s", response.status, extra={"kind": "inbound", "channel": channel,
+                                                       "outcome": response.status,
+                                                       "duration_ms": round(elapsed * 1000, 1)})
     return response
 
 

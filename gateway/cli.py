@@ -92,30 +92,28 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    # These log full request URLs at INFO, and Telegram's Bot API puts the bot token in the URL.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    """Logging until the config is read (then :func:`_run` applies ``[logging]`` and the secrets)."""
+    from gateway.config import LoggingSettings
+    from gateway.logs import configure_logging
+
+    configure_logging(LoggingSettings(), env={**os.environ, "SWITCHBOARD_LOG_LEVEL": level})
 
 
 def _run(settings: Settings, *, banner: str | None = None) -> int:
     from aiohttp import web
 
     from gateway.app import build_app
+    from gateway.logs import configure_logging, secrets_of
 
+    configure_logging(settings.logging, secrets_of(settings))
     app = build_app(settings)
     host, port = settings.gateway.host, settings.gateway.port
 
-    async def announce(app: web.Application) -> None:
+    def announce(_: str) -> None:
+        # run_app calls this once the socket is bound, so "listening" is true when it is printed.
         print(banner or f"Switchboard listening on http://{host}:{port}", flush=True)
 
-    app.on_startup.append(announce)
-    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=settings.gateway.shutdown_grace)
+    web.run_app(app, host=host, port=port, print=announce, shutdown_timeout=settings.gateway.shutdown_grace)
     return 0
 
 

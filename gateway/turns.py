@@ -1,9 +1,11 @@
 """One turn: an inbound event becomes an agent answer delivered into the channel.
 
-Resolves identity and conversation, streams the agent's answer into the channel's ``Reply``,
-runs client-side tools between rounds, and remembers the conversation for the next turn. Agent
-failures are classified here (start afresh, apologise); retries of the whole delivery belong to
-the dispatcher.
+Resolves identity and conversation, carries out in-channel commands (:mod:`gateway.commands`),
+keeps the agent out of conversations a person has taken over (:mod:`gateway.handoff`), streams
+the agent's answer into the channel's ``Reply``, runs client-side tools between rounds, and
+remembers the conversation for the next turn. Agent failures are classified here (start afresh,
+apologise); retries of the whole delivery belong to the dispatcher. Each turn logs one
+``kind=turn`` line with its duration and outcome.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.agent import AgentClient, AgentEvent, Finish, TextDelta, ToolCall
 from gateway.channel import Answer, Reply
+from gateway.commands import NEW_CONVERSATION_TEXT, Command, Controls, Parsed
+from gateway.config import LinkingSettings, Settings
 from gateway.errors import AgentNotFound, BadAgentRequest, ConversationEnded
 from gateway.events import InboundEvent
+from gateway.handoff import STARTED_TEXT
 from gateway.identity import user_id_for
+from gateway.logs import log_context
 from gateway.store import ConversationState, Store
-from gateway.tools import ToolContext, ToolRunner
+from gateway.tools import ToolContext, ToolRunner, tool_error
 
 if TYPE_CHECKING:
     from gateway.channel import Channel
@@ -28,10 +34,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NEW_COMMANDS = frozenset({"/new", "/reset"})
-RETRY_COMMANDS = frozenset({"/retry"})
-NEW_CONVERSATION_TEXT = "Started a new conversation. What can I help you with?"
+__all__ = ["NEW_CONVERSATION_TEXT", "TurnRunner"]
 NOTHING_TO_RETRY_TEXT = "There is no answer to retry yet."
+#: how often one identity's "spoke in this conversation" is written (it feeds the admin API)
+TOUCH_EVERY = 60.0
+_TOUCH_CACHE = 10_000
+HANDED_OFF_OUTPUT = {"status": "handed_off", "message": "A person from the support team is taking over."}
 MESSAGE_MAP_TTL = 30 * 24 * 3600.0
 TOOL_LOOP_TEXT = "Sorry, I could not finish that request (too many steps). Please try again."
 
@@ -54,6 +62,8 @@ class TurnRunner:
         metrics: Metrics,
         conversation_ttl: float,
         max_tool_rounds: int,
+        controls: Controls | None = None,
+        log_bodies: bool = False,
     ) -> None:
         self.agent = agent
         self.store = store
@@ -61,6 +71,10 @@ class TurnRunner:
         self.metrics = metrics
         self.conversation_ttl = conversation_ttl
         self.max_tool_rounds = max_tool_rounds
+        # Without the app's controls (a runner built on its own), the basic commands still work.
+        self.controls = controls or Controls(Settings(linking=LinkingSettings(enabled=False)), self)
+        self.log_bodies = log_bodies
+        self._touched: dict[tuple[str, str], float] = {}
 
     async def user_id(self, event: InboundEvent) -> str:
         """The Chatbase userId of the event's sender, following identity links."""
@@ -81,32 +95,59 @@ class TurnRunner:
 
     async def run(self, channel: Channel, event: InboundEvent, reply: Reply) -> Answer | None:
         """Answer ``event`` through ``reply``. Agent errors propagate to the caller's policy."""
+        started = time.monotonic()
+        outcome = "error"
+        with log_context(event_id=event.journal_key, channel=event.channel, conversation=event.conversation_key):
+            try:
+                answer, outcome = await self._run(channel, event, reply)
+                return answer
+            except Exception as exc:
+                outcome = f"error:{type(exc).__name__}"
+                raise
+            finally:
+                fields: dict[str, object] = {"kind": "turn", "event_kind": event.kind, "outcome": outcome,
+                                             "duration_ms": round((time.monotonic() - started) * 1000, 1)}
+                if self.log_bodies:
+                    fields["text"] = event.text
+                log.info("turn %s", outcome, extra=fields)
+
+    async def _run(self, channel: Channel, event: InboundEvent, reply: Reply) -> tuple[Answer | None, str]:
         saved = reply.progress.data.get("answer")
         if isinstance(saved, dict):
             # The agent already answered before a crash: deliver that answer, never ask twice.
             answer = Answer(saved.get("text", ""), saved.get("message_id"), saved.get("conversation_id"))
             await reply.finish(answer)
-            return answer
+            return answer, "resumed"
         if event.kind == "feedback":
             await self._feedback(channel, event)
-            return None
-        command = event.text.strip().lower()
-        if event.kind == "new" or command in NEW_COMMANDS:
-            await self.store.drop_conversation(event.conversation_key)
-            return await self._deliver(reply, Answer(NEW_CONVERSATION_TEXT))
+            return None, "feedback"
+        controls, handoff = self.controls, self.controls.handoff
+        if event.meta.get("handoff"):
+            if handoff is not None:  # a staff message in a handoff thread, not a question
+                await handoff.on_staff_message(event, reply.progress)
+            return None, "staff_relay"
+        await self._touch(event)
+        parsed = controls.parse(event.text) if event.kind == "message" else None
+        if event.kind == "new":
+            parsed = Parsed(Command.NEW)
+        if parsed is not None and parsed.command is not Command.RETRY:
+            return await self._deliver(reply, await controls.run(parsed, event, self.conversation)), "command"
         state = await self.conversation(event)
         if state.paused:
-            log.info("conversation %s is paused (human handoff); not calling the agent", event.conversation_key)
-            return None
-        if event.kind == "retry" or command in RETRY_COMMANDS:
+            taken = await handoff.on_user_message(event) if handoff else "paused"
+            if taken != "handed_back":
+                log.info("conversation %s is paused (%s); not calling the agent", event.conversation_key, taken)
+                return None, taken
+            state = await self.conversation(event)
+        if event.kind == "retry" or parsed is not None:
             message_id = event.meta.get("message_id") or state.last_message_id
             if not state.conversation_id or not message_id:
-                return await self._deliver(reply, Answer(NOTHING_TO_RETRY_TEXT))
+                return await self._deliver(reply, Answer(NOTHING_TO_RETRY_TEXT)), "command"
             stream = self.agent.retry(state.conversation_id, str(message_id))
-            return await self._stream(channel, event, reply, state, stream, kind="retry")
+            return await self._stream(channel, event, reply, state, stream, kind="retry"), "answered"
         try:
             stream = self.agent.chat(event.text, conversation_id=state.conversation_id, user_id=state.user_id)
-            return await self._stream(channel, event, reply, state, stream, kind="chat")
+            return await self._stream(channel, event, reply, state, stream, kind="chat"), "answered"
         except (ConversationEnded, AgentNotFound) as exc:
             # A stored conversation the agent no longer accepts (ended, taken over, deleted):
             # these errors come with the HTTP answer, before any text, so starting afresh once
@@ -117,7 +158,18 @@ class TurnRunner:
             await self.store.drop_conversation(event.conversation_key)
             fresh = ConversationState(conversation_id=None, user_id=state.user_id)
             stream = self.agent.chat(event.text, conversation_id=None, user_id=state.user_id)
-            return await self._stream(channel, event, reply, fresh, stream, kind="chat")
+            return await self._stream(channel, event, reply, fresh, stream, kind="chat"), "answered"
+
+    async def _touch(self, event: InboundEvent) -> None:
+        """Record who spoke where (for the admin API and forgetting), at most once a minute each."""
+        now = time.time()
+        key = (event.identity.key(), event.conversation_key)
+        if now - self._touched.get(key, 0.0) < TOUCH_EVERY:
+            return
+        if len(self._touched) >= _TOUCH_CACHE:
+            self._touched.clear()
+        await self.store.touch_identity(key[0], key[1], now)
+        self._touched[key] = now
 
     async def _deliver(self, reply: Reply, answer: Answer) -> Answer:
         await reply.finish(answer)
@@ -127,7 +179,9 @@ class TurnRunner:
         message_id = event.meta.get("message_id")
         conversation_id = event.meta.get("conversation_id")
         if not conversation_id and message_id:
-            conversation_id = await self.store.get_value(f"msg:{message_id}")
+            conversation_id = await self.store.get_value(
+                message_key(event.conversation_key, str(message_id))
+            ) or await self.store.get_value(f"msg:{message_id}")  # stored before the key named the conversation
         if not conversation_id:
             state = await self.store.get_conversation(event.conversation_key)
             conversation_id = state.conversation_id if state else None
@@ -153,6 +207,7 @@ class TurnRunner:
         first_token = True
         finish: Finish | None = None
         conversation_id = state.conversation_id
+        handoff, handed_off = self.controls.handoff, False
         await reply.start()
         for round_no in range(self.max_tool_rounds + 1):
             calls: list[ToolCall] = []
@@ -184,10 +239,20 @@ class TurnRunner:
                 text = (text + "\n\n" + TOOL_LOOP_TEXT).strip()
                 break
             for call in calls:
-                context = ToolContext(call.tool_name, call.tool_call_id, conversation_id, state.user_id, event.channel)
-                output = await self.tools.run(call, context)
+                if handoff is not None and call.tool_name == handoff.action:
+                    handed_off = await self._escalate(event, state, call) or handed_off
+                    output: Any = HANDED_OFF_OUTPUT if handed_off else tool_error(
+                        "HANDOFF_FAILED", "The support team could not be reached; keep helping the user."
+                    )
+                else:
+                    context = ToolContext(
+                        call.tool_name, call.tool_call_id, conversation_id, state.user_id, event.channel
+                    )
+                    output = await self.tools.run(call, context)
                 await self.agent.submit_tool_result(conversation_id, call.tool_call_id, output)
             stream = self.agent.chat(None, conversation_id=conversation_id)
+        if handed_off:
+            text = (text + "\n\n" + STARTED_TEXT).strip()
         message_id = finish.message_id if finish else None
         answer = Answer(text, message_id, conversation_id)
         reply.progress.data["answer"] = {"text": text, "message_id": message_id, "conversation_id": conversation_id}
@@ -198,6 +263,15 @@ class TurnRunner:
         self.metrics.turn_seconds.labels(event.channel).observe(time.monotonic() - started)
         return answer
 
+    async def _escalate(self, event: InboundEvent, state: ConversationState, call: ToolCall) -> bool:
+        """The agent's handoff action: open the thread and pause (``state`` is saved paused)."""
+        assert self.controls.handoff is not None
+        given = call.input if isinstance(call.input, dict) else {}
+        summary = str(given.get("summary") or given.get("reason") or "")
+        return await self.controls.handoff.escalate(
+            event, state, reason="The agent asked for a person.", summary=summary
+        )
+
     async def _remember(
         self, event: InboundEvent, state: ConversationState, conversation_id: str, message_id: str | None
     ) -> None:
@@ -205,7 +279,18 @@ class TurnRunner:
         if message_id:
             state.last_message_id = message_id
             # Buttons may carry only the message id (Telegram's 64 bytes); feedback after /new
-            # must still reach the conversation the answer belongs to.
-            await self.store.set_value(f"msg:{message_id}", conversation_id, MESSAGE_MAP_TTL)
+            # must still reach the conversation the answer belongs to. The key names the
+            # conversation key so that forgetting a person finds it.
+            await self.store.set_value(message_key(event.conversation_key, message_id), conversation_id,
+                                       MESSAGE_MAP_TTL)
+        current = await self.store.get_conversation(event.conversation_key)
+        if current is not None and current.paused != state.paused:
+            # Paused or resumed while the agent was answering (staff, an operator): that wins.
+            state.paused = current.paused
         state.updated_at = time.time()
         await self.store.put_conversation(event.conversation_key, state)
+
+
+def message_key(conversation_key: str, message_id: str) -> str:
+    """The store value that maps an answer's message id to its Chatbase conversation."""
+    return f"msg:{conversation_key}:{message_id}"

@@ -1,0 +1,228 @@
+"""The admin HTTP API under ``/admin`` (see :mod:`gateway.admin.openapi` for the contract).
+
+Every route checks ``Authorization: Bearer <gateway.admin_token>`` in constant time and answers
+401 otherwise. Identities and conversations are addressed by opaque ids: the base64url of their
+keys (keys hold ``|``, ``:`` and ``/``, which do not travel well in a URL path). Errors are JSON
+``{"error": {"code", "message"}}``; nothing a client sends becomes a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.admin.openapi import document
+from gateway.admin.people import People
+from gateway.commands import Controls
+from gateway.errors import AgentError, AgentNotFound, BadAgentRequest, StoreUnavailable
+from gateway.linking import identity_from_key
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 20
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def encode_id(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def decode_id(value: str) -> str | None:
+    if not value or len(value) > 4096 or not all(c.isalnum() or c in "-_" for c in value) or len(value) % 4 == 1:
+        return None
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+class AdminApi:
+    """Handlers bound to one gateway's resources."""
+
+    def __init__(self, token: str, resources: Any, controls: Controls) -> None:
+        self._token = token.encode()
+        self._resources = resources
+        self.people = People(resources, controls)
+
+    def routes(self) -> list[web.RouteDef]:
+        guard = self._guard
+        return [
+            web.get("/admin/openapi.json", guard(self.openapi)),
+            web.get("/admin/identities", guard(self.list_identities)),
+            web.get("/admin/identities/{identity}", guard(self.get_identity)),
+            web.delete("/admin/identities/{identity}", guard(self.forget)),
+            web.put("/admin/identities/{identity}/link", guard(self.link)),
+            web.delete("/admin/identities/{identity}/link", guard(self.unlink)),
+            web.get("/admin/conversations/{conversation}", guard(self.get_conversation)),
+            web.get("/admin/conversations/{conversation}/messages", guard(self.messages)),
+            web.post("/admin/conversations/{conversation}/pause", guard(self.pause)),
+            web.post("/admin/conversations/{conversation}/resume", guard(self.resume)),
+        ]
+
+    def _guard(self, handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.Response:
+            given = request.headers.get("Authorization", "")
+            scheme, _, token = given.partition(" ")
+            # compare_digest on equal-length inputs only leaks the length; hash both to hide that too.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(_digest(token.strip().encode()),
+                                                                     _digest(self._token)):
+                return _error(401, "UNAUTHORIZED", "A valid admin token is required.",
+                              {"WWW-Authenticate": 'Bearer realm="switchboard-admin"'})
+            try:
+                response = await handler(request)
+            except ApiError as exc:
+                return _error(exc.status, exc.code, exc.message)
+            except StoreUnavailable:
+                return _error(503, "STORE_UNAVAILABLE", "The state store is unavailable.", {"Retry-After": "5"})
+            response.headers["Cache-Control"] = "no-store"
+            return response
+
+        return guarded
+
+    # -- identities ------------------------------------------------------------------------------
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(document())
+
+    async def list_identities(self, request: web.Request) -> web.Response:
+        limit = _limit(request)
+        cursor = request.query.get("cursor")
+        after = None
+        if cursor:
+            after = decode_id(cursor)
+            if after is None:
+                raise ApiError(400, "INVALID_CURSOR", "The cursor is not one this API returned.")
+        store = self._resources.store
+        records = await store.list_identities(after, limit + 1)
+        page = records[:limit]
+        data = [await self._identity(r.identity_key, r) for r in page]
+        more = len(records) > limit
+        next_cursor = encode_id(page[-1].identity_key) if more and page else None
+        return web.json_response({"data": data, "pagination": {"cursor": next_cursor, "hasMore": more}})
+
+    async def get_identity(self, request: web.Request) -> web.Response:
+        key = await self._known_identity(request)
+        return web.json_response(await self._identity(key))
+
+    async def forget(self, request: web.Request) -> web.Response:
+        key = await self._known_identity(request)
+        done = await self.people.forget(key)
+        return web.json_response({
+            "forgotten": done.identities,
+            "conversations": sorted(set(done.conversations)),
+            "agentConversations": sorted(set(done.agent_conversations)),
+            "userIds": done.user_ids,
+            "note": "Chatbase keeps its own copy of these conversations; delete them there as well.",
+        })
+
+    async def link(self, request: web.Request) -> web.Response:
+        key = self._identity_key(request)
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "INVALID_BODY", 'Send JSON {"to": "<identity id>"}.') from None
+        target = body.get("to") if isinstance(body, dict) else None
+        to_key = decode_id(target) if isinstance(target, str) else None
+        if to_key is None or identity_from_key(to_key) is None:
+            raise ApiError(400, "INVALID_BODY", '"to" must be the id of an identity.')
+        if to_key == key:
+            raise ApiError(400, "INVALID_BODY", "An identity cannot be linked to itself.")
+        if not await self.people.known(to_key):
+            raise ApiError(404, "NOT_FOUND", "No such identity to link to.")
+        await self.people.link(key, to_key)
+        return web.json_response(await self._identity(key))
+
+    async def unlink(self, request: web.Request) -> web.Response:
+        key = self._identity_key(request)
+        if not await self.people.unlink(key):
+            raise ApiError(404, "NOT_FOUND", "This identity is not linked.")
+        return web.json_response(await self._identity(key))
+
+    # -- conversations ---------------------------------------------------------------------------
+    async def get_conversation(self, request: web.Request) -> web.Response:
+        key, state = await self._conversation(request)
+        return web.json_response(await self.people.conversation(key, state=state))
+
+    async def messages(self, request: web.Request) -> web.Response:
+        limit = _limit(request)
+        _, state = await self._conversation(request)
+        if not state.conversation_id:
+            return web.json_response({"data": [], "pagination": {"cursor": None, "hasMore": False}})
+        try:
+            page = await self._resources.agent.list_messages(
+                state.conversation_id, cursor=request.query.get("cursor") or None, limit=limit
+            )
+        except AgentNotFound:
+            raise ApiError(404, "NOT_FOUND", "The agent no longer has this conversation.") from None
+        except BadAgentRequest:
+            raise ApiError(400, "INVALID_CURSOR", "The agent refused the request (a bad cursor?).") from None
+        except AgentError as exc:
+            raise ApiError(502, "AGENT_ERROR", f"The agent API failed: {exc.code or type(exc).__name__}") from None
+        return web.json_response({"data": page.items, "pagination": {"cursor": page.cursor, "hasMore": page.has_more}})
+
+    async def pause(self, request: web.Request) -> web.Response:
+        return await self._set_paused(request, True)
+
+    async def resume(self, request: web.Request) -> web.Response:
+        return await self._set_paused(request, False)
+
+    async def _set_paused(self, request: web.Request, paused: bool) -> web.Response:
+        key, _ = await self._conversation(request)
+        state = await self.people.set_paused(key, paused)
+        return web.json_response(await self.people.conversation(key, state=state))
+
+    # -- helpers ---------------------------------------------------------------------------------
+    async def _identity(self, key: str, record: Any = None) -> dict[str, Any]:
+        described = await self.people.describe(key, record)
+        described["sameUser"] = [{"id": encode_id(k), "key": k} for k in described["sameUser"]]
+        for conversation in described["conversations"]:
+            conversation["id"] = encode_id(conversation["key"])
+        return {"id": encode_id(key), **described}
+
+    def _identity_key(self, request: web.Request) -> str:
+        key = decode_id(request.match_info["identity"])
+        if key is None or identity_from_key(key) is None:
+            raise ApiError(404, "NOT_FOUND", "No such identity.")
+        return key
+
+    async def _known_identity(self, request: web.Request) -> str:
+        key = self._identity_key(request)
+        if not await self.people.known(key):
+            raise ApiError(404, "NOT_FOUND", "No such identity.")
+        return key
+
+    async def _conversation(self, request: web.Request) -> tuple[str, Any]:
+        key = decode_id(request.match_info["conversation"])
+        state = await self._resources.store.get_conversation(key) if key and ":" in key else None
+        if key is None or state is None:
+            raise ApiError(404, "NOT_FOUND", "No such conversation.")
+        return key, state
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", str(DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ApiError(400, "INVALID_LIMIT", f"limit must be an integer from 1 to {MAX_LIMIT}.")
+    return int(raw)
+
+
+def _digest(value: bytes) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(value).digest()
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    response = web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+    response.headers["Cache-Control"] = "no-store"
+    return response
