@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from channels.slack.api import SlackApi, SlackRefused
 from channels.slack.blocks import with_feedback_note
-from channels.slack.inbound import BotIdentity, action_events, classify, message_event, thread_of
+from channels.slack.inbound import BotIdentity, Trigger, action_events, classify, message_event, thread_of
 from channels.slack.reply import SlackReply
 from channels.slack.settings import SlackSettings
 from channels.slack.signature import verify_signature
@@ -15,6 +16,7 @@ from gateway import markdown
 from gateway.channel import Channel, ChannelSettings, InboundRequest, Progress, Reply, Services, WebhookResult
 from gateway.errors import ChannelError, ConfigError, WebhookRejected
 from gateway.events import InboundEvent
+from gateway.handoff import thread_key
 from gateway.text import split_text
 
 
@@ -117,6 +119,10 @@ class SlackChannel(Channel):
         if trigger is None:
             return []
         channel = str(event.get("channel", ""))
+        if trigger != "dm" and event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
+            staff = await self._handoff_event(envelope, event, trigger)
+            if staff is not None:
+                return staff
         if trigger == "thread_reply" and await self.services.store.get_value(
             self._thread_key(channel, thread_of(event))
         ) is None:
@@ -129,6 +135,17 @@ class SlackChannel(Channel):
             ttl = self.services.settings.gateway.conversation_ttl
             await self.services.store.set_value(self._thread_key(channel, thread_of(event)), "1", ttl)
         return [inbound]
+
+    async def _handoff_event(
+        self, envelope: dict[str, Any], event: dict[str, Any], trigger: Trigger
+    ) -> list[InboundEvent] | None:
+        """A staff message in a human-handoff thread: for the handoff, not for the agent (None: not one)."""
+        key = thread_key(self.name, str(event.get("channel", "")), thread_of(event))
+        conversation = await self.services.store.get_value(key)
+        if conversation is None:
+            return None
+        inbound = message_event(self.name, envelope, event, trigger, self.me)
+        return [] if inbound is None else [replace(inbound, meta={**inbound.meta, "handoff": conversation})]
 
     def interaction_events(self, payload: Any) -> list[InboundEvent]:
         if not isinstance(payload, dict):
