@@ -15,6 +15,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.agent import AgentClient
 from gateway.channel import Channel
@@ -57,6 +59,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
     store = load_store(settings.gateway.store)
 
     app = web.Application(client_max_size=settings.gateway.max_body, middlewares=[_errors_middleware])
+    _quiet_malformed_requests()
     app[SERVICES] = services
     controls = Controls(settings, services)
     if settings.gateway.admin_token:
@@ -189,6 +192,10 @@ async def _errors_middleware(request: web.Request, handler: Handler) -> web.Stre
         return web.json_response({"error": "temporarily unavailable"}, status=503, headers={"Retry-After": "5"})
     except web.HTTPRequestEntityTooLarge:
         return web.json_response({"error": "request body too large"}, status=413)
+    except RequestPayloadError as exc:
+        # The body could not be read as sent (a bad Content-Encoding, a broken chunk): the client's fault.
+        log.info("refused %s %s: unreadable body (%s)", request.method, request.path, exc)
+        return web.json_response({"error": "unreadable request body"}, status=400)
     except web.HTTPException:
         raise
     except SwitchboardError as exc:
@@ -201,6 +208,26 @@ async def _errors_middleware(request: web.Request, handler: Handler) -> web.Stre
                                                        "outcome": response.status,
                                                        "duration_ms": round(elapsed * 1000, 1)})
     return response
+
+
+class _MalformedRequestFilter(logging.Filter):
+    """aiohttp logs every unparseable request (answered 400), and a body it cannot decode, as an
+    ERROR with a traceback; on the internet those are scanners and broken clients, so they become
+    one INFO line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if (isinstance(exc, HttpProcessingError) and exc.code < 500) or isinstance(exc, RequestPayloadError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "refused a malformed HTTP request: %s", (str(exc).replace("\n", " "),)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def _quiet_malformed_requests() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequestFilter) for f in server_log.filters):
+        server_log.addFilter(_MalformedRequestFilter())
 
 
 def _channel_of(path: str) -> str | None:

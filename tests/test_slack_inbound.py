@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -79,20 +79,22 @@ async def test_signed_request_passes(channel: SlackChannel) -> None:
 
 
 @pytest.mark.parametrize(
-    "headers",
+    "make_headers",
     [
-        signed_headers(b"{}", secret="not-the-secret"),
-        signed_headers(b"{}", timestamp=int(time.time()) - 6 * 60),  # a replay
-        signed_headers(b"{}", timestamp=int(time.time()) + 6 * 60),
-        {"Content-Type": "application/json"},
-        {**signed_headers(b"{}"), "X-Slack-Request-Timestamp": "soon"},
-        {**signed_headers(b"{}"), "X-Slack-Signature": "v0=é"},
+        lambda: signed_headers(b"{}", secret="not-the-secret"),
+        # Timestamps are taken when the test runs, not when it is collected (a long suite in between
+        # would bring "6 minutes ahead" back inside the window).
+        lambda: signed_headers(b"{}", timestamp=int(time.time()) - 6 * 60),  # a replay
+        lambda: signed_headers(b"{}", timestamp=int(time.time()) + 6 * 60),
+        lambda: {"Content-Type": "application/json"},
+        lambda: {**signed_headers(b"{}"), "X-Slack-Request-Timestamp": "soon"},
+        lambda: {**signed_headers(b"{}"), "X-Slack-Signature": "v0=é"},
     ],
     ids=["wrong-secret", "old", "future", "unsigned", "bad-timestamp", "non-ascii"],
 )
-async def test_bad_signatures_are_401(channel: SlackChannel, headers: dict[str, str]) -> None:
+async def test_bad_signatures_are_401(channel: SlackChannel, make_headers: Callable[[], dict[str, str]]) -> None:
     with pytest.raises(WebhookRejected) as info:
-        await channel.verify(request(b"{}", headers))
+        await channel.verify(request(b"{}", make_headers()))
     assert info.value.status == 401
 
 

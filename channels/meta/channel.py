@@ -91,7 +91,8 @@ class MetaChannel(Channel):
         expected = "sha256=" + hmac.new(
             self.settings.app_secret.encode(), request.body, hashlib.sha256
         ).hexdigest()
-        if not hmac.compare_digest(given.strip().lower().encode(), expected.encode()):
+        # The header's raw bytes: aiohttp keeps bytes that are not UTF-8 as surrogates.
+        if not hmac.compare_digest(given.strip().lower().encode("utf-8", "surrogateescape"), expected.encode()):
             raise WebhookRejected(403, f"missing or wrong {SIGNATURE_HEADER}")
 
     async def parse(self, request: InboundRequest) -> WebhookResult:

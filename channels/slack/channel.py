@@ -95,7 +95,7 @@ class SlackChannel(Channel):
                 return WebhookResult()  # ssl_check and the like: acknowledge, nothing to do
             try:
                 payload = json.loads(form["payload"])
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
                 raise WebhookRejected(400, "malformed interactivity payload") from exc
             return WebhookResult(events=self.interaction_events(payload))
         body = request.json()

@@ -42,9 +42,11 @@ def classify(event: dict[str, Any], me: BotIdentity) -> Trigger | None:
     if not isinstance(user, str) or not user or user == me.user_id:
         return None
     subtype = event.get("subtype")
-    if subtype is not None and subtype not in _PERSON_SUBTYPES:
+    if subtype is not None and (not isinstance(subtype, str) or subtype not in _PERSON_SUBTYPES):
         return None
     channel_type = event.get("channel_type")
+    if not isinstance(channel_type, str):
+        channel_type = None  # a signed but malformed event: never a set lookup on a dict
     channel = str(event.get("channel", ""))
     kind = event.get("type")
     if kind == "app_mention":

@@ -146,8 +146,9 @@ class TelegramChannel(Channel):
         expected = self.settings.secret_token
         if not expected:
             raise WebhookRejected(403, "this Telegram channel polls; its webhook is disabled")
-        given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        # The header's raw bytes: aiohttp keeps bytes that are not UTF-8 as surrogates.
+        given = request.headers.get(SECRET_HEADER, "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, expected.encode()):
             raise WebhookRejected(403, f"missing or wrong {SECRET_HEADER}")
 
     async def parse(self, request: InboundRequest) -> WebhookResult:

@@ -54,6 +54,7 @@ def _message_event(msg: Message, key: str, channel: str, bot: BotInfo) -> Inboun
     text = msg.text or msg.caption
     if user is None or user.is_bot or not text:
         return None
+    _check_ids(user.id, msg.chat.id, msg.message_id)
     private = msg.chat.type == ChatType.PRIVATE
     command = _COMMAND.match(text)
     if command and command.group(2) and not bot.is_me(command.group(2)):
@@ -75,7 +76,7 @@ def _message_event(msg: Message, key: str, channel: str, bot: BotInfo) -> Inboun
     reply: dict[str, object] = {"chat_id": msg.chat.id}
     if not private:
         reply["reply_to"] = msg.message_id  # in a busy group, answer the message that asked
-    if msg.is_topic_message and msg.message_thread_id is not None:
+    if msg.is_topic_message and _is_id(msg.message_thread_id):
         reply["thread_id"] = msg.message_thread_id
     return InboundEvent(
         channel=channel,
@@ -94,6 +95,7 @@ def _feedback_event(query: CallbackQuery, key: str, channel: str, bot: BotInfo) 
         return None
     feedback, message_id = parsed
     chat_id = query.message.chat.id
+    _check_ids(chat_id, query.message.message_id, query.from_user.id)
     return InboundEvent(
         channel=channel,
         key=key,
@@ -103,6 +105,17 @@ def _feedback_event(query: CallbackQuery, key: str, channel: str, bot: BotInfo) 
         reply={"chat_id": chat_id, "message_id": query.message.message_id},
         meta={"message_id": message_id, "feedback": feedback},
     )
+
+
+def _is_id(value: object) -> bool:
+    """Telegram ids are integers; ``bool`` is an int to Python but never an id."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_ids(*values: object) -> None:
+    """PTB does not check field types; an id that is not an integer would break the reply later."""
+    if not all(_is_id(v) for v in values):
+        raise TypeError("a Telegram id is not an integer")
 
 
 def _mentions_me(msg: Message, bot: BotInfo) -> bool:
