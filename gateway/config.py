@@ -137,7 +137,7 @@ class HandoffSettings(_Frozen):
     #: seconds without a staff reply after which the agent takes the conversation back
     timeout: float = pydantic.Field(3600.0, gt=0)
     #: staff messages in the thread that hand the conversation back (Slack eats a leading "/")
-    resolve_words: list[str] = ["/resolve", "!resolve", "resolve"]
+    resolve_words: list[str] = ["!resolve", "/resolve", "resolve"]
     #: recent messages copied into the thread (0: none)
     transcript_messages: int = pydantic.Field(20, ge=0, le=100)
     #: optional link to the transcript; ``{conversation_id}``, ``{agent_id}``, ``{user_id}`` are filled in
