@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,6 +32,9 @@ from gateway.store import ConversationState, Store
 
 log = logging.getLogger(__name__)
 
+#: how often one identity's "spoke in this conversation" is written (it feeds the admin API)
+TOUCH_EVERY = 60.0
+_TOUCH_CACHE = 10_000
 NEW_CONVERSATION_TEXT = "Started a new conversation. What can I help you with?"
 ALREADY_HANDED_OFF_TEXT = "A person from our team already has this conversation; they will answer here."
 LINK_TEXTS = {
@@ -80,6 +84,7 @@ class Controls:
         enabled |= {Command.HUMAN} if self.handoff else set()
         words = settings.commands
         self._words = {w: c for c in Command if c in enabled for w in getattr(words, c.value)}
+        self._touched: dict[tuple[str, str], float] = {}
 
     @property
     def store(self) -> Store:
@@ -96,6 +101,22 @@ class Controls:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def touch(self, identity_key: str, conversation_key: str) -> None:
+        """Record who spoke where (admin API, forgetting), at most once a minute per pair and instance."""
+        now = time.time()
+        pair = (identity_key, conversation_key)
+        if now - self._touched.get(pair, 0.0) < TOUCH_EVERY:
+            return
+        if len(self._touched) >= _TOUCH_CACHE:
+            self._touched.clear()
+        await self.store.touch_identity(identity_key, conversation_key, now)
+        self._touched[pair] = now
+
+    def untouch(self, identity_key: str) -> None:
+        """Forget the throttle of an identity whose record was deleted: its next word records it again."""
+        for pair in [p for p in self._touched if p[0] == identity_key]:
+            del self._touched[pair]
 
     # -- parsing ---------------------------------------------------------------------------------
     def parse(self, text: str) -> Parsed | None:

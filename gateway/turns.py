@@ -36,9 +36,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["NEW_CONVERSATION_TEXT", "TurnRunner"]
 NOTHING_TO_RETRY_TEXT = "There is no answer to retry yet."
-#: how often one identity's "spoke in this conversation" is written (it feeds the admin API)
-TOUCH_EVERY = 60.0
-_TOUCH_CACHE = 10_000
 HANDED_OFF_OUTPUT = {"status": "handed_off", "message": "A person from the support team is taking over."}
 MESSAGE_MAP_TTL = 30 * 24 * 3600.0
 TOOL_LOOP_TEXT = "Sorry, I could not finish that request (too many steps). Please try again."
@@ -74,7 +71,6 @@ class TurnRunner:
         # Without the app's controls (a runner built on its own), the basic commands still work.
         self.controls = controls or Controls(Settings(linking=LinkingSettings(enabled=False)), self)
         self.log_bodies = log_bodies
-        self._touched: dict[tuple[str, str], float] = {}
 
     async def user_id(self, event: InboundEvent) -> str:
         """The Chatbase userId of the event's sender, following identity links."""
@@ -126,7 +122,7 @@ class TurnRunner:
             if handoff is not None:  # a staff message in a handoff thread, not a question
                 await handoff.on_staff_message(event, reply.progress)
             return None, "staff_relay"
-        await self._touch(event)
+        await controls.touch(event.identity.key(), event.conversation_key)
         parsed = controls.parse(event.text) if event.kind == "message" else None
         if event.kind == "new":
             parsed = Parsed(Command.NEW)
@@ -159,17 +155,6 @@ class TurnRunner:
             fresh = ConversationState(conversation_id=None, user_id=state.user_id)
             stream = self.agent.chat(event.text, conversation_id=None, user_id=state.user_id)
             return await self._stream(channel, event, reply, fresh, stream, kind="chat"), "answered"
-
-    async def _touch(self, event: InboundEvent) -> None:
-        """Record who spoke where (for the admin API and forgetting), at most once a minute each."""
-        now = time.time()
-        key = (event.identity.key(), event.conversation_key)
-        if now - self._touched.get(key, 0.0) < TOUCH_EVERY:
-            return
-        if len(self._touched) >= _TOUCH_CACHE:
-            self._touched.clear()
-        await self.store.touch_identity(key[0], key[1], now)
-        self._touched[key] = now
 
     async def _deliver(self, reply: Reply, answer: Answer) -> Answer:
         await reply.finish(answer)

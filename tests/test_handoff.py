@@ -75,7 +75,7 @@ class Desk:
 
 
 @asynccontextmanager
-async def desk(**handoff: Any) -> AsyncIterator[Desk]:
+async def desk(admin_token: str | None = None, **handoff: Any) -> AsyncIterator[Desk]:
     async with FakeSlack() as slack, FakeTelegram() as tg, FakeTwilio() as twilio:
         channels = {
             "desk": {"type": "slack", "bot_token": slack.token, "signing_secret": fs.SECRET,
@@ -86,7 +86,8 @@ async def desk(**handoff: Any) -> AsyncIterator[Desk]:
                     "auth_token": AUTH_TOKEN},
         }
         sections = {"handoff": {"slack_channel": "desk", "support_channel_id": SUPPORT, **handoff}}
-        async with controlled_gateway(channels, sections) as gw:
+        gateway = {"admin_token": admin_token} if admin_token else {}
+        async with controlled_gateway(channels, sections, gateway=gateway) as gw:
             yield Desk(gw, slack, tg, twilio)
 
 

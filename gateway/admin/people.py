@@ -175,4 +175,5 @@ class People:
                     await self.store.delete_value(f"email:{name}:rate:{identity.id}")
         await self.linker.forget(key)
         await self.store.delete_identity(key)
+        self.controls.untouch(key)
         done.identities.append(key)
