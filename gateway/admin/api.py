@@ -12,6 +12,7 @@ import base64
 import binascii
 import hmac
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +25,8 @@ from gateway.errors import AgentError, AgentNotFound, BadAgentRequest, StoreUnav
 from gateway.linking import identity_from_key
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+#: base64url without padding (a length of 1 modulo 4 is never valid base64)
+ID_PATTERN = re.compile(r"(?:[A-Za-z0-9_-]{4}){0,511}(?:[A-Za-z0-9_-]{2,3})?")
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
 
@@ -38,11 +41,13 @@ def encode_id(key: str) -> str:
     return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
 
 
-def decode_id(value: str) -> str | None:
-    if not value or len(value) > 4096 or not all(c.isalnum() or c in "-_" for c in value) or len(value) % 4 == 1:
+def decode_id(value: str, *, lenient: bool = False) -> str | None:
+    """The key behind an id; None when it is not one (``lenient``: any bytes, for cursors)."""
+    if not ID_PATTERN.fullmatch(value):
         return None
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("utf-8")
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        return raw.decode("utf-8", errors="replace" if lenient else "strict")
     except (binascii.Error, UnicodeDecodeError):
         return None
 
@@ -56,21 +61,23 @@ class AdminApi:
         self.people = People(resources, controls)
 
     def routes(self) -> list[web.RouteDef]:
-        guard = self._guard
+        guard, paged = self._guard, ("limit", "cursor")
         return [
             web.get("/admin/openapi.json", guard(self.openapi)),
-            web.get("/admin/identities", guard(self.list_identities)),
+            web.get("/admin/identities", guard(self.list_identities, paged)),
             web.get("/admin/identities/{identity}", guard(self.get_identity)),
             web.delete("/admin/identities/{identity}", guard(self.forget)),
             web.put("/admin/identities/{identity}/link", guard(self.link)),
             web.delete("/admin/identities/{identity}/link", guard(self.unlink)),
             web.get("/admin/conversations/{conversation}", guard(self.get_conversation)),
-            web.get("/admin/conversations/{conversation}/messages", guard(self.messages)),
+            web.get("/admin/conversations/{conversation}/messages", guard(self.messages, paged)),
             web.post("/admin/conversations/{conversation}/pause", guard(self.pause)),
             web.post("/admin/conversations/{conversation}/resume", guard(self.resume)),
         ]
 
-    def _guard(self, handler: Handler) -> Handler:
+    def _guard(self, handler: Handler, query: tuple[str, ...] = ()) -> Handler:
+        """Token check, then: unknown query parameters are mistakes, errors become JSON."""
+
         async def guarded(request: web.Request) -> web.Response:
             given = request.headers.get("Authorization", "")
             scheme, _, token = given.partition(" ")
@@ -79,6 +86,9 @@ class AdminApi:
                                                                      _digest(self._token)):
                 return _error(401, "UNAUTHORIZED", "A valid admin token is required.",
                               {"WWW-Authenticate": 'Bearer realm="switchboard-admin"'})
+            unknown = sorted(set(request.query) - set(query))
+            if unknown or any(len(request.query.getall(k, [])) > 1 for k in query):
+                return _error(400, "INVALID_QUERY", f"Unknown or repeated query parameters: {unknown or query}")
             try:
                 response = await handler(request)
             except ApiError as exc:
@@ -99,7 +109,8 @@ class AdminApi:
         cursor = request.query.get("cursor")
         after = None
         if cursor:
-            after = decode_id(cursor)
+            # A cursor is "after this key": any well-formed one means something, even a made-up one.
+            after = decode_id(cursor, lenient=True)
             if after is None:
                 raise ApiError(400, "INVALID_CURSOR", "The cursor is not one this API returned.")
         store = self._resources.store

@@ -6,7 +6,9 @@ from typing import Any
 
 from gateway import __version__
 
-_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "minLength": 2, "maxLength": 4096}
+#: base64url of a key, without padding (see ``gateway.admin.api.ID_PATTERN``)
+_ID = {"type": "string", "pattern": "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$", "minLength": 2,
+       "maxLength": 2048}
 _NULLABLE_NUMBER = {"type": "number", "nullable": True}
 
 
@@ -21,7 +23,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     texts = {400: "Invalid request", 401: "Missing or wrong admin token", 404: "Not found",
              502: "The agent API failed", 503: "The state store is unavailable"}
-    return {str(s): _json(_ref("Error"), texts[s]) for s in (*statuses, 401, 503)}
+    found = {str(s): _json(_ref("Error"), texts[s]) for s in (*statuses, 400, 401, 503)}
+    # A request the HTTP parser itself refuses (an over-long URL) gets its plain-text 400.
+    found["400"]["content"]["text/plain"] = {"schema": {"type": "string"}}
+    return found
 
 
 def _param(name: str, where: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
@@ -31,8 +36,9 @@ def _param(name: str, where: str, schema: dict[str, Any], description: str, requ
 
 _LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
                 "Page size")
-_CURSOR = _param("cursor", "query", {"type": "string", "minLength": 1},
-                 "The cursor of the previous page (opaque)")
+_CURSOR = _param("cursor", "query", _ID, "The cursor of the previous page")
+_AGENT_CURSOR = _param("cursor", "query", {"type": "string", "minLength": 1},
+                       "The agent API's cursor of the previous page (opaque; passed on as it is)")
 _IDENTITY = _param("identityId", "path", _ID, "An identity id, as listed")
 _CONVERSATION = _param("conversationId", "path", _ID, "A conversation id, as listed")
 
@@ -151,7 +157,7 @@ def document() -> dict[str, Any]:
             "/admin/conversations/{conversationId}/messages": {"get": _op(
                 "The conversation's messages from the agent API, newest page first",
                 {"200": _json(_ref("MessagePage"), "A page"), **_errors(400, 404, 502)},
-                _CONVERSATION, _LIMIT, _CURSOR)},
+                _CONVERSATION, _LIMIT, _AGENT_CURSOR)},
             "/admin/conversations/{conversationId}/pause": {"post": _op(
                 "Stop the agent answering here", {"200": conversation, **_errors(404)}, _CONVERSATION)},
             "/admin/conversations/{conversationId}/resume": {"post": _op(
