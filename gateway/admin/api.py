@@ -43,7 +43,7 @@ def encode_id(key: str) -> str:
 
 def decode_id(value: str, *, lenient: bool = False) -> str | None:
     """The key behind an id; None when it is not one (``lenient``: any bytes, for cursors)."""
-    if not ID_PATTERN.fullmatch(value):
+    if not value or not ID_PATTERN.fullmatch(value):
         return None
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
