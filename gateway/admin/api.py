@@ -81,9 +81,10 @@ class AdminApi:
         async def guarded(request: web.Request) -> web.Response:
             given = request.headers.get("Authorization", "")
             scheme, _, token = given.partition(" ")
+            # Headers that are not UTF-8 arrive with surrogates; they must compare unequal, not crash.
+            offered = token.strip().encode("utf-8", "surrogateescape")
             # compare_digest on equal-length inputs only leaks the length; hash both to hide that too.
-            if scheme.lower() != "bearer" or not hmac.compare_digest(_digest(token.strip().encode()),
-                                                                     _digest(self._token)):
+            if scheme.lower() != "bearer" or not hmac.compare_digest(_digest(offered), _digest(self._token)):
                 return _error(401, "UNAUTHORIZED", "A valid admin token is required.",
                               {"WWW-Authenticate": 'Bearer realm="switchboard-admin"'})
             unknown = sorted(set(request.query) - set(query))
