@@ -16,6 +16,7 @@ Channels that poll (email, Telegram long-polling, Slack Socket Mode) override ``
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 from abc import ABC, abstractmethod
@@ -292,12 +293,28 @@ class Channel(ABC):
         """One line for ``switchboard check``: what this instance talks to (no secrets)."""
 
 
+#: seconds a client gets to send a whole webhook body (platforms need milliseconds; a client that
+#: trickles bytes would otherwise hold a connection and a handler for as long as it likes)
+BODY_READ_TIMEOUT = 30.0
+
+
 async def read_inbound(request: web.Request, public_url: str) -> InboundRequest:
-    """Read a request into an :class:`InboundRequest`; oversize bodies become 413."""
+    """Read a request into an :class:`InboundRequest`.
+
+    A body over the size limit is a 413, refused on its ``Content-Length`` before any of it is
+    read, else as soon as the bytes received pass the limit; a body that takes longer than
+    ``BODY_READ_TIMEOUT`` to arrive is a 408.
+    """
+    limit = request.client_max_size
+    if limit and request.content_length is not None and request.content_length > limit:
+        raise WebhookRejected(413, f"request body over {limit} bytes")
     try:
-        body = await request.read()
+        async with asyncio.timeout(BODY_READ_TIMEOUT):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise WebhookRejected(413, "request body over 1 MiB") from None
+        raise WebhookRejected(413, f"request body over {limit} bytes") from None
+    except TimeoutError:
+        raise WebhookRejected(408, "request body not received in time") from None
     return InboundRequest(
         method=request.method,
         path=request.path,

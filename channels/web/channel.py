@@ -30,7 +30,7 @@ from channels.web.guard import (
 )
 from channels.web.page import ASSETS, load_assets, security_headers, serve
 from channels.web.stream import STREAM_HEADERS, SseSink, StreamReply
-from gateway.channel import Answer, Channel, ChannelSettings, Progress, Reply, Services
+from gateway.channel import BODY_READ_TIMEOUT, Answer, Channel, ChannelSettings, Progress, Reply, Services
 from gateway.events import Identity, InboundEvent
 
 log = logging.getLogger(__name__)
@@ -266,11 +266,14 @@ async def _read_capped(request: web.Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        while chunk := await request.content.read(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise ChatRequestError(413, "body_too_large", f"The request body is over {limit} bytes.")
-            chunks.append(chunk)
+        async with asyncio.timeout(BODY_READ_TIMEOUT):  # a trickling client must not hold the handler
+            while chunk := await request.content.read(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise ChatRequestError(413, "body_too_large", f"The request body is over {limit} bytes.")
+                chunks.append(chunk)
     except web.HTTPRequestEntityTooLarge:
         raise ChatRequestError(413, "body_too_large", "The request body is too large.") from None
+    except TimeoutError:
+        raise ChatRequestError(408, "body_timeout", "The request body did not arrive in time.") from None
     return b"".join(chunks)

@@ -62,6 +62,21 @@ class RawResponse:
     head: bytes
     body: bytes
 
+    @property
+    def content(self) -> bytes:
+        """The body with chunked transfer encoding undone."""
+        if (self.header("Transfer-Encoding") or "").lower() != "chunked":
+            return self.body
+        out, rest = bytearray(), self.body
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0] or b"0", 16)
+            if size == 0:
+                break
+            out += rest[:size]
+            rest = rest[size + 2:]
+        return bytes(out)
+
     def header(self, name: str) -> str | None:
         for line in self.head.split(b"\r\n")[1:]:
             key, _, value = line.partition(b":")

@@ -162,6 +162,18 @@ WEB: tuple[Surface, ...] = (
 SURFACES: dict[str, Surface] = {s.name: s for s in (*WEBHOOKS, *WEB)}
 
 
+def forged(surface: Surface, port: int, target: str, body: bytes, other_body: bytes) -> Headers:
+    """A genuine signature of ``other_body``: wrong for ``body``.
+
+    Telegram's secret does not depend on the body, and Twilio signs each distinct value once, so a
+    "forgery" that is in fact the right signature is replaced by a wrong secret.
+    """
+    headers = surface.sign(port, target, other_body)
+    if headers == surface.sign(port, target, body):
+        return [(b"X-Telegram-Bot-Api-Secret-Token", b"s3cr3t-Token_valuX")]
+    return headers
+
+
 def stale_slack_headers(body: bytes, age: float) -> Headers:
     """A genuine Slack signature made ``age`` seconds ago (a captured request, replayed)."""
     return _slack_headers(body, int(time.time() - age))
