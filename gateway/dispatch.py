@@ -34,6 +34,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TURN_TIMEOUT = 300.0
+#: Acknowledgements first: a drain starts once no event was accepted for SETTLE_QUIET seconds (or
+#: after SETTLE_MAX at the latest), so a burst of webhooks is answered before the turns it
+#: triggers compete with it for the event loop. Platforms time webhooks out in seconds; agents
+#: answer in seconds, so the few milliseconds this adds to a turn's start are invisible.
+SETTLE_QUIET = 0.005
+SETTLE_MAX = 0.1
 RATE_LIMIT_TEXT = "You're sending messages faster than I can answer. Please wait a minute and try again."
 
 
@@ -78,13 +84,17 @@ class Dispatcher:
         self._idle.set()
         self._closing = False
         self._sweeper: asyncio.Task[None] | None = None
+        self._last_accept = 0.0
 
     # -- intake ----------------------------------------------------------------------------------
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
         """Journal each event (raises StoreUnavailable) and kick the conversations of new ones."""
         results = []
+        loop = asyncio.get_running_loop()
         for event in events:
+            self._last_accept = loop.time()
             new = await self.store.journal_add(JournalEntry(event))
+            self._last_accept = loop.time()
             self.metrics.inbound_events.labels(event.channel, "accepted" if new else "duplicate").inc()
             if new:
                 self.kick(event.conversation_key, wait=2 * self.lease_ttl)
@@ -114,30 +124,50 @@ class Dispatcher:
         # The owner is this drain, not this instance: two drains of one conversation may overlap
         # briefly in one process, and must exclude each other exactly as across instances.
         owner = f"{self.instance_id}:{uuid.uuid4().hex[:8]}"
+        await self._settle()
         if not await self._acquire(lease, owner, wait):
             return  # another instance holds it and will see our entry when it reads the head
         beat = asyncio.create_task(self._heartbeat(lease, owner), name=f"lease:{conversation_key}")
         me = asyncio.current_task()
         try:
-            while True:
-                entry = await self.store.journal_head(conversation_key)
-                if entry is None:
-                    # Deregister first, then look once more while still holding the lease: an
-                    # event journaled in between either is seen now or kicks a fresh drain.
-                    if self._drains.get(conversation_key) is me:
-                        del self._drains[conversation_key]
-                    entry = await self.store.journal_head(conversation_key)
-                    if entry is None or conversation_key in self._drains or me is None:
-                        break
-                    self._drains[conversation_key] = me
+            entry = await self.store.journal_head(conversation_key)
+            if entry is None:
+                entry = await self._last_look(conversation_key, me)
+            while entry is not None:
                 async with self._slots:
                     await self._process(entry)
+                entry = await self._last_look(conversation_key, me)
         except StoreUnavailable as exc:
             log.error("store unavailable while draining %s: %s (the sweeper retries)", conversation_key, exc)
         finally:
             beat.cancel()
             with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
                 await self.store.unlock(lease, owner)
+
+    async def _settle(self) -> None:
+        """Wait until webhooks stop arriving for a moment (see SETTLE_QUIET), at most SETTLE_MAX."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SETTLE_MAX
+        while True:
+            now = loop.time()
+            quiet = now - self._last_accept
+            if quiet >= SETTLE_QUIET or now >= deadline:
+                return
+            await asyncio.sleep(min(SETTLE_QUIET - quiet, deadline - now))
+
+    async def _last_look(self, conversation_key: str, me: asyncio.Task[Any] | None) -> JournalEntry | None:
+        """Deregister, then read the head while still holding the lease; None ends the drain.
+
+        An event journaled meanwhile is either seen here or kicks a fresh drain (which takes over
+        once our lease is released); one read per entry, never two.
+        """
+        if self._drains.get(conversation_key) is me:
+            del self._drains[conversation_key]
+        entry = await self.store.journal_head(conversation_key)
+        if entry is None or conversation_key in self._drains or me is None:
+            return None
+        self._drains[conversation_key] = me
+        return entry
 
     async def _acquire(self, lease: str, owner: str, wait: float) -> bool:
         deadline = time.monotonic() + wait
@@ -226,8 +256,8 @@ class Dispatcher:
 
     async def sweep(self) -> int:
         """Kick every conversation that has unfinished entries; returns how many were kicked."""
-        pending = await self.store.journal_pending()
-        keys = {e.event.conversation_key for e in pending if e.event.channel in self.channels}
+        # Conversation keys are "<channel>:<scope>" and channel names hold no colon.
+        keys = [k for k in await self.store.journal_conversations() if k.partition(":")[0] in self.channels]
         for key in keys:
             self.kick(key)
         return len(keys)

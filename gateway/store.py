@@ -164,3 +164,12 @@ class Store(Protocol):
     async def unlock(self, key: str, owner: str) -> None:
         """Give the lease back, only if ``owner`` still holds it."""
         ...
+
+    # -- the sweeper's view of the journal -----------------------------------------------------
+    async def journal_conversations(self) -> list[str]:
+        """Keys of the conversations that have unfinished entries, without loading the entries.
+
+        The dispatcher's sweeper asks every few seconds; under a backlog, loading (and decoding)
+        every pending event just to find their conversations would cost more than the work itself.
+        """
+        ...

@@ -15,6 +15,26 @@ redis.call('ZADD', KEYS[2], ARGV[4], ARGV[7])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
 return 1
 """
+# KEYS: queue. ARGV: journal key prefix. The head of one conversation in one round trip: the
+# entry with the lowest received_at, ties broken by arrival sequence. It reads the journal hashes
+# of the queue's members, keys it derives itself (this store serves one Redis, not a Cluster,
+# whose slots its multi-key scripts already span). Returns {key, event, progress, attempts} or nil.
+JOURNAL_HEAD = """
+local items = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local best, best_score, best_seq = nil, nil, nil
+for i = 1, #items, 2 do
+  local score = tonumber(items[i + 1])
+  if best_score and score > best_score then break end
+  local row = redis.call('HMGET', ARGV[1] .. items[i], 'e', 'p', 'a', 'q')
+  if row[1] and row[2] and row[3] and row[4] then
+    local seq = tonumber(row[4])
+    if not best or seq < best_seq then
+      best, best_score, best_seq = {items[i], row[1], row[2], row[3]}, score, seq
+    end
+  end
+end
+return best
+"""
 # KEYS: entry. ARGV: progress, attempts. A finished entry is never brought back to life.
 JOURNAL_PROGRESS = """
 if redis.call('HEXISTS', KEYS[1], 'e') == 0 then return 0 end

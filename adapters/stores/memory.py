@@ -102,6 +102,9 @@ class MemoryStore(StoreBase):
         rows = [self._journal[key] for keys in self._queues.values() for key in keys]
         return [self._entry(r) for r in sorted(rows, key=_age)]
 
+    async def journal_conversations(self) -> list[str]:
+        return [key for key, keys in self._queues.items() if keys]
+
     async def journal_head(self, conversation_key: str) -> JournalEntry | None:
         rows = [self._journal[key] for key in self._queues.get(conversation_key, ())]
         return self._entry(min(rows, key=_age)) if rows else None

@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import redis
 import redis.asyncio as aioredis
 from redis import exceptions as rex
 from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
@@ -59,6 +60,15 @@ _SEQ = PREFIX + "seq"
 _PASSTHROUGH = {*URL_QUERY_ARGUMENT_PARSERS, "db", "username", "password", "client_name", "ssl_ca_certs"}
 #: connections per gateway process; more commands than this wait (up to ``timeout``) for one
 MAX_CONNECTIONS = 64
+try:
+    from redis.driver_info import DriverInfo
+
+    # Given once: without it redis-py 8 looks its own version up in the installed package
+    # metadata for every new connection, about a millisecond each while a burst grows the pool.
+    _DRIVER: dict[str, Any] = {"driver_info": DriverInfo(name="redis-py", lib_version=redis.__version__)}
+except ImportError:  # redis-py before 7 reads its version once, at import
+    _DRIVER = {}
+_CONVERSATION_CACHE = 10_000
 _UNAVAILABLE = (rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError, rex.TryAgainError, OSError)
 
 
@@ -110,12 +120,16 @@ class RedisStore(RedisPeople, StoreBase):
                 socket_connect_timeout=connect_timeout,
                 socket_timeout=timeout,
                 retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1, (rex.ConnectionError,)),
+                **_DRIVER,
             )
             self._client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # owns it: aclose() closes it
         except ValueError as exc:
             raise bad_url(url, f"not a valid Redis URL: {exc}") from None
         client = self._client
         self._add = client.register_script(lua.JOURNAL_ADD)
+        self._head = client.register_script(lua.JOURNAL_HEAD)
+        #: journal key → conversation key of the heads this process read (journal_finish needs it)
+        self._conversation_of: dict[str, str] = {}
         self._progress = client.register_script(lua.JOURNAL_PROGRESS)
         self._finish = client.register_script(lua.JOURNAL_FINISH)
         self._incr = client.register_script(lua.INCR)
@@ -164,21 +178,25 @@ class RedisStore(RedisPeople, StoreBase):
             scored = await self._client.zrange(_PENDING, 0, -1, withscores=True)
             return await self._load(cast(list[tuple[str, float]], scored))
 
+    async def journal_conversations(self) -> list[str]:
+        with self._guard():
+            keys = await self._client.zrange(_PENDING, 0, -1)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hget(_journal(str(key)), "c")
+                found: list[str | None] = await pipe.execute()
+        return sorted({c for c in found if c is not None})  # None: finished in between
+
     async def journal_head(self, conversation_key: str) -> JournalEntry | None:
         with self._guard():
-            scored = cast(
-                list[tuple[str, float]],
-                await self._client.zrange(_queue(conversation_key), 0, -1, withscores=True),
-            )
-            # Only entries with the lowest received_at can be the head: load those (usually one;
-            # several on a tie, which arrival order decides), and move on only if they vanished.
-            while scored:
-                low = [item for item in scored if item[1] == scored[0][1]]
-                entries = await self._load(low)
-                if entries:
-                    return entries[0]
-                scored = scored[len(low) :]
-        return None
+            found = await self._head(keys=[_queue(conversation_key)], args=(_journal(""),))
+        if not found:
+            return None
+        key, event, progress, attempts = (str(v) for v in found)
+        if len(self._conversation_of) >= _CONVERSATION_CACHE:
+            self._conversation_of.clear()  # entries another instance finished; rare, so never many
+        self._conversation_of[key] = conversation_key
+        return _entry(event, progress, attempts)
 
     async def _load(self, scored: list[tuple[str, float]]) -> list[JournalEntry]:
         """The still-pending entries among ``(key, received_at)``, oldest first, ties in arrival order."""
@@ -201,8 +219,11 @@ class RedisStore(RedisPeople, StoreBase):
 
     async def journal_finish(self, key: str, status: JournalStatus) -> None:
         with self._guard():
-            # Read the conversation first so the script declares every key it touches.
-            conversation_key = _text(await self._client.hget(_journal(key), "c"))
+            # The script declares every key it touches, so it needs the conversation first: known
+            # when this process read the entry as a head (the usual case), else read from Redis.
+            conversation_key = self._conversation_of.pop(key, None) or _text(
+                await self._client.hget(_journal(key), "c")
+            )
             if conversation_key is not None:
                 keys = [_journal(key), _PENDING, _queue(conversation_key)]
                 await self._finish(keys=keys, args=(status, self._dedup_ms, key))

@@ -163,6 +163,11 @@ class SQLiteStore(SQLitePeople, StoreBase):
         )
         return [_entry(row) for row in rows]
 
+    async def journal_conversations(self) -> list[str]:
+        # Answered from the journal_head index (conversation, received_at) WHERE status = 'pending'.
+        rows = await self._fetch("SELECT DISTINCT conversation FROM journal WHERE status = 'pending'")
+        return [str(row[0]) for row in rows]
+
     async def journal_head(self, conversation_key: str) -> JournalEntry | None:
         rows = await self._fetch(
             f"SELECT {ENTRY_COLUMNS} FROM journal WHERE conversation = ? AND status = 'pending'"
