@@ -34,12 +34,16 @@ class Faults:
     """Mutable fault settings of an emulator; also settable over ``POST /_emulator/faults``.
 
     ``latency`` delays the first byte of every API response; ``token_delay`` spaces the text
-    deltas of a stream. Queued failures and cuts are consumed by the next API requests.
+    deltas of a stream; ``drip`` (seconds per byte) sends streamed answers one byte at a time,
+    read afresh for every byte, so a stream started during a drip speeds up when it ends (a
+    congested link, not a timeout: bytes keep coming). Queued failures and cuts are consumed by
+    the next API requests.
     """
 
-    def __init__(self, latency: float = 0.0, token_delay: float = 0.0) -> None:
+    def __init__(self, latency: float = 0.0, token_delay: float = 0.0, drip: float = 0.0) -> None:
         self.latency = latency
         self.token_delay = token_delay
+        self.drip = drip
         self._failures: deque[Failure] = deque()
         self._cuts: deque[CutMode] = deque()
 
@@ -72,18 +76,20 @@ class Faults:
     def take_cut(self) -> CutMode | None:
         return self._cuts.popleft() if self._cuts else None
 
-    def clear(self, latency: float = 0.0, token_delay: float = 0.0) -> None:
+    def clear(self, latency: float = 0.0, token_delay: float = 0.0, drip: float = 0.0) -> None:
         """Forget queued faults and set the delays."""
         self._failures.clear()
         self._cuts.clear()
         self.latency = latency
         self.token_delay = token_delay
+        self.drip = drip
 
     def snapshot(self) -> dict[str, Any]:
         """The current settings as JSON."""
         return {
             "latency": self.latency,
             "token_delay": self.token_delay,
+            "drip": self.drip,
             "pending_failures": [
                 {"status": f.status, "code": f.code, "retry_after": f.retry_after} for f in self._failures
             ],
@@ -92,7 +98,7 @@ class Faults:
 
     def apply(self, doc: Any) -> None:
         """Apply a control document: ``{"fail_next": {status, count, retry_after, code} | status,
-        "cut_next_stream": count | {count, abort}, "latency": s, "token_delay": s}``; a flat
+        "cut_next_stream": count | {count, abort}, "latency": s, "token_delay": s, "drip": s}``; a flat
         ``{"status", "count", "retry_after", "code"}`` also means ``fail_next``.
 
         Raises ValueError (or TypeError) on a malformed document, before changing anything.
@@ -107,7 +113,7 @@ class Faults:
         cut = doc.get("cut_next_stream")
         if isinstance(cut, int) and not isinstance(cut, bool):
             cut = {"count": cut}
-        delays = {k: doc[k] for k in ("latency", "token_delay") if k in doc}
+        delays = {k: doc[k] for k in ("latency", "token_delay", "drip") if k in doc}
         # Validate everything before changing anything.
         for name, value in delays.items():
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:

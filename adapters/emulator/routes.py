@@ -199,6 +199,7 @@ class Api:
             legacy=self.legacy,
             token_delay=self.faults.token_delay,
             cut=self.faults.take_cut(),
+            faults=self.faults,
         )
 
 

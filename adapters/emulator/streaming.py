@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.emulator.brain import words
-from adapters.emulator.faults import CutMode
+from adapters.emulator.faults import CutMode, Faults
 from adapters.emulator.state import StoredMessage
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,12 @@ async def stream(
     legacy: bool,
     token_delay: float,
     cut: CutMode | None,
+    faults: Faults | None = None,
 ) -> web.StreamResponse:
-    """Write the answer as ``text/event-stream``; a ``cut`` stops it halfway through the text."""
+    """Write the answer as ``text/event-stream``; a ``cut`` stops it halfway through the text.
+
+    While ``faults.drip`` is set, bytes go out one at a time that many seconds apart.
+    """
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -75,16 +79,17 @@ async def stream(
             "x-vercel-ai-ui-message-stream": "v1",
         }
     )
-    await resp.prepare(request)
     plan = events(msg, meta, legacy=legacy)
     if cut is not None:
         plan = _cut(plan)
     try:
+        # Inside the try: a client that timed out during ``latency`` is gone before the headers.
+        await resp.prepare(request)
         for event in plan:
             is_text = isinstance(event, dict) and event["type"] == "text-delta"
             if is_text and token_delay > 0:
                 await asyncio.sleep(token_delay)
-            await resp.write(encode(event))
+            await _write(resp, encode(event), faults)
         if cut == "abort" and request.transport is not None:
             # Drop the connection mid-body: the client sees an incomplete chunked payload.
             request.transport.close()
@@ -93,6 +98,17 @@ async def stream(
     except ConnectionResetError:
         log.debug("client went away during a stream")
     return resp
+
+
+async def _write(resp: web.StreamResponse, data: bytes, faults: Faults | None) -> None:
+    """``data``, or while a drip is on, its bytes one by one (the drip is re-read every byte)."""
+    sent = 0
+    while faults is not None and faults.drip > 0 and sent < len(data):
+        await resp.write(data[sent : sent + 1])
+        sent += 1
+        await asyncio.sleep(faults.drip)
+    if sent < len(data):
+        await resp.write(data[sent:])
 
 
 def _cut(plan: list[dict[str, Any] | str]) -> list[dict[str, Any] | str]:
