@@ -1,0 +1,47 @@
+"""How big each scenario is: the full run (``python -m bench``) and the smoke run (``--quick``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Params:
+    #: the gateway's stores compared in scenarios 1 to 3
+    stores: tuple[str, ...] = ("sqlite", "redis")
+    # 1. ack latency: waves of signed Slack events while the agent takes `ack_agent_latency` per answer
+    ack_waves: int = 5
+    ack_wave_size: int = 200
+    ack_agent_latency: float = 2.0
+    # 2. overhead: conversations sent at `overhead_rate` per second, tokens `overhead_token_delay` apart
+    overhead_count: int = 300
+    overhead_rate: float = 25.0
+    overhead_token_delay: float = 0.02
+    # 3. throughput: a burst of `throughput_count` webhooks, `throughput_concurrency` in flight, per system
+    throughput_count: int = 1000
+    throughput_concurrency: int = 50
+    throughput_repeats: int = 2
+    # 4. scale: conversations streaming at once, tokens this far apart; Redis identities for MEMORY USAGE
+    scale_streams: int = 1000
+    scale_token_delay: float = 0.2
+    scale_identities: int = 100_000
+    # 5. instances
+    instances: tuple[int, ...] = (1, 2, 3)
+    instances_count: int = 1500
+    #: seconds any one run may take to deliver its answers
+    deadline: float = 180.0
+    #: seconds between waves, and to wait after the last answer for trailing calls (its final edit)
+    pause: float = 0.5
+
+
+FULL = Params()
+QUICK = Params(
+    stores=("redis",),
+    ack_waves=1, ack_wave_size=10, ack_agent_latency=0.05,
+    overhead_count=6, overhead_rate=40.0,
+    throughput_count=10, throughput_concurrency=5, throughput_repeats=1,
+    scale_streams=10, scale_token_delay=0.01, scale_identities=200,
+    instances=(1, 2), instances_count=10,
+    deadline=30.0,
+    pause=0.05,
+)
