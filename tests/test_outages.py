@@ -131,6 +131,7 @@ def answered_properly(text: str, question: str) -> bool:
     return text.startswith(f'You said: "{question}".')
 
 
+@pytest.mark.timeout(len(PHASES) * OUTAGE_SECONDS + 110)  # the opt-in minute per fault needs longer
 async def test_agent_outages_while_traffic_flows(capsys: pytest.CaptureFixture[str]) -> None:
     phases = [Phase(name, start) for name, start in PHASES]
     serial = [0]

@@ -42,6 +42,28 @@ ALLOWED_UPDATES = [UpdateType.MESSAGE, UpdateType.CALLBACK_QUERY]
 SHUTDOWN_GRACE = 2.0
 
 
+class _RedactBotTokens(logging.Filter):
+    """PTB logs its API URLs at DEBUG ("Set Bot API URL: .../bot<token>"), and a Bot API URL
+    carries the bot token: the token is cut out of the record before any handler sees it, even
+    a handler set up before the configured secrets were known (``switchboard check``, start-up)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if any(token in text for token in self.tokens):
+            for token in self.tokens:
+                text = text.replace(token, "***")
+            record.msg, record.args = text, ()
+        return True
+
+
+_REDACT_TOKENS = _RedactBotTokens()
+logging.getLogger("telegram.Bot").addFilter(_REDACT_TOKENS)
+
+
 class TelegramSettings(ChannelSettings):
     """``[channels.<name>]`` keys of a ``telegram`` channel."""
 
@@ -97,6 +119,7 @@ class TelegramChannel(Channel):
         assert isinstance(settings, TelegramSettings)
         self.settings = settings
         base = settings.api_base
+        _REDACT_TOKENS.tokens.add(settings.bot_token)
         tls = {"verify": _tls_context()}
         self.bot = Bot(
             settings.bot_token,
