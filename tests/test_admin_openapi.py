@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import hypothesis
+import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis.checks import positive_data_acceptance
@@ -45,14 +46,16 @@ def run(operation: Any, mode: schemathesis.GenerationMode, base_url: str) -> Non
     # The messages cursor belongs to the agent API: a made-up one is rightly refused (400).
     excluded = [positive_data_acceptance] if operation.path.endswith("/messages") else []
 
-    @hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                         suppress_health_check=list(HealthCheck), phases=[Phase.generate])
-    @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-    def check(case: schemathesis.Case) -> None:
-        case.call_and_validate(base_url=base_url, headers={"Authorization": f"Bearer {ADMIN}"},
-                               excluded_checks=excluded)
+    with requests.Session() as session:  # one connection pool, closed when done
 
-    check()
+        @hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+                             suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+        @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+        def check(case: schemathesis.Case) -> None:
+            case.call_and_validate(base_url=base_url, session=session, excluded_checks=excluded,
+                                   headers={"Authorization": f"Bearer {ADMIN}"})
+
+        check()
 
 
 async def seed(gw: GatewayUnderTest) -> None:
