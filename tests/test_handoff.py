@@ -147,6 +147,17 @@ async def test_the_user_asks_for_a_person_over_sms() -> None:
         assert d.chats()[-1]["message"] == "back to the bot"
 
 
+async def test_the_user_asks_for_a_person_on_telegram() -> None:
+    async with desk() as d:
+        await d.telegram("/human")
+        assert d.telegram_texts() == [STARTED_TEXT]
+        [top] = d.threads()
+        assert "4242 on tg" in top.text and "They asked for a person." in top.text
+        await d.staff_says(top, " /resolve")  # how Slack lets staff send a leading slash
+        assert d.telegram_texts()[-1] == RESOLVED_TEXT
+        assert d.chats() == []
+
+
 async def test_the_agent_takes_back_after_the_timeout() -> None:
     async with desk(timeout=0.3) as d:
         await d.sms("/human")
