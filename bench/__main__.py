@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
         workdir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
-        profile_to = args.docs / "benchmarks" / "profile-gateway.svg" if args.profile else None
+        profile_to = args.docs / "benchmarks" / "profile-gateway.txt" if args.profile else None
         try:
             results = asyncio.run(run(QUICK if args.quick else FULL, only, workdir, profile_to))
         except BaseException:

@@ -7,6 +7,7 @@ from typing import Any
 
 from bench import stats
 from bench.load import channel_of, phone_of
+from bench.memory import footprint
 from bench.params import Params
 from bench.procs import Child, Sampler
 from bench.stack import SLACK, SMS, Stack
@@ -81,7 +82,9 @@ async def scale(stack: Stack, p: Params) -> dict[str, Any]:
         peak = gateway.peak_rss_mb()
         errors = len(gateway.log_lines("ERROR"))
     tokens = await stack.tokens()
+    left = await footprint(stack.redis.url, p.scale_streams)
     return {
+        "redis_bytes_per_conversation": left,
         "streams": p.scale_streams, "token_delay": p.scale_token_delay, **result,
         "idle_rss_mb": idle_mb, "peak_rss_mb": max(peak, sampler.peak), "error_log_lines": errors,
         "peak_open_streams": tokens["peak_streams"],

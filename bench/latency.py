@@ -47,14 +47,16 @@ async def ack_latency(stack: Stack, p: Params) -> dict[str, Any]:
 async def overhead(stack: Stack, p: Params) -> dict[str, Any]:
     """Agent token timestamps (emulator) against Slack API call timestamps (fake Slack), per answer.
 
-    ``update_interval = 0`` so the gateway edits as soon as text arrives: what is measured is the
-    gateway's own delay, not the edit throttle that protects Slack's rate limit (1 s by default).
+    Out-of-the-box settings: Slack edits at most once per ``update_interval`` (1 s) to respect its
+    rate limit, counted from the "thinking" placeholder, and the agent takes ``overhead_agent_latency``
+    (1 s) before its first token, like a real one: so the first token is shown at once, and what
+    is measured is the gateway's own delay, not the throttle.
     """
     out: dict[str, Any] = {"stores": p.stores, "count": p.overhead_count, "rate": p.overhead_rate,
-                           "token_delay": p.overhead_token_delay}
+                           "token_delay": p.overhead_token_delay, "agent_latency": p.overhead_agent_latency}
     for store in p.stores:
-        await stack.reset(token_delay=p.overhead_token_delay)
-        async with stack.gateways(store, slack_update_interval=0) as (gateway,):
+        await stack.reset(latency=p.overhead_agent_latency, token_delay=p.overhead_token_delay)
+        async with stack.gateways(store, slack_update_interval=p.overhead_agent_latency) as (gateway,):
             spec = stack.spec("slack", [f"{gateway.info['url']}/webhooks/{SLACK}"], p.overhead_count,
                               mode="rate", rate=p.overhead_rate)
             results = await stack.load(spec)

@@ -55,6 +55,17 @@ async def _usage(client: aioredis.Redis) -> dict[str, list[int]]:
     return sizes
 
 
+async def footprint(url: str, conversations: int) -> dict[str, float]:
+    """MEMORY USAGE per conversation of every kind of key a real run left in Redis (after each
+    conversation's single message), e.g. ``{"conv": 216.0, "journal": 150.0, ...}``."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        sizes = await _usage(client)
+    finally:
+        await client.aclose()
+    return {kind: sum(v) / conversations for kind, v in sorted(sizes.items())}
+
+
 async def _used_memory(client: aioredis.Redis) -> int:
     info = await client.info("memory")
     return int(info["used_memory"])

@@ -17,6 +17,8 @@ class Params:
     overhead_count: int = 300
     overhead_rate: float = 25.0
     overhead_token_delay: float = 0.02
+    #: the agent's time to first token; also the Slack edit interval (1 s, the default)
+    overhead_agent_latency: float = 1.0
     # 3. throughput: a burst of `throughput_count` webhooks, `throughput_concurrency` in flight, per system
     throughput_count: int = 1000
     throughput_concurrency: int = 50
@@ -38,7 +40,7 @@ FULL = Params()
 QUICK = Params(
     stores=("redis",),
     ack_waves=1, ack_wave_size=10, ack_agent_latency=0.05,
-    overhead_count=6, overhead_rate=40.0,
+    overhead_count=6, overhead_rate=40.0, overhead_agent_latency=0.05,
     throughput_count=10, throughput_concurrency=5, throughput_repeats=1,
     scale_streams=10, scale_token_delay=0.01, scale_identities=200,
     instances=(1, 2), instances_count=10,

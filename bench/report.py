@@ -8,6 +8,7 @@ from typing import Any
 
 from bench import notes
 
+PROFILED = "a Slack burst like scenario 3's, Redis store"
 HELPERS = ("emulator", "fake APIs", "redis", "load generator")
 COMMAND = "pip install -e '.[bench]' && python -m bench"
 
@@ -99,13 +100,14 @@ def overhead(r: dict[str, Any], out: Path) -> str:
     return "\n".join([
         "## 2. What the gateway adds to a stream",
         "",
-        f"{r['count']} Slack conversations arriving at {r['rate']:g} per second; the agent sends each "
-        f"answer as word-sized tokens {r['token_delay'] * 1000:.0f} ms apart. The emulator notes when it "
-        "wrote the first and the last token of each answer, the fake Slack API when each call arrived "
-        "(both read the same system-wide monotonic clock). The Slack edit throttle is set to 0 for this "
-        "scenario (`update_interval = 0`; the default, 1 s, deliberately holds edits back to respect "
-        "Slack's rate limit), so the numbers are the gateway's own delay. The final call comes after "
-        "the answer is saved in the journal and the conversation in the store.",
+        f"{r['count']} Slack conversations arriving at {r['rate']:g} per second; the agent takes "
+        f"{r['agent_latency']:g} s before its first token and then sends word-sized tokens "
+        f"{r['token_delay'] * 1000:.0f} ms apart. The emulator notes when it wrote the first and the last "
+        "token of each answer, the fake Slack API when each call arrived (both read the same system-wide "
+        "monotonic clock). Slack settings are the defaults: a placeholder is posted at once, then the "
+        "message is edited at most once per `update_interval` (1 s) to respect Slack's rate limit; as the "
+        "agent's first token comes after that interval, as with real agents, it is shown at once. The final "
+        "call comes after the answer was saved in the journal and the conversation in the store.",
         "",
         f"Goal: p99 under 20 ms for both — {_ok(met)}.",
         "",
@@ -208,6 +210,15 @@ def scale(r: dict[str, Any], memory: dict[str, Any], out: Path) -> str:
         f"| linked ({by_key}) | {linked['memory_usage_per_identity']:.0f} | "
         f"{linked['used_memory_per_identity']:.0f} |",
         "",
+        "What Redis actually kept after the scale run above, per conversation (one message each), by "
+        "kind of key (MEMORY USAGE; `journal` is the finished event kept for deduplication, `val` holds "
+        "the message→conversation map of feedback buttons and short-lived counters):",
+        "",
+        "| " + " | ".join(f"`{k}`" for k in r["redis_bytes_per_conversation"]) + " | total |",
+        "|" + "---|" * (len(r["redis_bytes_per_conversation"]) + 1),
+        "| " + " | ".join(f"{v:.0f}" for v in r["redis_bytes_per_conversation"].values())
+        + f" | {sum(r['redis_bytes_per_conversation'].values()):.0f} |",
+        "",
         notes.MEMORY,
         "",
     ])
@@ -240,6 +251,21 @@ def instances(r: dict[str, Any], out: Path) -> str:
     ])
 
 
+def profiling(profile: dict[str, Any] | None) -> str:
+    lines = [notes.PROFILING]
+    if profile and "breakdown" in profile:
+        lines += [
+            "",
+            f"Where the gateway process spent its busy time in this run (py-spy, {PROFILED}; "
+            f"the collapsed stacks are in [benchmarks/{profile['file']}](benchmarks/{profile['file']})):",
+            "",
+            "| part of the work | share of busy samples |",
+            "|---|---|",
+            *[f"| {part} | {share:.0f}% |" for part, share in profile["breakdown"].items()],
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def write(results: dict[str, Any], docs: Path) -> Path:
     """Write docs/benchmarks.md and docs/benchmarks/*.png; return the Markdown file."""
     out = docs / "benchmarks"
@@ -256,7 +282,7 @@ def write(results: dict[str, Any], docs: Path) -> Path:
         sections.append(scale(results["scale"], results["memory"], out))
     if "instances" in results:
         sections.append(instances(results["instances"], out))
-    sections.append(notes.PROFILING)
+    sections.append(profiling(results.get("profile")))
     path = docs / "benchmarks.md"
     path.write_text("\n".join(sections).rstrip() + "\n")
     return path
