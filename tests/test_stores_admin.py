@@ -71,6 +71,17 @@ async def test_touching_an_identity_records_where_and_when_it_spoke(store: Store
     assert record.conversations == {"sms:a": 1010.0, "sms:b": 1005.0}
 
 
+async def test_conversations_long_before_the_last_word_are_dropped(opened: Callable[[str], Store]) -> None:
+    store = opened("conversation_ttl=100")
+    await store.initialize()
+    for i in range(40):  # enough for Redis to prune its hash, not only to filter on reading
+        await store.touch_identity("busy|1|1", f"thread:{i}", 1000.0 + i)
+    await store.touch_identity("busy|1|1", "thread:new", 1135.0)
+    record = await store.get_identity("busy|1|1")
+    assert record is not None and record.first_seen == 1000.0 and record.last_seen == 1135.0
+    assert sorted(record.conversations) == sorted(["thread:new", *(f"thread:{i}" for i in range(36, 40))])
+
+
 async def test_identities_are_listed_in_key_order_page_by_page(store: Store) -> None:
     keys = [f"web|w|user{i:02d}" for i in range(7)] + ["email||a@x.org", "slack|T1|U*[?"]
     for i, key in enumerate(reversed(keys)):

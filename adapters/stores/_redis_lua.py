@@ -87,18 +87,25 @@ redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[2])
 return 1
 """
-# KEYS: identity hash, its conversations (sorted set), the identity index.
-# ARGV: at, conversation key, ttl ms, identity key, cutoff (conversations older than it go).
+# KEYS: identity hash, the identity index. ARGV: at, conversation key, ttl ms, identity key, cutoff.
+# The hash holds f (first seen), l (last seen) and c:<conversation key> = last seen there; past 32
+# conversations, those older than the cutoff are dropped so a busy identity's hash stays small.
 TOUCH_IDENTITY = """
 if redis.call('HSETNX', KEYS[1], 'f', ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], 'l', ARGV[1])
 elseif tonumber(ARGV[1]) > tonumber(redis.call('HGET', KEYS[1], 'l') or '0') then
   redis.call('HSET', KEYS[1], 'l', ARGV[1])
 end
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5])
+redis.call('HSET', KEYS[1], 'c:' .. ARGV[2], ARGV[1])
+if redis.call('HLEN', KEYS[1]) > 34 then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'c:' and tonumber(all[i + 1]) <= tonumber(ARGV[5]) then
+      redis.call('HDEL', KEYS[1], all[i])
+    end
+  end
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('ZADD', KEYS[3], 0, ARGV[4])
+redis.call('ZADD', KEYS[2], 0, ARGV[4])
 return 1
 """

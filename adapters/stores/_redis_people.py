@@ -1,14 +1,13 @@
 """The Redis store's people methods: links with their reverse index, identities, value cleanup.
 
-Key layout: see :mod:`adapters.stores.redis` (``link:``, ``linked:``, ``ident:``, ``identconv:``,
-``idents``).
+Key layout: see :mod:`adapters.stores.redis` (``link:``, ``linked:``, ``ident:``, ``idents``).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from adapters.stores import _redis_lua as lua
 from gateway.errors import StoreUnavailable
@@ -35,10 +34,6 @@ def _linked(user_id: str) -> str:
 
 def _ident(identity_key: str) -> str:
     return f"{PREFIX}ident:{identity_key}"
-
-
-def _identconv(identity_key: str) -> str:
-    return f"{PREFIX}identconv:{identity_key}"
 
 
 class RedisPeople:
@@ -91,7 +86,7 @@ class RedisPeople:
     # -- identities ------------------------------------------------------------------------------
     async def touch_identity(self, identity_key: str, conversation_key: str, at: float) -> None:
         cutoff = at - self._conversation_ms / 1000
-        keys = [_ident(identity_key), _identconv(identity_key), _IDENTS]
+        keys = [_ident(identity_key), _IDENTS]
         with self._guard():
             await self._touch(keys=keys, args=(repr(at), conversation_key, self._conversation_ms, identity_key,
                                                repr(cutoff)))
@@ -114,27 +109,31 @@ class RedisPeople:
         return found
 
     async def _load_identities(self, keys: list[str]) -> list[IdentityRecord]:
+        ttl = self._conversation_ms / 1000
         with self._guard():
             async with self._client.pipeline(transaction=False) as pipe:
                 for key in keys:
-                    pipe.hmget(_ident(key), "f", "l")
-                    pipe.zrange(_identconv(key), 0, -1, withscores=True)
-                rows: list[Any] = await pipe.execute()
+                    pipe.hgetall(_ident(key))
+                rows: list[dict[str, str]] = await pipe.execute()
             records, expired = [], []
-            for i, key in enumerate(keys):
-                first, last = rows[2 * i]
-                if first is None or last is None:
+            for key, row in zip(keys, rows, strict=True):
+                if "f" not in row or "l" not in row:
                     expired.append(key)  # its hash expired: drop it from the index too
                     continue
-                conversations = {str(c): float(t) for c, t in cast(list[tuple[str, float]], rows[2 * i + 1])}
-                records.append(IdentityRecord(key, float(first), float(last), conversations))
+                last = float(row["l"])
+                # Conversations long before the identity's last word are stale (pruned lazily).
+                conversations = {
+                    field[2:]: float(seen) for field, seen in row.items()
+                    if field.startswith("c:") and float(seen) > last - ttl
+                }
+                records.append(IdentityRecord(key, float(row["f"]), last, conversations))
             if expired:
                 await self._client.zrem(_IDENTS, *expired)
         return records
 
     async def delete_identity(self, identity_key: str) -> None:
         with self._guard():
-            await self._client.delete(_ident(identity_key), _identconv(identity_key))
+            await self._client.delete(_ident(identity_key))
             await self._client.zrem(_IDENTS, identity_key)
 
     # -- values ----------------------------------------------------------------------------------

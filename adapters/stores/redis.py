@@ -15,10 +15,9 @@ Key layout (``switchboard:v1:`` on every key, so a later format can live beside 
                                           conversation_ttl, renewed by every put
     switchboard:v1:link:<identity key>    string: the linked Chatbase userId (no TTL)
     switchboard:v1:linked:<userId>        set: the identity keys linked to that userId (no TTL)
-    switchboard:v1:ident:<identity key>   hash: f=first seen, l=last seen (Unix time); TTL
+    switchboard:v1:ident:<identity key>   hash: f=first seen, l=last seen (Unix time), and
+                                          c:<conversation key>=last seen there; TTL
                                           conversation_ttl, renewed by every touch
-    switchboard:v1:identconv:<identity>   sorted set: the conversation keys it spoke in, score =
-                                          last seen there; same TTL
     switchboard:v1:idents                 sorted set (all scores 0, so ordered by key): every
                                           identity key; members whose hash expired are dropped
                                           when a listing meets them
