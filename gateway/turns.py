@@ -130,7 +130,8 @@ class TurnRunner:
             return await self._deliver(reply, await controls.run(parsed, event, self.conversation)), "command"
         state = await self.conversation(event)
         if state.paused:
-            taken = await handoff.on_user_message(event) if handoff else "paused"
+            # Only what the person wrote goes to the staff thread (a retry button has no text).
+            taken = await handoff.on_user_message(event) if handoff and event.kind == "message" else "paused"
             if taken != "handed_back":
                 log.info("conversation %s is paused (%s); not calling the agent", event.conversation_key, taken)
                 return None, taken
