@@ -110,6 +110,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
             lease_ttl=settings.gateway.lease_ttl,
             sweep_interval=settings.gateway.sweep_interval,
             user_rate_limit=settings.gateway.user_rate_limit,
+            turn_timeout=settings.gateway.turn_timeout,
         )
         yield
         await services.dispatcher.shutdown(0)  # already drained in on_shutdown; cancels stragglers

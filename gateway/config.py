@@ -40,6 +40,8 @@ class GatewaySettings(_Frozen):
     max_concurrency: int = pydantic.Field(64, ge=1)
     #: seconds that in-flight turns get to finish on SIGTERM
     shutdown_grace: float = pydantic.Field(20.0, ge=0)
+    #: seconds one answer may take in all (tool rounds, retries) before the user gets an apology
+    turn_timeout: float = pydantic.Field(300.0, gt=0)
     #: bound on agent rounds per answer (client actions)
     max_tool_rounds: int = pydantic.Field(10, ge=1, le=50)
     #: largest accepted request body, bytes

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.channel import Answer, Progress, Reply
 from gateway.errors import StoreUnavailable
 from gateway.events import InboundEvent
-from gateway.policy import MAX_EVENT_ATTEMPTS, attempt_turn
+from gateway.policy import MAX_EVENT_ATTEMPTS, apologise, attempt_turn
 from gateway.store import JournalEntry, JournalStatus, Store
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class Dispatcher:
         lease_ttl: float = 15.0,
         sweep_interval: float = 5.0,
         user_rate_limit: int = 0,
+        turn_timeout: float = TURN_TIMEOUT,
         instance_id: str | None = None,
     ) -> None:
         self.store = store
@@ -77,6 +78,7 @@ class Dispatcher:
         self.lease_ttl = lease_ttl
         self.sweep_interval = sweep_interval
         self.user_rate_limit = user_rate_limit
+        self.turn_timeout = turn_timeout
         self._slots = asyncio.Semaphore(max_concurrency)
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._lanes: dict[str, _Lane] = {}
@@ -208,13 +210,20 @@ class Dispatcher:
         if await self._over_rate_limit(event, reply):
             status = "done"
         else:
-            try:
-                ok = await asyncio.wait_for(attempt_turn(self, channel, event, reply), TURN_TIMEOUT)
-                status = "done" if ok is not None else "failed"
-            except TimeoutError:
-                log.error("turn %s timed out after %.0fs", entry.key, TURN_TIMEOUT)
-                status = "failed"
+            ok = await self._timed_turn(channel, event, reply)
+            status = "done" if ok is not None else "failed"
         await self._finish(entry, status)
+
+    async def _timed_turn(self, channel: Channel, event: InboundEvent, reply: Reply) -> Answer | None:
+        """A turn bounded in time: one that never ends (a stream dripping forever) is apologised for."""
+        try:
+            return await asyncio.wait_for(attempt_turn(self, channel, event, reply), self.turn_timeout)
+        except TimeoutError:
+            log.error("turn %s timed out after %.0fs", event.journal_key, self.turn_timeout)
+            self.metrics.errors.labels("turn_timeout").inc()
+            if event.kind != "feedback":
+                await apologise(reply)
+            return None
 
     async def _finish(self, entry: JournalEntry, status: JournalStatus) -> None:
         await self.store.journal_finish(entry.key, status)
@@ -241,8 +250,7 @@ class Dispatcher:
         lane.users += 1
         try:
             async with lane.lock, self._slots:
-                channel = self.channels[event.channel]
-                return await asyncio.wait_for(attempt_turn(self, channel, event, reply), TURN_TIMEOUT)
+                return await self._timed_turn(self.channels[event.channel], event, reply)
         finally:
             lane.users -= 1
             if lane.users == 0:
