@@ -135,8 +135,9 @@ async def test_a_reply_to_the_bot_in_a_group_is_answered(channel: TelegramChanne
         ("/retry", "supergroup", "/retry"),
         ("/new@other_bot", "supergroup", None),
         ("/new@other_bot", "private", None),
-        ("/help", "supergroup", None),
-        (f"/help@{USERNAME}", "supergroup", "/help"),
+        ("/help", "supergroup", "/help"),  # a configured command word: no mention needed
+        ("/weather", "supergroup", None),  # not ours: a group must name the bot
+        (f"/weather@{USERNAME}", "supergroup", "/weather"),
     ],
 )
 async def test_commands(channel: TelegramChannel, text: str, chat_type: str, expected: str | None) -> None:

@@ -19,7 +19,7 @@ from telegram.request import HTTPXRequest
 
 from channels.telegram.api import call, feedback_keyboard
 from channels.telegram.reply import TelegramReply
-from channels.telegram.updates import BotInfo, events_from_update
+from channels.telegram.updates import OWN_COMMANDS, BotInfo, events_from_update
 from gateway.channel import (
     Channel,
     ChannelSettings,
@@ -29,7 +29,7 @@ from gateway.channel import (
     Services,
     WebhookResult,
 )
-from gateway.config import check_url
+from gateway.config import CommandSettings, check_url
 from gateway.errors import ChannelError, ChannelPermanentError, ConfigError, WebhookRejected
 from gateway.events import InboundEvent
 
@@ -196,7 +196,9 @@ class TelegramChannel(Channel):
         if update.callback_query is not None:
             # Always answer a button press, even an unknown one, or the client shows a spinner.
             self._background(self._answer_callback(update.callback_query.id))
-        return events_from_update(update, self.name, self.me)
+        settings = getattr(self.services, "settings", None)  # unit tests run channels without a core
+        commands = own_commands(settings.commands) if settings is not None else OWN_COMMANDS
+        return events_from_update(update, self.name, self.me, commands)
 
     async def _answer_callback(self, query_id: str) -> None:
         try:
@@ -267,3 +269,9 @@ class TelegramChannel(Channel):
 def _tls_context() -> ssl.SSLContext:
     """One CA-loaded TLS context for every bot: building one costs ~0.1 s of CPU each time."""
     return httpx.create_ssl_context()
+
+
+def own_commands(commands: CommandSettings) -> frozenset[str]:
+    """Bot-command names a group may send without mentioning us: /start and every configured word."""
+    words = [w for name in type(commands).model_fields for w in getattr(commands, name)]
+    return OWN_COMMANDS | {w[1:].lower() for w in words if w.startswith("/") and len(w) > 1}

@@ -19,8 +19,8 @@ from gateway.events import Identity, InboundEvent
 
 #: what a ``/start`` turn sends the agent
 START_TEXT = "Hello"
-#: commands answered in groups even without a mention; the core handles /new and /retry
-OWN_COMMANDS = frozenset({"start", "new", "retry"})
+#: commands answered in groups even without a mention (the configured command words add theirs)
+OWN_COMMANDS = frozenset({"start", "new", "retry", "help", "link", "human"})
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]{1,64}))?(?=\s|$)")
 
 
@@ -37,11 +37,16 @@ class BotInfo:
         return username.lower() == self.username.lower()
 
 
-def events_from_update(update: Update, channel: str, bot: BotInfo) -> list[InboundEvent]:
-    """The events one update asks the gateway to handle (often none)."""
+def events_from_update(
+    update: Update, channel: str, bot: BotInfo, own_commands: frozenset[str] = OWN_COMMANDS
+) -> list[InboundEvent]:
+    """The events one update asks the gateway to handle (often none).
+
+    ``own_commands`` are the command names (without ``/``) that a group may send without naming us.
+    """
     key = f"{bot.id}:{update.update_id}"
     if update.message is not None:
-        event = _message_event(update.message, key, channel, bot)
+        event = _message_event(update.message, key, channel, bot, own_commands)
         return [event] if event else []
     if update.callback_query is not None:
         event = _feedback_event(update.callback_query, key, channel, bot)
@@ -49,7 +54,9 @@ def events_from_update(update: Update, channel: str, bot: BotInfo) -> list[Inbou
     return []  # edits, channel posts, member updates: nothing to answer
 
 
-def _message_event(msg: Message, key: str, channel: str, bot: BotInfo) -> InboundEvent | None:
+def _message_event(
+    msg: Message, key: str, channel: str, bot: BotInfo, own_commands: frozenset[str]
+) -> InboundEvent | None:
     user = msg.from_user
     text = msg.text or msg.caption
     if user is None or user.is_bot or not text:
@@ -60,7 +67,7 @@ def _message_event(msg: Message, key: str, channel: str, bot: BotInfo) -> Inboun
     if command and command.group(2) and not bot.is_me(command.group(2)):
         return None  # /cmd@some_other_bot
     name = command.group(1).lower() if command else None
-    to_me = bool(command and command.group(2)) or name in OWN_COMMANDS  # /cmd@us, or one of ours
+    to_me = bool(command and command.group(2)) or name in own_commands  # /cmd@us, or one of ours
     if not (private or to_me or _mentions_me(msg, bot) or _replies_to_me(msg, bot)):
         return None
     if command:
@@ -68,7 +75,7 @@ def _message_event(msg: Message, key: str, channel: str, bot: BotInfo) -> Inboun
         if name == "start":
             text = START_TEXT  # a deep-link payload after /start is not meant as a question
         else:  # drop the @username suffix so the core sees plain "/new", "/retry"
-            text = f"/{name if name in OWN_COMMANDS else command.group(1)} {rest}".strip()
+            text = f"/{name if name in own_commands else command.group(1)} {rest}".strip()
     elif bot.username:
         text = _strip_mention(text, bot.username)
     if not text:
