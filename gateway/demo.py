@@ -96,8 +96,8 @@ def build_demo_app(host: str, port: int) -> tuple[web.Application, str]:
 def run_demo(host: str, port: int) -> None:
     app, banner = build_demo_app(host, port)
 
-    async def announce(app: web.Application) -> None:
+    def announce(_: str) -> None:
+        # run_app calls this once the socket is bound, so the URL works when it is printed.
         print(banner, flush=True)
 
-    app.on_startup.append(announce)
-    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=5)
+    web.run_app(app, host=host, port=port, print=announce, shutdown_timeout=5)
