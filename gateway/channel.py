@@ -191,6 +191,9 @@ class Channel(ABC):
     max_text_length: ClassVar[int] = 4000
     #: number parts "(1/3) " when an answer needs several messages
     number_parts: ClassVar[bool] = False
+    #: False when the channel can only answer inside the request that asked (web chat, a phone
+    #: call): nothing can reach the person later, so e.g. a human handoff is declined there
+    can_deliver_later: ClassVar[bool] = True
 
     def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
         self.name = name

@@ -26,7 +26,7 @@ from aiohttp import web
 from gateway.channel import Answer
 from gateway.config import Settings
 from gateway.events import InboundEvent
-from gateway.handoff import STARTED_TEXT, UNAVAILABLE_TEXT, Handoff
+from gateway.handoff import NOT_HERE_TEXT, STARTED_TEXT, UNAVAILABLE_TEXT, Handoff
 from gateway.linking import CODE_MESSAGE, Linker, LinkResult, Moved
 from gateway.store import ConversationState, Store
 
@@ -159,6 +159,8 @@ class Controls:
         if parsed.command is Command.HUMAN and self.handoff is not None:
             if await self.handoff.active(event.conversation_key):
                 return Answer(ALREADY_HANDED_OFF_TEXT)
+            if not self.handoff.reachable(event):
+                return Answer(NOT_HERE_TEXT)
             state = await conversation(event)
             ok = await self.handoff.escalate(event, state, reason="They asked for a person.")
             return Answer(STARTED_TEXT if ok else UNAVAILABLE_TEXT)

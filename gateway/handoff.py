@@ -45,6 +45,10 @@ ROUTE_PREFIX = "route:"
 RECORD_TTL = 30 * 86400.0
 STARTED_TEXT = "I've asked a person from our team to take over. They will answer here; I'll pass your messages on."
 UNAVAILABLE_TEXT = "Sorry, I couldn't reach our team just now. Please try again in a little while."
+NOT_HERE_TEXT = (
+    "A person from our team can't join this chat, because nothing can reach you here later. "
+    "Please contact us on one of our other channels (email or messaging) and ask for a person there."
+)
 RESOLVED_TEXT = "Our team has finished here. I'm back: ask me anything."
 TIMEOUT_TEXT = "Nobody from our team could answer in time, so I'm back to help."
 Why = Literal["resolved", "timeout", "admin", "new", "forget"]
@@ -142,9 +146,17 @@ class Handoff:
         return self.clock() - record.staff_at > self.settings.timeout
 
     # -- the flow --------------------------------------------------------------------------------
+    def reachable(self, event: InboundEvent) -> bool:
+        """Whether staff replies could reach the person later on the event's channel."""
+        channel = self.channels.get(event.channel)
+        return channel is None or channel.can_deliver_later
+
     async def escalate(self, event: InboundEvent, state: ConversationState, *, reason: str, summary: str = "") -> bool:
         """Open a thread for the conversation and pause the agent; False when Slack failed."""
         key = event.conversation_key
+        if not self.reachable(event):
+            log.info("handoff declined for %s: %s cannot deliver later", key, event.channel)
+            return False
         if await self.active(key) is not None:
             return True  # asked twice (or a resumed turn): one thread is enough
         who = f"{event.identity.id} on {event.channel}"

@@ -225,9 +225,15 @@ class TurnRunner:
                 text = (text + "\n\n" + TOOL_LOOP_TEXT).strip()
                 break
             for call in calls:
-                if handoff is not None and call.tool_name == handoff.action:
+                if handoff is not None and call.tool_name == handoff.action and not handoff.reachable(event):
+                    output: Any = tool_error(
+                        "HANDOFF_UNAVAILABLE",
+                        "A person cannot join this channel (it cannot receive messages later); keep helping "
+                        "the user and suggest contacting the team by email or messaging.",
+                    )
+                elif handoff is not None and call.tool_name == handoff.action:
                     handed_off = await self._escalate(event, state, call) or handed_off
-                    output: Any = HANDED_OFF_OUTPUT if handed_off else tool_error(
+                    output = HANDED_OFF_OUTPUT if handed_off else tool_error(
                         "HANDOFF_FAILED", "The support team could not be reached; keep helping the user."
                     )
                 else:

@@ -5,6 +5,7 @@ resolve word (or the timeout) gives the conversation back to the agent."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -235,3 +236,28 @@ def test_the_transcript_is_escaped_and_trimmed() -> None:
     assert lines[1] == "*User:* &lt;@U1&gt; hi &amp; bye"
     assert lines[2].startswith("*Agent:* xxx") and len(lines[2]) < 700
     assert len(lines) == 3
+
+
+async def test_web_chat_cannot_hand_off_and_says_where_to_go_instead() -> None:
+    """A web chat answer lives only in its HTTP response: no thread is opened that could never reply."""
+    from gateway.handoff import NOT_HERE_TEXT
+
+    async with FakeSlack() as slack:
+        channels = {
+            "desk": {"type": "slack", "bot_token": slack.token, "signing_secret": fs.SECRET,
+                     "api_base": slack.api_base},
+            "web": {"type": "web"},
+        }
+        sections = {"handoff": {"slack_channel": "desk", "support_channel_id": SUPPORT}}
+        async with controlled_gateway(channels, sections) as gw, aiohttp.ClientSession() as http:
+            answers = []
+            for message in ("/human", "call tool escalateToHuman"):
+                async with http.post(f"{gw.url}/chat/web/messages",
+                                     json={"sessionId": "web-session-1", "message": message}) as resp:
+                    body = await resp.text()
+                deltas = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: {")]
+                answers.append("".join(d.get("delta", "") for d in deltas))
+            results = [r.json for r in gw.emulator.requests if r.path.endswith("/tool-result")]
+        assert answers[0] == NOT_HERE_TEXT
+        assert results[0]["output"]["error"]["code"] == "HANDOFF_UNAVAILABLE"
+        assert slack.thread(SUPPORT, None) == []  # nothing was posted to the support channel

@@ -58,6 +58,7 @@ class TwilioVoiceChannel(TwilioChannel):
     """``type = "twilio-voice"``: one phone call is one conversation."""
 
     type = "twilio-voice"
+    can_deliver_later = False  # a call answers only while the caller is on the line
     Settings = VoiceSettings
     settings: VoiceSettings
 

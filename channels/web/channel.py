@@ -71,6 +71,7 @@ class WebChannel(Channel):
     """The built-in web chat page and its streaming API."""
 
     type = "web"
+    can_deliver_later = False  # answers live only in the HTTP response that asked
     Settings = WebSettings
     settings: WebSettings
 
