@@ -124,7 +124,5 @@ def test_expect_header_not_utf8(live: LiveGateway) -> None:
     assert status == 417
 
 
-@pytest.mark.xfail(strict=True, reason="gateway/admin/api.py encodes the Bearer token with .encode(): bytes "
-                   "that are not UTF-8 raise UnicodeEncodeError (a 500); .encode('utf-8', 'surrogateescape') fixes it")
 def test_an_admin_token_that_is_not_utf8_is_401(live: LiveGateway) -> None:
     assert send(live, RawRequest("GET", "/admin/identities", [(b"Authorization", b"Bearer \xff\xfe")])) == 401

@@ -224,9 +224,18 @@ class LiveGateway:
         return self.run(raw_exchange(self.port, data, timeout), timeout + 5)
 
     def idle(self, timeout: float = 30.0) -> None:
-        """Wait until every journaled event was processed (background answers included)."""
+        """Wait until every journaled event was processed, and every phone call's answer too
+        (voice turns run beside the journal, and may outlive the webhook that started them)."""
         assert self.gw is not None
-        self.run(self.gw.idle(timeout), timeout + 5)
+        self.run(self._settle(timeout), timeout + 5)
+
+    async def _settle(self, timeout: float) -> None:
+        assert self.gw is not None
+        await self.gw.idle(timeout)
+        voice: Any = self.gw.channel("phone")
+        turns = [p.task for p in voice.calls.values() if p.task is not None and not p.task.done()]
+        if turns:
+            await asyncio.wait(turns, timeout=timeout)
 
     # -- what happened ---------------------------------------------------------------------------
     def agent_calls(self) -> int:
