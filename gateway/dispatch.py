@@ -34,12 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TURN_TIMEOUT = 300.0
-#: Acknowledgements first: a drain starts once no event was accepted for SETTLE_QUIET seconds (or
-#: after SETTLE_MAX at the latest), so a burst of webhooks is answered before the turns it
-#: triggers compete with it for the event loop. Platforms time webhooks out in seconds; agents
-#: answer in seconds, so the few milliseconds this adds to a turn's start are invisible.
-SETTLE_QUIET = 0.005
-SETTLE_MAX = 0.1
 RATE_LIMIT_TEXT = "You're sending messages faster than I can answer. Please wait a minute and try again."
 
 
@@ -86,17 +80,13 @@ class Dispatcher:
         self._idle.set()
         self._closing = False
         self._sweeper: asyncio.Task[None] | None = None
-        self._last_accept = 0.0
 
     # -- intake ----------------------------------------------------------------------------------
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
         """Journal each event (raises StoreUnavailable) and kick the conversations of new ones."""
         results = []
-        loop = asyncio.get_running_loop()
         for event in events:
-            self._last_accept = loop.time()
             new = await self.store.journal_add(JournalEntry(event))
-            self._last_accept = loop.time()
             self.metrics.inbound_events.labels(event.channel, "accepted" if new else "duplicate").inc()
             if new:
                 self.kick(event.conversation_key, wait=2 * self.lease_ttl)
@@ -126,7 +116,6 @@ class Dispatcher:
         # The owner is this drain, not this instance: two drains of one conversation may overlap
         # briefly in one process, and must exclude each other exactly as across instances.
         owner = f"{self.instance_id}:{uuid.uuid4().hex[:8]}"
-        await self._settle()
         if not await self._acquire(lease, owner, wait):
             return  # another instance holds it and will see our entry when it reads the head
         beat = asyncio.create_task(self._heartbeat(lease, owner), name=f"lease:{conversation_key}")
@@ -145,17 +134,6 @@ class Dispatcher:
             beat.cancel()
             with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
                 await self.store.unlock(lease, owner)
-
-    async def _settle(self) -> None:
-        """Wait until webhooks stop arriving for a moment (see SETTLE_QUIET), at most SETTLE_MAX."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SETTLE_MAX
-        while True:
-            now = loop.time()
-            quiet = now - self._last_accept
-            if quiet >= SETTLE_QUIET or now >= deadline:
-                return
-            await asyncio.sleep(min(SETTLE_QUIET - quiet, deadline - now))
 
     async def _last_look(self, conversation_key: str, me: asyncio.Task[Any] | None) -> JournalEntry | None:
         """Deregister, then read the head while still holding the lease; None ends the drain.
