@@ -81,8 +81,9 @@ async def outage_gateway(
         sms = {"type": "twilio-sms", "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "from": BOT,
                "api_base": twilio.url}
         channels = {"sms": sms, "web": {"type": "web", "rate_per_minute": 10_000, "max_concurrent_per_client": 1000}}
+        # No client-side connection cap: web chats held open by a long drip must not queue the probes.
         async with running_gateway(channels, agent=AGENT, gateway={"user_rate_limit": 0, **(gateway or {})}) as gw, \
-                aiohttp.ClientSession() as http:
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             yield gw, twilio, http
 
 
