@@ -15,7 +15,7 @@ is written by the benchmark suite itself; reproduce it from the repository root 
 {command}
 ```
 
-(about 6 minutes; `python -m bench --quick` is the few-second smoke version that CI runs through
+(about 5 minutes; `python -m bench --quick` is the few-second smoke version that CI runs through
 `tests/test_bench_smoke.py`, `python -m bench --only throughput,scale` runs some scenarios,
 `--profile` adds the py-spy profile of the last section, and `--report-only` rewrites this page
 from `docs/benchmarks/results.json`).
@@ -47,6 +47,12 @@ store (the inserts of concurrent webhooks in one transaction, one flush), `to_js
 `asdict`, and that log line at DEBUG. Every wave was acknowledged far inside Slack's 3-second
 deadline, without an error, and every event was answered afterwards."""
 
+OVERHEAD_CONTEXT = """With an edit after every token instead (`update_interval = 0`, more edits than Slack's
+rate limit allows) and an agent answering at once, the same arrival rate gave a last-token p99 of
+about 30 ms on Redis and 125 ms on SQLite during development: every token then costs a Slack
+call, and the final edit waits behind that work and, with SQLite, behind the store's `fsync`ed
+writes."""
+
 OVERHEAD = """**Why the goal is missed.** The first interval is the gateway's streaming path (read the
 token, hand it to the Slack edit loop, call Slack). The last one also holds the writes that make
 the answer durable before it is shown: the answer saved in the journal, then the conversation and
@@ -68,8 +74,8 @@ Redis using well under a core together). With a real agent, which takes seconds 
 throughput is bound by the agent and by `max_concurrency` (turns at once), not by this cost; what
 this scenario measures is how many machines the gateway needs per answer per second. The last
 section lists what profiling changed and what remains; none of the remaining items would bring 80%
-of a baseline that does a sixth of the work, short of running several gateway processes per
-machine (scenario 5)."""
+of a baseline that spends several times less CPU per answer, short of running several gateway
+processes per machine (scenario 5)."""
 
 SCALE = """All conversations complete and memory stays far below the goal. The peak number of agent
 streams open at once, however, is capped at 100 by the gateway's shared HTTP client (aiohttp's
@@ -83,15 +89,15 @@ the budget. A linked one pays for three keys: the link, the conversation, and th
 the link (`linked:<userId>`, a Redis set, which Redis 7.0 stores as a hash table even with a single
 member: about 250 bytes). Every key costs its name (the `switchboard:v1:` key names are pinned by
 `tests/test_stores.py`) and a key-space entry before any value, so with one key per link and per
-conversation even the link and the conversation alone come to about 330 bytes. Meeting 300 bytes
+conversation the link and the conversation alone already pass 300 bytes. Meeting 300 bytes
 for linked identities needs a different layout: links and conversations as fields of hash buckets
 (Redis keeps small hashes as compact listpacks), the reverse index as a small hash or sorted set
 rather than a set, with the contract tests that pin the key names changed to match, and a clean-up
 for bucketed conversations since Redis before 7.4 cannot expire a hash field. The second table
 shows what else Redis keeps per person after one message and that this definition leaves out: the
-identity record behind the admin API (`ident`, `identconv`, `idents`, for the conversation TTL),
-the finished event that deduplicates retries (`journal`, 7 days), and the message→conversation map
-of the feedback buttons (in `val`, 30 days)."""
+identity record behind the admin API (the `ident…` keys, kept for the conversation TTL), the
+finished event that deduplicates retries (`journal`, 7 days), and the message→conversation map of
+the feedback buttons (in `val`, 30 days)."""
 
 INSTANCES = """On this machine two processes help and a third does not: every process of the benchmark
 shares the same two cores, so a second gateway takes what the first left idle and a third only

@@ -117,7 +117,7 @@ def overhead(r: dict[str, Any], out: Path) -> str:
         "",
         _image("overhead distributions", figure),
         "",
-        notes.OVERHEAD if not met else "",
+        notes.OVERHEAD if not met else notes.OVERHEAD_CONTEXT,
         "",
     ])
 
@@ -173,6 +173,7 @@ def scale(r: dict[str, Any], memory: dict[str, Any], out: Path) -> str:
     figure = _figure("scale", r, out)
     streams_met = r["delivered"] == r["streams"] and r["peak_rss_mb"] < 300
     unlinked, linked = memory["unlinked"], memory["linked"]
+    left = {k: v for k, v in r["redis_bytes_per_conversation"].items() if v >= 1}  # not seq, locks
     memory_met = unlinked["memory_usage_per_identity"] < 300 and linked["memory_usage_per_identity"] < 300
     by_key = ", ".join(f"`{k}` {v:.0f}" for k, v in linked["by_key"].items())
     return "\n".join([
@@ -214,10 +215,9 @@ def scale(r: dict[str, Any], memory: dict[str, Any], out: Path) -> str:
         "kind of key (MEMORY USAGE; `journal` is the finished event kept for deduplication, `val` holds "
         "the message→conversation map of feedback buttons and short-lived counters):",
         "",
-        "| " + " | ".join(f"`{k}`" for k in r["redis_bytes_per_conversation"]) + " | total |",
-        "|" + "---|" * (len(r["redis_bytes_per_conversation"]) + 1),
-        "| " + " | ".join(f"{v:.0f}" for v in r["redis_bytes_per_conversation"].values())
-        + f" | {sum(r['redis_bytes_per_conversation'].values()):.0f} |",
+        "| " + " | ".join(f"`{k}`" for k in left) + " | total |",
+        "|" + "---|" * (len(left) + 1),
+        "| " + " | ".join(f"{v:.0f}" for v in left.values()) + f" | {sum(left.values()):.0f} |",
         "",
         notes.MEMORY,
         "",
