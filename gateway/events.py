@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 EventKind = Literal["message", "feedback", "retry", "new"]
@@ -54,10 +54,33 @@ class InboundEvent:
         return f"{self.channel}:{self.scope}"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+        # Spelled out rather than dataclasses.asdict, which deep-copies every value: this runs
+        # on every webhook, before the platform gets its answer.
+        ident = self.identity
+        return json.dumps(
+            {
+                "channel": self.channel,
+                "key": self.key,
+                "identity": {"channel_type": ident.channel_type, "namespace": ident.namespace, "id": ident.id},
+                "scope": self.scope,
+                "text": self.text,
+                "kind": self.kind,
+                "reply": self.reply,
+                "meta": self.meta,
+                "received_at": self.received_at,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
 
     @classmethod
     def from_json(cls, raw: str) -> InboundEvent:
         data = json.loads(raw)
         data["identity"] = Identity(**data["identity"])
         return cls(**data)
+
+
+# to_json must name every field: fail at import if a field is added without it.
+assert [f.name for f in fields(InboundEvent)] == [
+    "channel", "key", "identity", "scope", "text", "kind", "reply", "meta", "received_at",
+], "InboundEvent.to_json is out of date"

@@ -94,8 +94,9 @@ async def test_no_configured_secret_reaches_the_logs(captured: io.StringIO, echo
 
 
 async def test_json_turn_lines_carry_the_fields_and_no_bodies(captured: io.StringIO, echo_plugin: Any) -> None:
+    # DEBUG shows the per-webhook "inbound" lines too (INFO keeps only the turn lines).
     async with controlled_gateway({"echo": {"type": "echo", "token": ECHO_TOKEN}},
-                                  {"logging": {"format": "json"}}) as gw:
+                                  {"logging": {"format": "json", "level": "DEBUG"}}) as gw:
         configure_logging(gw.settings.logging, secrets_of(gw.settings), stream=captured, env={})
         await echo(gw, "my private question", "k1")
         await echo(gw, "/help", "k2")
