@@ -147,6 +147,18 @@ async def test_head_is_the_oldest_unfinished_entry_of_its_conversation(store: St
     assert await store.journal_head("tg:chat-1") is None
 
 
+async def test_conversations_with_unfinished_entries_are_listed_once(store: Store) -> None:
+    """What the sweeper kicks after a restart or a dead instance: every conversation with work left."""
+    assert await store.journal_conversations() == []
+    for key, scope in [("1", "A"), ("2", "A"), ("3", "B"), ("4", "C")]:
+        await store.journal_add(entry(key, scope=scope, received_at=float(key)))
+    await store.journal_finish("tg:4", "done")
+    assert sorted(await store.journal_conversations()) == ["tg:A", "tg:B"]
+    await store.journal_finish("tg:1", "done")
+    await store.journal_finish("tg:2", "failed")
+    assert await store.journal_conversations() == ["tg:B"]
+
+
 async def test_event_round_trips_unchanged(store: Store) -> None:
     original = InboundEvent(
         channel="slack-main",
