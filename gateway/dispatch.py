@@ -138,15 +138,16 @@ class Dispatcher:
     async def _last_look(self, conversation_key: str, me: asyncio.Task[Any] | None) -> JournalEntry | None:
         """Deregister, then read the head while still holding the lease; None ends the drain.
 
-        An event journaled meanwhile is either seen here or kicks a fresh drain (which takes over
-        once our lease is released); one read per entry, never two.
+        An event journaled meanwhile is either seen here or kicks a fresh drain, which waits for
+        our lease. We never hand over to that drain while holding the lease: a sweeper's kick does
+        not wait for a lease, so yielding to it could leave the conversation undrained until the
+        next sweep. One read per entry, never two.
         """
         if self._drains.get(conversation_key) is me:
             del self._drains[conversation_key]
         entry = await self.store.journal_head(conversation_key)
-        if entry is None or conversation_key in self._drains or me is None:
-            return None
-        self._drains[conversation_key] = me
+        if entry is not None and me is not None and conversation_key not in self._drains:
+            self._drains[conversation_key] = me
         return entry
 
     async def _acquire(self, lease: str, owner: str, wait: float) -> bool:
