@@ -118,11 +118,8 @@ def _run(settings: Settings, *, banner: str | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    from gateway.app import build_app
-
-    build_app(settings)  # fail fast, before binding, on plugin or channel config mistakes
-    return _run(settings)
+    # _run builds the app (where plugin and channel mistakes surface) before binding the port.
+    return _run(load_settings(args.config))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -134,11 +131,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate everything that can be validated offline; one line per problem."""
+    from gateway.logs import configure_logging, secrets_of
     from gateway.metrics import Metrics
     from gateway.plugins import load_channel_class, load_store
     from gateway.services import GatewayServices
 
     settings = load_settings(args.config)
+    # Redaction first: building channels may log, and nothing check prints may carry a secret.
+    configure_logging(settings.logging, secrets_of(settings))
     problems: list[str] = []
     try:
         load_store(settings.gateway.store)
