@@ -25,6 +25,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.fakes.server import FakeServer
+
 PAGE_TOKEN = "EAAG-fake-page-token"
 APP_SECRET = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 VERIFY_TOKEN = "verify-me-please"
@@ -48,7 +50,7 @@ class _Fault:
 
 
 @dataclass
-class FakeGraph:
+class FakeGraph(FakeServer):
     """``/me/messages`` of one page; ``max_text`` is 2,000 for Messenger, 1,000 for Instagram."""
 
     token: str = PAGE_TOKEN
@@ -58,21 +60,12 @@ class FakeGraph:
     _mids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _server: TestServer | None = None
 
-    async def __aenter__(self) -> FakeGraph:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v21.0/me/messages", self._messages)
-        self._server = TestServer(app, host="127.0.0.1")
-        await self._server.start_server()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            await self._server.close()
 
     @property
     def api_base(self) -> str:
-        assert self._server is not None
-        return str(self._server.make_url("/v21.0"))
+        return self.base_url("/v21.0")
 
     def fail_next(self, status: int, code: int, *, subcode: int | None = None, message: str = "test fault",
                   headers: dict[str, str] | None = None, count: int = 1) -> None:

@@ -31,6 +31,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.fakes.server import FakeServer
+
 BOT_ID = 7000001
 TOKEN = f"{BOT_ID}:AAE-fake_token_for_tests"
 USERNAME = "switchboard_test_bot"
@@ -71,7 +73,7 @@ class _Fault:
 
 
 @dataclass
-class FakeTelegram:
+class FakeTelegram(FakeServer):
     """The Bot API for one bot; every request is recorded in ``calls``."""
 
     token: str = TOKEN
@@ -87,21 +89,12 @@ class FakeTelegram:
     def __post_init__(self) -> None:
         self._arrived = asyncio.Event()
 
-    async def __aenter__(self) -> FakeTelegram:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/bot{token}/{method}", self._handle)
-        self._server = TestServer(app, host="127.0.0.1")
-        await self._server.start_server()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            await self._server.close()
 
     @property
     def api_base(self) -> str:
-        assert self._server is not None
-        return str(self._server.make_url("")).rstrip("/")
+        return self.base_url()
 
     # -- test controls ---------------------------------------------------------------------------
     def fail_next(self, method: str, status: int = 400, description: str = "Bad Request: test fault",

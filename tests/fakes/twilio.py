@@ -17,6 +17,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
+from tests.fakes.server import FakeServer
+
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-auth-token-0123456789abcdef"
 
@@ -30,7 +32,7 @@ class Fault:
 
 
 @dataclass
-class FakeTwilio:
+class FakeTwilio(FakeServer):
     """Twilio's Messages API on a local port; ``messages`` holds each accepted message's form."""
 
     account_sid: str = ACCOUNT_SID
@@ -42,22 +44,13 @@ class FakeTwilio:
     _server: TestServer | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    async def __aenter__(self) -> FakeTwilio:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create_message)
-        self._server = TestServer(app, host="127.0.0.1")
-        await self._server.start_server()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            await self._server.close()
 
     @property
     def url(self) -> str:
         """The ``api_base`` to configure."""
-        assert self._server is not None
-        return str(self._server.make_url("")).rstrip("/")
+        return self.base_url()
 
     def fail_next(self, status: int, code: int | None = None, count: int = 1,
                   retry_after: float | None = None, message: str = "fault injected") -> None:
