@@ -88,7 +88,7 @@ MEMORY = """**Why the goal is missed for linked identities.** An unlinked identi
 the budget. A linked one pays for three keys: the link, the conversation, and the reverse index of
 the link (`linked:<userId>`, a Redis set, which Redis 7.0 stores as a hash table even with a single
 member: about 250 bytes). Every key costs its name (the `switchboard:v1:` key names are pinned by
-`tests/test_stores.py`) and a key-space entry before any value, so with one key per link and per
+`tests/stores/test_backends.py`) and a key-space entry before any value, so with one key per link and per
 conversation the link and the conversation alone already pass 300 bytes. Meeting 300 bytes
 for linked identities needs a different layout: links and conversations as fields of hash buckets
 (Redis keeps small hashes as compact listpacks), the reverse index as a small hash or sorted set
