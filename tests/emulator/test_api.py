@@ -1,85 +1,16 @@
-"""The emulator's own contract, spoken to over raw HTTP the way any Chatbase v2 client would."""
+"""The emulator's API contract: authentication, envelope, validation, answers and the brain."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
 from adapters.emulator import Emulator
 from adapters.emulator.brain import MARKDOWN_SAMPLE, answer, long_text, words
-
-AUTH = {"Authorization": "Bearer any-key"}
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def emulator() -> Emulator:
-    return Emulator()
-
-
-@pytest.fixture
-async def api(emulator: Emulator) -> AsyncIterator[Api]:
-    async with emulator.serve() as url, aiohttp.ClientSession() as session:
-        assert emulator.base_url == url
-        yield Api(session, url)
-    assert emulator.base_url is None
-
-
-class Api:
-    """Tiny raw HTTP helper: returns (status, headers, parsed body or SSE events)."""
-
-    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
-        self.session = session
-        self.base = base
-        self.root = base.removesuffix("/api/v2")
-
-    async def call(
-        self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None, **kw: Any
-    ) -> tuple[int, Any, Any]:
-        url = path if path.startswith("http") else self.base + path
-        hdrs = AUTH if headers is None else headers
-        async with self.session.request(method, url, json=body, headers=hdrs, **kw) as resp:
-            raw = await resp.read()
-            if resp.content_type == "text/event-stream":
-                return resp.status, resp.headers, sse(raw)
-            return resp.status, resp.headers, json.loads(raw) if raw else None
-
-    async def chat(self, agent: str = "a1", **body: Any) -> tuple[int, Any, Any]:
-        return await self.call("POST", f"/agents/{agent}/chat", body)
-
-    async def chat_json(self, agent: str = "a1", **body: Any) -> dict[str, Any]:
-        status, _, doc = await self.chat(agent, stream=False, **body)
-        assert status == 200, doc
-        return dict(doc["data"])
-
-
-def sse(raw: bytes) -> list[Any]:
-    out: list[Any] = []
-    for block in raw.decode().split("\n\n"):
-        if block.startswith("data: "):
-            payload = block[len("data: ") :]
-            out.append(payload if payload == "[DONE]" else json.loads(payload))
-    return out
-
-
-def streamed_text(events: list[Any]) -> str:
-    return "".join(e["delta"] for e in events if isinstance(e, dict) and e["type"] == "text-delta")
-
-
-def error_of(doc: Any) -> tuple[str, dict[str, str] | None]:
-    assert set(doc) == {"error"} and {"code", "message"} <= set(doc["error"]) and doc["error"]["message"]
-    return doc["error"]["code"], doc["error"].get("details")
-
+from tests.emulator.support import AUTH, Api, error_of, streamed_text
 
 # -- authentication, envelope, headers ----------------------------------------------------------------
 
@@ -419,88 +350,3 @@ def test_text_is_streamed_as_word_sized_deltas() -> None:
     assert "".join(words(long_text(500))) == long_text(500)
 
 
-# -- faults and control endpoints -----------------------------------------------------------------
-
-
-async def test_fail_next_and_retry_after(api: Api, emulator: Emulator) -> None:
-    emulator.faults.fail_next(429, count=2, retry_after=0.5)
-    for _ in range(2):
-        status, headers, doc = await api.chat(message="hi")
-        assert status == 429 and headers["Retry-After"] == "0.5"
-        assert error_of(doc)[0] == "RATE_LIMIT_TOO_MANY_REQUESTS"
-    assert (await api.chat(message="hi"))[0] == 200
-    emulator.faults.fail_next(403, code="CHAT_AGENT_CREDITS_EXHAUSTED")
-    status, _, doc = await api.chat(message="hi")
-    assert status == 403 and error_of(doc)[0] == "CHAT_AGENT_CREDITS_EXHAUSTED"
-
-
-async def test_cut_stream_has_text_but_no_end(api: Api, emulator: Emulator) -> None:
-    emulator.faults.cut_next_stream()
-    _, _, events = await api.chat(message="long 200")
-    kinds = [e if isinstance(e, str) else e["type"] for e in events]
-    assert "finish" not in kinds and "[DONE]" not in kinds
-    assert streamed_text(events).startswith("This is sentence 1")
-    _, _, events = await api.chat(message="hi")  # only the next one
-    assert events[-1] == "[DONE]"
-
-
-async def test_latency_and_token_delay(api: Api, emulator: Emulator) -> None:
-    emulator.faults.latency = 0.2
-    started = time.monotonic()
-    await api.call("GET", "/health")
-    assert time.monotonic() - started >= 0.2
-    emulator.faults.latency = 0
-    emulator.faults.token_delay = 0.02
-    started = time.monotonic()
-    _, _, events = await api.chat(message="one two three four five")
-    deltas = [e for e in events if isinstance(e, dict) and e["type"] == "text-delta"]
-    assert len(deltas) == 14 and time.monotonic() - started >= 14 * 0.02
-
-
-async def test_control_endpoints(api: Api, emulator: Emulator) -> None:
-    status, _, doc = await api.call("POST", f"{api.root}/_emulator/faults", {"status": 503, "count": 2}, headers={})
-    assert status == 200 and len(doc["data"]["pending_failures"]) == 2
-    assert [(await api.call("GET", "/agents/a1/conversations"))[0] for _ in range(3)] == [503, 503, 200]
-
-    await api.call(
-        "POST", f"{api.root}/_emulator/faults",
-        {"fail_next": {"status": 429, "retry_after": 1, "code": "RATE_LIMIT_TOO_MANY_REQUESTS"},
-         "cut_next_stream": 1, "latency": 0, "token_delay": 0},
-    )  # fmt: skip
-    status, headers, _ = await api.chat(message="hi")
-    assert status == 429 and headers["Retry-After"] == "1"
-    _, _, events = await api.chat(message="long 100")
-    assert "[DONE]" not in events
-
-    status, _, doc = await api.call("POST", f"{api.root}/_emulator/faults", {"latency": -1})
-    assert status == 400 and emulator.faults.latency == 0
-    status, _, doc = await api.call("POST", f"{api.root}/_emulator/faults", {"status": 503, "cut_next_stream": 0})
-    assert status == 400 and emulator.faults.snapshot()["pending_failures"] == []  # all or nothing
-
-    _, _, recorded = await api.call("GET", f"{api.root}/_emulator/requests")
-    last = recorded["data"][-1]
-    assert last == {"method": "POST", "path": "/api/v2/agents/a1/chat", "json": {"message": "long 100"}, "query": {}}
-    assert "any-key" not in json.dumps(recorded)
-    assert emulator.requests[-1].json == {"message": "long 100"}
-
-    status, _, _ = await api.call("POST", f"{api.root}/_emulator/reset")
-    assert status == 200 and emulator.requests == [] and emulator.state.conversations == {}
-    _, _, listing = await api.call("GET", "/agents/a1/conversations")
-    assert listing["data"] == []
-
-
-def test_run_emulator_prints_its_url_and_serves() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "adapters.emulator", "127.0.0.1", str(port)]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT) as proc:
-        try:
-            assert proc.stdout is not None
-            assert f"http://127.0.0.1:{port}/api/v2" in proc.stdout.readline()
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-                conn.sendall(b"GET /api/v2/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                assert conn.recv(100).startswith(b"HTTP/1.1 200")
-        finally:
-            proc.terminate()
-            assert proc.wait(timeout=10) == 0  # SIGTERM is a clean stop
