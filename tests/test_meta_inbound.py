@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -13,15 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from adapters.stores.memory import MemoryStore
 from channels.meta import InstagramChannel, MessengerChannel, MetaChannel
 from channels.meta.events import events_from_payload, feedback_payload
 from channels.meta.graph import OutsideMessagingWindow
 from gateway.channel import Answer, InboundRequest, Progress
-from gateway.config import parse_settings
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited, ConfigError, WebhookRejected
 from gateway.events import Identity, InboundEvent
-from gateway.metrics import Metrics
 from tests.fakes.meta import (
     APP_SECRET,
     PAGE_ID,
@@ -34,19 +31,7 @@ from tests.fakes.meta import (
     signature,
     text_item,
 )
-
-
-class StubServices:
-    """Just enough of the core for a channel to parse webhooks and send."""
-
-    def __init__(self, http: aiohttp.ClientSession) -> None:
-        self.settings = parse_settings({}, env={})
-        self.store = MemoryStore()
-        self.http = http
-        self.metrics = Metrics()
-
-    async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
-        return [True] * len(events)
+from tests.fakes.services import StubServices
 
 
 def config(graph: FakeGraph, type_: str = "messenger") -> dict[str, Any]:

@@ -5,21 +5,19 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from adapters.stores.memory import MemoryStore
 from channels.slack import SlackChannel
 from channels.slack.inbound import BotIdentity, classify, clean_text
 from gateway.channel import InboundRequest
-from gateway.config import parse_settings
 from gateway.errors import ConfigError, WebhookRejected
-from gateway.events import Identity, InboundEvent
-from gateway.metrics import Metrics
+from gateway.events import Identity
+from tests.fakes.services import StubServices
 from tests.fakes.slack import (
     BOT_ID,
     BOT_USER,
@@ -37,23 +35,11 @@ from tests.fakes.slack import (
 ME = BotIdentity(BOT_USER, BOT_ID, TEAM)
 
 
-class StubServices:
-    """Just enough of the core for a channel to parse webhooks."""
-
-    def __init__(self, store: MemoryStore, http: aiohttp.ClientSession) -> None:
-        self.settings = parse_settings({}, env={})
-        self.store = store
-        self.http = http
-        self.metrics = Metrics()
-
-    async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
-        return [True] * len(events)
-
 
 @pytest.fixture
 async def channel() -> AsyncIterator[SlackChannel]:
     async with FakeSlack() as slack, aiohttp.ClientSession() as http:
-        services: Any = StubServices(MemoryStore(), http)
+        services: Any = StubServices(http)
         raw = {"type": "slack", "bot_token": slack.token, "signing_secret": SECRET, "api_base": slack.api_base}
         chan = SlackChannel.from_config("slack", raw, services)
         assert isinstance(chan, SlackChannel)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from adapters.stores.memory import MemoryStore
 from channels.slack import SlackChannel
 from gateway.channel import Answer, Progress
-from gateway.config import parse_settings
 from gateway.events import Identity, InboundEvent
-from gateway.metrics import Metrics
+from tests.fakes.services import StubServices
 from tests.fakes.slack import SECRET, TEAM, FakeSlack
 
 EVENT = InboundEvent(
@@ -23,16 +21,6 @@ EVENT = InboundEvent(
     text="hi", reply={"channel": "C0001", "thread_ts": "100.1", "ts": "100.1"},
 )
 
-
-class StubServices:
-    def __init__(self, http: aiohttp.ClientSession) -> None:
-        self.settings = parse_settings({}, env={})
-        self.store = MemoryStore()
-        self.http = http
-        self.metrics = Metrics()
-
-    async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
-        return [True] * len(events)
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ import json
 import re
 import time
 import urllib.parse
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -303,24 +302,6 @@ class _HtmlCheck(HTMLParser):
     def handle_charref(self, name: str) -> None:
         self.out.append(html.unescape(f"&#{name};"))
 
-
-class StubServices:
-    """Just enough of the core for a channel to parse webhooks and send, without a gateway."""
-
-    def __init__(self, http: aiohttp.ClientSession) -> None:
-        from adapters.stores.memory import MemoryStore
-        from gateway.config import parse_settings
-        from gateway.metrics import Metrics
-
-        self.settings = parse_settings({}, env={})
-        self.store = MemoryStore()
-        self.http = http
-        self.metrics = Metrics()
-        self.accepted: list[Any] = []
-
-    async def accept(self, events: Sequence[Any]) -> list[bool]:
-        self.accepted.extend(events)
-        return [True] * len(events)
 
 
 # -- what Telegram sends us --------------------------------------------------------------------------

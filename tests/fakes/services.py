@@ -1,0 +1,28 @@
+"""A stand-in for the gateway core, for unit tests of one channel on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aiohttp
+
+from adapters.stores.memory import MemoryStore
+from gateway.config import parse_settings
+from gateway.events import InboundEvent
+from gateway.metrics import Metrics
+
+
+class StubServices:
+    """Just enough of ``gateway.channel.Services`` to parse webhooks and send: a memory store,
+    default settings, and an ``accept`` that takes every event and records it in ``accepted``."""
+
+    def __init__(self, http: aiohttp.ClientSession, store: MemoryStore | None = None) -> None:
+        self.settings = parse_settings({}, env={})
+        self.store = store if store is not None else MemoryStore()
+        self.http = http
+        self.metrics = Metrics()
+        self.accepted: list[InboundEvent] = []
+
+    async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
+        self.accepted.extend(events)
+        return [True] * len(events)
