@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -115,7 +115,3 @@ class ToolRunner:
             return tool_error("TOOL_TIMEOUT", f"Tool {call.tool_name!r} did not answer within {tool.timeout:g}s.")
         except aiohttp.ClientError as exc:
             return tool_error("TOOL_UNREACHABLE", f"Tool endpoint unreachable: {type(exc).__name__}")
-
-
-def context_dict(context: ToolContext) -> dict[str, Any]:
-    return asdict(context)
