@@ -7,6 +7,7 @@ this module by itself, so it cannot clash with ``tests/conftest.py``.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -17,8 +18,9 @@ from typing import Self
 
 import redis
 
-#: the shared Redis every machine runs; database 15 is reserved for tests and flushed by them
-REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
+#: the shared Redis every machine runs; database 15 is reserved for tests and flushed by them.
+#: SWITCHBOARD_TEST_REDIS points a run at another server, so two checkouts can test side by side.
+REDIS_TEST_URL = os.environ.get("SWITCHBOARD_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
 
 def flush_test_redis() -> None:

@@ -20,10 +20,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.cli import free_port
+from tests.conftest_stores import REDIS_TEST_URL
 from tests.harness import running_gateway
 from tests.processes import GatewayProcess, PrivateRedis, write_config
 
-REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
 TOKEN = "t0k"
 
 
