@@ -177,6 +177,8 @@ def _readable_inline(part: Message) -> bool:
 
 
 def _inline_texts(msg: EmailMessage) -> list[Message]:
+    if msg.get_content_type() == "multipart/alternative":
+        return []  # its other parts are the same text again, in another form
     try:
         return [part for part in msg.iter_attachments() if _readable_inline(part)]
     except Exception:
