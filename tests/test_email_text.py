@@ -119,6 +119,9 @@ def test_html_becomes_readable_text() -> None:
         "Hello team,\n\nsee this page (https://example.org/a)\nand\n\n- one\n- two\n\n[logo]\n\nBye & thanks"
     )
     assert "text" in html_to_text("<div><p>text</span></blockquote><b>")
+    # Outlook and Hotmail start some bodies with an XML declaration naming another encoding.
+    declared = '<?xml version="1.0" encoding="iso-8859-1"?><html><body><p>Grüße</p><p>aus Köln</p></body></html>'
+    assert html_to_text(declared) == "Grüße\n\naus Köln"
     assert html_to_text("") == "" and html_to_text("   ") == ""
 
 

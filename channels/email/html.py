@@ -18,6 +18,7 @@ _DROP_CLASSES = ("gmail_quote", "gmail_signature", "moz-cite-prefix", "moz-signa
                  "protonmail_quote")
 _PARAGRAPH = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol"}
 _BLOCK = _PARAGRAPH | {"div", "tr", "li", "pre", "hr", "blockquote", "dd", "dt", "section", "header", "footer"}
+_PARSER = lxml.html.HTMLParser(encoding="utf-8")
 #: what a <div style="border-top: …"> becomes: the rule Outlook writes above a header block in plain text
 OUTLOOK_RULE = "_" * 32
 
@@ -27,7 +28,8 @@ def html_to_text(html: str, keep_quotes: bool = False) -> str:
     if not html.strip():
         return ""
     try:
-        root = lxml.html.document_fromstring(html)
+        # As UTF-8 bytes: lxml refuses str input that carries an XML encoding declaration.
+        root = lxml.html.document_fromstring(html.encode("utf-8", "replace"), parser=_PARSER)
     except (etree.ParserError, ValueError):
         return re.sub(r"<[^>]*>", " ", html).strip()
     for el in list(root.iter("script", "style", "head", "title", etree.Comment)):
