@@ -72,6 +72,11 @@ def test_a_reply_written_below_the_quote_is_sent() -> None:
             "> Anything else?\n\nAnd to Sweden? We need it by Friday.\n")
     assert plain(body) == "Hi,\n\nAnd to Sweden? We need it by Friday."
     assert plain("On Mon, Jan 1, 2024, Bot wrote:\n> We ship.\n\nAnd to Sweden?\n") == "And to Sweden?"
+    # an attribution no library knows, then the answer right below the quote
+    assert plain("ср, 30 апр. 2025 г. в 15:19, Иван <ivan@example.ru>:\n> Привет\nОтвет ниже.\n") == "Ответ ниже."
+    # a short answer above the quote is the answer; a footer below the quote is not
+    assert plain("Yes, please do.\n\nOn Mon, Jan 1, 2024, Bot wrote:\n> Shall we?\n\nACME Corp | Oslo\n") == (
+        "Yes, please do.")
 
 
 def test_a_forward_sends_the_forwarded_content_with_a_line_saying_so() -> None:

@@ -58,7 +58,7 @@ def mail_text(body: str, *, html: bool, subject: str = "") -> str:
             return "\n\n".join(p for p in (top, note, text(found.get(key, ""), True).strip()) if p)
         return top
     # Nothing but a greeting above the quote: the answer was written below it (bottom-posting).
-    if len(top.split()) <= 3:
+    if not top or (len(top.split()) <= 3 and not top.endswith((".", "?"))):
         return "\n\n".join(p for p in (top, new_text(text(found.get(f"{key}_bottom", "")))) if p)
     return top
 
@@ -73,24 +73,32 @@ def new_text(text: str) -> str:
         last = probe.count("\n", 0, header.end())
         lines = lines[:first] if any(line.strip() for line in lines[:first]) else lines[last + 1 :]
     kept: list[str] = []
-    skip = 0
+    resume = 0
     for i, line in enumerate(lines):
-        window = [w for w in lines[i : i + 3] if w.strip()]
-        attribution = any(_ATTRIBUTION.search(" ".join(window[:n])[:400]) for n in (1, 2, 3) if len(window) >= n)
-        if skip or line.lstrip().startswith(">"):
-            skip = max(0, skip - 1)
+        if i < resume or line.lstrip().startswith(">"):
             continue
         words = len(re.sub(r"<[^>]*>", "", line).split())
         if _SIGNATURE.match(line) or (_MOBILE.match(line.strip()) and words <= 8):
             break
         if _RULE.match(line) and any(_LABEL.match(nxt) for nxt in lines[i + 1 : i + 4] if nxt.strip()):
             break
-        if attribution and line.strip() and re.search(r"\d", line):
+        if (end := _attribution_end(lines, i)) is not None:
             if any(k.strip() for k in kept):
                 break
-            skip = 2
+            resume = end + 1  # nothing above it: the answer is below (bottom-posting)
             continue
         kept.append(line)
     while kept and _SEPARATOR.match(kept[-1]):
         kept.pop()
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+
+
+def _attribution_end(lines: list[str], i: int) -> int | None:
+    """The last line of an attribution that starts at line ``i`` (wrapped over up to 3 lines), if any."""
+    if not re.search(r"\d", lines[i]):
+        return None
+    wrapped = [j for j in range(i, min(i + 3, len(lines))) if lines[j].strip()]
+    for n in range(1, len(wrapped) + 1):
+        if _ATTRIBUTION.search(" ".join(lines[j] for j in wrapped[:n])[:400]):
+            return wrapped[n - 1]
+    return None
