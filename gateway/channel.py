@@ -22,7 +22,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import pydantic
 from aiohttp import ClientSession, web
@@ -228,8 +228,13 @@ class Channel(ABC):
         """True when this channel has a ``run`` loop the core must start."""
         return type(self).run is not Channel.run
 
-    async def __aenter__(self) -> Channel:
-        await self.initialize()
+    async def __aenter__(self) -> Self:
+        try:
+            await self.initialize()
+        except BaseException:
+            # What initialize() opened before it failed (a session, a client) must not leak.
+            await self.shutdown()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -157,7 +157,7 @@ class SlackChannel(Channel):
 
     # -- outbound --------------------------------------------------------------------------------
     def render(self, markdown_text: str) -> str:
-        return markdown.to_slack(markdown_text)
+        return markdown.to_mrkdwn(markdown_text)
 
     def split(self, rendered: str) -> list[str]:
         return split_text(rendered, self.settings.max_message_chars)

@@ -89,7 +89,7 @@ class SlackReply(Reply):
         async with self._lock:
             if self._closed:
                 return
-            parts = self.channel.split(markdown.to_slack(markdown.streaming_safe(self._latest)))
+            parts = self.channel.split(markdown.to_mrkdwn(markdown.streaming_safe(self._latest)))
             if not parts:
                 return
             try:

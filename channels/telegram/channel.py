@@ -235,9 +235,9 @@ class TelegramChannel(Channel):
 
     # -- outbound --------------------------------------------------------------------------------
     def render(self, markdown: str) -> str:
-        from gateway.markdown import to_telegram_html
+        from gateway.markdown import to_chat_html
 
-        return to_telegram_html(markdown)
+        return to_chat_html(markdown)
 
     def open_reply(self, event: InboundEvent, progress: Progress) -> Reply:
         return TelegramReply(self, event, progress)

@@ -32,11 +32,11 @@ from channels.web.page import ASSETS, load_assets, security_headers, serve
 from channels.web.stream import STREAM_HEADERS, SseSink, StreamReply
 from gateway.channel import BODY_READ_TIMEOUT, Answer, Channel, ChannelSettings, Progress, Reply, Services
 from gateway.events import Identity, InboundEvent
+from gateway.policy import APOLOGY
 
 log = logging.getLogger(__name__)
 
 #: shown when the turn itself crashed; the core's own apology covers agent failures
-APOLOGY = "Sorry, I can't answer right now. Please try again in a few minutes."
 
 
 class WebSettings(ChannelSettings):
