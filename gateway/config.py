@@ -128,11 +128,17 @@ class LinkingSettings(_Frozen):
 
 
 class HandoffSettings(_Frozen):
-    """Human handoff into a Slack support channel (off unless ``slack_channel`` is set)."""
+    """Human handoff to a support desk (off unless a desk channel is named).
 
-    #: the [channels.<name>] of a slack channel whose Web API client posts the handoffs
-    slack_channel: str | None = None
-    #: the Slack channel id (C...) where handoff threads are opened; the bot must be a member
+    The desk is the ``[channels.<name>]`` whose class can be a support desk. It is named by
+    ``desk = "<name>"`` or, as configs have always done, by ``<type>_channel = "<name>"`` (the
+    desk channel's type, e.g. the key this project's Slack docs use); :func:`parse_settings`
+    turns the second spelling into the first and checks the type matches.
+    """
+
+    #: the [channels.<name>] whose support desk takes handoffs
+    desk: str | None = None
+    #: where the desk opens threads (a Slack channel id, C...); the bot must be a member
     support_channel_id: str = ""
     #: the agent's client action that asks for a person
     action: str = "escalateToHuman"
@@ -152,13 +158,13 @@ class HandoffSettings(_Frozen):
 
     @pydantic.model_validator(mode="after")
     def _complete(self) -> HandoffSettings:
-        if self.slack_channel and not self.support_channel_id:
-            raise ValueError("support_channel_id is required when slack_channel is set")
+        if self.desk and not self.support_channel_id:
+            raise ValueError("support_channel_id is required when a desk channel is set")
         return self
 
     @property
     def enabled(self) -> bool:
-        return bool(self.slack_channel)
+        return bool(self.desk)
 
 
 class LoggingSettings(_Frozen):
@@ -275,6 +281,8 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
         if name.lower() in lowered:
             raise ConfigError(f"channels.{name}: duplicate webhook name (also {lowered[name.lower()]!r})")
         lowered[name.lower()] = name
+    if isinstance(data.get("handoff"), dict):
+        data["handoff"] = _desk_key(data["handoff"], channels)
     try:
         settings = Settings.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -285,15 +293,36 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
     return settings
 
 
+#: ``<type>_channel``: how a [handoff] section names its desk channel by the channel's type
+_DESK_BY_TYPE = re.compile(r"([A-Za-z0-9-]+)_channel")
+
+
+def _desk_key(handoff: dict[str, Any], channels: Mapping[str, Any]) -> dict[str, Any]:
+    """``[handoff] <type>_channel = name`` as ``desk = name``, once the named channel is of that type."""
+    section = dict(handoff)
+    for key in list(section):
+        named = _DESK_BY_TYPE.fullmatch(key)
+        if named is None:
+            continue
+        name = section.pop(key)
+        if name is None:
+            continue
+        if "desk" in section:
+            raise ConfigError(f"handoff.{key}: the desk is already named by handoff.desk")
+        kind = named.group(1)
+        target = channels.get(name) if isinstance(name, str) else None
+        if target is None:
+            raise ConfigError(f"handoff.{key}: there is no [channels.{name}] section")
+        if target.get("type") != kind:
+            raise ConfigError(f"handoff.{key}: channels.{name} is not a {kind} channel")
+        section["desk"] = name
+    return section
+
+
 def _check_handoff(settings: Settings) -> None:
-    name = settings.handoff.slack_channel
-    if name is None:
-        return
-    section = settings.channels.get(name)
-    if section is None:
-        raise ConfigError(f"handoff.slack_channel: there is no [channels.{name}] section")
-    if section.get("type") != "slack":
-        raise ConfigError(f"handoff.slack_channel: channels.{name} is not a slack channel")
+    name = settings.handoff.desk
+    if name is not None and name not in settings.channels:
+        raise ConfigError(f"handoff.desk: there is no [channels.{name}] section")
 
 
 def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

@@ -67,15 +67,14 @@ class WebSettings(ChannelSettings):
         return value
 
 
-class WebChannel(Channel):
+class WebChannel(Channel[WebSettings]):
     """The built-in web chat page and its streaming API."""
 
     type = "web"
     can_deliver_later = False  # answers live only in the HTTP response that asked
     Settings = WebSettings
-    settings: WebSettings
 
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
+    def __init__(self, name: str, settings: WebSettings, services: Services) -> None:
         super().__init__(name, settings, services)
         s = self.settings
         self.origins = OriginPolicy(s.allowed_origins, services.settings.public_url)

@@ -47,14 +47,9 @@ def identity_of_user_id(user_id: str) -> str | None:
 class People:
     """Admin operations over identities and conversations."""
 
-    def __init__(self, resources: Any, controls: Controls) -> None:
-        self._resources = resources
+    def __init__(self, store: Store, controls: Controls) -> None:
+        self.store = store
         self.controls = controls
-
-    @property
-    def store(self) -> Store:
-        store: Store = self._resources.store
-        return store
 
     @property
     def linker(self) -> Linker:
