@@ -131,9 +131,9 @@ class HandoffSettings(_Frozen):
     """Human handoff to a support desk (off unless a desk channel is named).
 
     The desk is the ``[channels.<name>]`` whose class can be a support desk. It is named by
-    ``desk = "<name>"`` or, as configs have always done, by ``<type>_channel = "<name>"`` (the
-    desk channel's type, e.g. the key this project's Slack docs use); :func:`parse_settings`
-    turns the second spelling into the first and checks the type matches.
+    ``desk = "<name>"`` or, as configs have always done, by ``<type>_channel = "<name>"`` with the
+    desk channel's type (``slack_channel = "support"``); :func:`parse_settings` turns the second
+    spelling into the first and checks the type matches.
     """
 
     #: the [channels.<name>] whose support desk takes handoffs
@@ -155,12 +155,6 @@ class HandoffSettings(_Frozen):
     @classmethod
     def _clean(cls, v: list[str]) -> list[str]:
         return _words(v)
-
-    @pydantic.model_validator(mode="after")
-    def _complete(self) -> HandoffSettings:
-        if self.desk and not self.support_channel_id:
-            raise ValueError("support_channel_id is required when a desk channel is set")
-        return self
 
     @property
     def enabled(self) -> bool:
@@ -323,6 +317,8 @@ def _check_handoff(settings: Settings) -> None:
     name = settings.handoff.desk
     if name is not None and name not in settings.channels:
         raise ConfigError(f"handoff.desk: there is no [channels.{name}] section")
+    if name is not None and not settings.handoff.support_channel_id:
+        raise ConfigError("handoff.support_channel_id: required when a desk channel is set")
 
 
 def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

@@ -59,7 +59,7 @@ class MrkdwnRenderer(Renderer):
 
 
 class ChatHtmlRenderer(Renderer):
-    """The HTML of Telegram's HTML parse mode: only b, i, s, code, pre and a, always well-formed."""
+    """Telegram's HTML parse mode: only b, i, s, code, pre and a, always well-formed."""
 
     markers = {"strong": ("<b>", "</b>"), "em": ("<i>", "</i>"), "s": ("<s>", "</s>")}
     bullets = ("• ", "◦ ", "▪ ")
