@@ -21,6 +21,8 @@ from gateway.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+#: ``<type>_channel``: how a [handoff] section names its desk channel by the channel's type
+_DESK_BY_TYPE = re.compile(r"([A-Za-z0-9-]+)_channel")
 DEFAULT_API_BASE = "https://www.chatbase.co/api/v2"
 
 
@@ -151,6 +153,21 @@ class HandoffSettings(_Frozen):
     #: optional link to the transcript; ``{conversation_id}``, ``{agent_id}``, ``{user_id}`` are filled in
     transcript_url: str | None = None
 
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _desk_by_type(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        section = dict(data)
+        for key in [k for k in section if isinstance(k, str) and _DESK_BY_TYPE.fullmatch(k)]:
+            name = section.pop(key)
+            if name is None:
+                continue
+            if section.get("desk") is not None:
+                raise ValueError(f"{key} and desk both name the desk channel")
+            section["desk"] = name
+        return section
+
     @pydantic.field_validator("resolve_words")
     @classmethod
     def _clean(cls, v: list[str]) -> list[str]:
@@ -276,7 +293,7 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
             raise ConfigError(f"channels.{name}: duplicate webhook name (also {lowered[name.lower()]!r})")
         lowered[name.lower()] = name
     if isinstance(data.get("handoff"), dict):
-        data["handoff"] = _desk_key(data["handoff"], channels)
+        _check_desk_type(data["handoff"], channels)
     try:
         settings = Settings.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -287,30 +304,17 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
     return settings
 
 
-#: ``<type>_channel``: how a [handoff] section names its desk channel by the channel's type
-_DESK_BY_TYPE = re.compile(r"([A-Za-z0-9-]+)_channel")
-
-
-def _desk_key(handoff: dict[str, Any], channels: Mapping[str, Any]) -> dict[str, Any]:
-    """``[handoff] <type>_channel = name`` as ``desk = name``, once the named channel is of that type."""
-    section = dict(handoff)
-    for key in list(section):
+def _check_desk_type(handoff: Mapping[str, Any], channels: Mapping[str, Any]) -> None:
+    """``[handoff] <type>_channel = name`` must name a channel of that type."""
+    for key, name in handoff.items():
         named = _DESK_BY_TYPE.fullmatch(key)
-        if named is None:
+        if named is None or name is None:
             continue
-        name = section.pop(key)
-        if name is None:
-            continue
-        if "desk" in section:
-            raise ConfigError(f"handoff.{key}: the desk is already named by handoff.desk")
-        kind = named.group(1)
         target = channels.get(name) if isinstance(name, str) else None
         if target is None:
             raise ConfigError(f"handoff.{key}: there is no [channels.{name}] section")
-        if target.get("type") != kind:
-            raise ConfigError(f"handoff.{key}: channels.{name} is not a {kind} channel")
-        section["desk"] = name
-    return section
+        if target.get("type") != named.group(1):
+            raise ConfigError(f"handoff.{key}: channels.{name} is not a {named.group(1)} channel")
 
 
 def _check_handoff(settings: Settings) -> None:
