@@ -165,7 +165,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
 async def _admin_ctx(app: web.Application) -> AsyncIterator[None]:
     from gateway.admin import ADMIN, AdminApi
 
-    app[ADMIN] = AdminApi(app[STORE], app[AGENT], app[CONTROLS])
+    app[ADMIN] = AdminApi(app[STORE], app[AGENT], app[CONTROLS], app[CHANNELS])
     yield
 
 

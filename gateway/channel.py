@@ -29,7 +29,7 @@ from aiohttp import ClientSession, web
 from multidict import CIMultiDictProxy
 
 from gateway.errors import ConfigError, WebhookRejected
-from gateway.events import InboundEvent
+from gateway.events import Identity, InboundEvent
 from gateway.text import split_text
 
 if TYPE_CHECKING:
@@ -315,6 +315,9 @@ class Channel(ABC, Generic[S]):
 
     async def feedback_saved(self, event: InboundEvent) -> None:
         """A feedback button was recorded by the agent; show the choice where possible."""
+
+    async def forget(self, identity: Identity) -> None:
+        """A person asked to be forgotten: delete what this channel keeps about them itself."""
 
     # -- human handoff -----------------------------------------------------------------------------
     def support_desk(self) -> SupportDesk | None:

@@ -14,7 +14,7 @@ from channels.email.settings import EmailSettings
 from channels.email.smtp import send_mail
 from channels.email.threads import ThreadIndex
 from gateway.channel import Answer, Channel, Progress, Reply, Services
-from gateway.events import InboundEvent
+from gateway.events import Identity, InboundEvent
 
 #: attempts to flag an answered mail before leaving it for the operator (the reply went out already)
 _FLAG_ATTEMPTS = 2
@@ -46,6 +46,11 @@ class EmailChannel(Channel[EmailSettings]):
 
     def routes(self) -> list[web.RouteDef]:
         return []
+
+    async def forget(self, identity: Identity) -> None:
+        """The reply cap's counter for the address (see ``Poller.rate_key``)."""
+        if identity.channel_type == self.type:
+            await self.services.store.delete_value(self.poller.rate_key(identity.id))
 
     async def run(self) -> None:
         """Watch the mailbox until cancelled (the core supervises this task)."""

@@ -13,13 +13,14 @@ import binascii
 import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from gateway.admin.openapi import document
 from gateway.admin.people import People
+from gateway.channel import Channel
 from gateway.commands import Controls
 from gateway.errors import AgentError, AgentNotFound, BadAgentRequest, StoreUnavailable
 from gateway.handoff import MessageHistory
@@ -57,10 +58,12 @@ def decode_id(value: str, *, lenient: bool = False) -> str | None:
 class AdminApi:
     """The admin operations of one started gateway (the routes find it under :data:`ADMIN`)."""
 
-    def __init__(self, store: Store, agent: MessageHistory, controls: Controls) -> None:
+    def __init__(
+        self, store: Store, agent: MessageHistory, controls: Controls, channels: Mapping[str, Channel]
+    ) -> None:
         self.store = store
         self.agent = agent
-        self.people = People(store, controls)
+        self.people = People(store, controls, channels)
 
     # -- identities ------------------------------------------------------------------------------
     async def openapi(self, request: web.Request) -> web.Response:
