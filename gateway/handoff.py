@@ -53,8 +53,7 @@ NOT_HERE_TEXT = (
 )
 RESOLVED_TEXT = "Our team has finished here. I'm back: ask me anything."
 TIMEOUT_TEXT = "Nobody from our team could answer in time, so I'm back to help."
-Why = HandBack
-_USER_NOTES: dict[Why, str | None] = {
+_USER_NOTES: dict[HandBack, str | None] = {
     "resolved": RESOLVED_TEXT, "timeout": TIMEOUT_TEXT, "admin": RESOLVED_TEXT, "new": None, "forget": None,
 }
 
@@ -241,7 +240,7 @@ class Handoff:
             log.debug("could not mark the staff message as delivered: %s", exc)
 
     async def hand_back(
-        self, conversation_key: str, why: Why, *, by: InboundEvent | None = None, progress: Progress | None = None
+        self, conversation_key: str, why: HandBack, *, by: InboundEvent | None = None, progress: Progress | None = None
     ) -> bool:
         """Give the conversation back to the agent and tell both sides; False when it was not handed off."""
         record = await self.active(conversation_key)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from gateway.channel import Channel, ChannelSettings
+from gateway.config import parse_settings
 from gateway.errors import ChannelError
+from gateway.services import OfflineServices
 
 
 class Flaky(Channel[ChannelSettings]):
@@ -14,7 +16,7 @@ class Flaky(Channel[ChannelSettings]):
     type = "flaky"
 
     def __init__(self) -> None:
-        super().__init__("flaky", ChannelSettings(type="flaky"), None)  # type: ignore[arg-type]
+        super().__init__("flaky", ChannelSettings(type="flaky"), OfflineServices(parse_settings({}, env={})))
         self.open = False
 
     async def initialize(self) -> None:
