@@ -198,7 +198,7 @@ class EditingReply(Reply, Generic[M, P]):
         self._latest = text
         if self._closed or not text.strip():
             return
-        self._stop_typing()
+        await self._stop_typing()
         self._throttle.poke()
 
     async def finish(self, answer: Answer) -> None:
@@ -213,7 +213,7 @@ class EditingReply(Reply, Generic[M, P]):
     async def close(self) -> None:
         """Stop typing and interim edits; an edit in flight lands first."""
         self._closed = True
-        self._stop_typing()
+        await self._stop_typing()
         await self._throttle.close()
 
     # -- interim ---------------------------------------------------------------------------------
@@ -223,10 +223,12 @@ class EditingReply(Reply, Generic[M, P]):
             await self.channel.typing(self.event)
             await asyncio.sleep(self.limits.typing_every)
 
-    def _stop_typing(self) -> None:
-        if self._typing is not None:
-            self._typing.cancel()
-            self._typing = None
+    async def _stop_typing(self) -> None:
+        task, self._typing = self._typing, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _show_interim(self) -> None:
         async with self._lock:
