@@ -127,15 +127,18 @@ class Throttle:
         self._not_before = max(self._not_before, _now() + seconds)
 
     async def close(self) -> None:
+        """Stop for good; returns once no flush is running."""
         self._closed = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._in_flight is not None:
-            with contextlib.suppress(Exception):  # already logged by _run, or cut short by a cancel
-                await self._in_flight
+        flight = self._in_flight
+        if flight is not None:
+            await asyncio.wait([flight])
+            if not flight.cancelled():
+                flight.exception()  # retrieved: the final delivery meets the same problem and reports it
 
     async def _run(self) -> None:
         while True:
@@ -267,21 +270,27 @@ class EditingReply(Reply, Generic[M, P]):
         """Make the conversation show ``parts``: edit posted messages, post the missing ones."""
         await asyncio.sleep(max(0.0, self._next_action - _now()))
         for index, content in enumerate(parts):
-            if index < len(self.ids):
-                if self._shown.get(index) == content:
-                    continue
+            if index >= len(self.ids):
+                await self._post(index, content)
+            elif self._shown.get(index) != content:
                 if await self.surface.edit(self.ids[index], content):
                     self._shown[index] = content
                     self._paced()
-                    continue
-                self.ids[index] = await self.surface.post(index, content)  # it was deleted: post anew
-            else:
-                self.ids.append(await self.surface.post(index, content))
-            self._shown[index] = content
-            self._paced()
-            await self.progress.save()
+                else:
+                    await self._post(index, content)  # someone deleted it: post it anew
         if final and len(self.ids) > len(parts):
             await self._drop(len(parts))
+
+    async def _post(self, index: int, content: P) -> None:
+        """Post message ``index`` and save its id at once: a resumed turn edits it, never reposts."""
+        message = await self.surface.post(index, content)
+        if index < len(self.ids):
+            self.ids[index] = message
+        else:
+            self.ids.append(message)
+        self._shown[index] = content
+        self._paced()
+        await self.progress.save()
 
     async def _drop(self, keep: int) -> None:
         """The final split is shorter than an earlier one: delete the messages no longer needed."""
