@@ -19,6 +19,7 @@ from gateway.channel import Channel, Services
 from gateway.cli import free_port
 from gateway.commands import Controls
 from gateway.config import Settings, parse_settings
+from gateway.dispatch import Dispatcher
 from gateway.services import CHANNELS, CONTROLS, DISPATCHER, METRICS, AppServices
 
 
@@ -37,6 +38,10 @@ class GatewayUnderTest:
     @property
     def controls(self) -> Controls:
         return self.app[CONTROLS]
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.app[DISPATCHER]
 
     def channel(self, name: str) -> Channel:
         return self.app[CHANNELS][name]
