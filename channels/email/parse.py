@@ -13,7 +13,7 @@ import email.utils
 import re
 from dataclasses import dataclass, field
 from email.headerregistry import Address
-from email.message import EmailMessage, Message
+from email.message import EmailMessage, Message, MIMEPart
 from email.policy import default as default_policy
 
 from channels.email.text import mail_text
@@ -134,7 +134,7 @@ def _body(msg: EmailMessage, subject: str) -> str:
     return "\n\n".join(t for t in (_new_text(p, subject) for p in parts) if t)
 
 
-def _new_text(part: Message, subject: str) -> str:
+def _new_text(part: MIMEPart, subject: str) -> str:
     text = _part_text(part)
     try:
         return mail_text(text, html=part.get_content_subtype() == "html", subject=subject)
@@ -142,7 +142,7 @@ def _new_text(part: Message, subject: str) -> str:
         return re.sub(r"<[^>]*>", " ", text).strip() if part.get_content_subtype() == "html" else text.strip()
 
 
-def _part_text(part: Message) -> str:
+def _part_text(part: MIMEPart) -> str:
     """A text part decoded with its charset, or UTF-8, or cp1252, before accepting replacement characters.
 
     Valid UTF-8 wins over a declared 8-bit charset: non-ASCII bytes are practically never valid
@@ -167,7 +167,7 @@ def _part_text(part: Message) -> str:
     return payload.decode("utf-8", errors="replace")
 
 
-def _readable_inline(part: Message) -> bool:
+def _readable_inline(part: MIMEPart) -> bool:
     """A ``text/plain`` part with no filename and no attachment disposition is part of the message."""
     try:
         return (part.get_content_type() == "text/plain" and not part.get_filename()
@@ -176,7 +176,7 @@ def _readable_inline(part: Message) -> bool:
         return False
 
 
-def _inline_texts(msg: EmailMessage) -> list[Message]:
+def _inline_texts(msg: EmailMessage) -> list[MIMEPart]:
     if msg.get_content_type() == "multipart/alternative":
         return []  # its other parts are the same text again, in another form
     try:

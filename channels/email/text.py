@@ -2,7 +2,7 @@
 
 Mail clients append the earlier thread to every reply; the agent already has that history in its
 conversation, so only the new text is sent. Finding where the history starts is done by two
-maintained libraries (``docs/email-extraction.md`` has the evaluation): quotequail (quote and
+maintained libraries (the evaluation is in docs/setup/email.md): quotequail (quote and
 forward structure, reply below the quote) and mail-parser-reply (attribution lines and header
 blocks in many languages). What stays here is the glue: forwards, bottom-posting, signatures,
 and two language-independent shapes the libraries miss (HTML to text is in ``html.py``).
