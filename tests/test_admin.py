@@ -15,8 +15,8 @@ import tests.test_handoff as handoff_tests
 from gateway.admin.api import decode_id, encode_id
 from gateway.commands import NEW_CONVERSATION_TEXT
 from gateway.handoff import RESOLVED_TEXT
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.conftest_stores import REDIS_TEST_URL, flush_test_redis
-from tests.harness import GatewayUnderTest, running_gateway
 
 ADMIN = "adm1n-t0ken-for-tests"
 TOKEN = "echo-secret"

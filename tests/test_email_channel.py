@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from switchboard.testing import running_gateway
 from tests.fakes import mailserver
 from tests.fakes.mailserver import ADDRESS, Dovecot, Mailbox, SmtpSink, make_mail, serving_smtp
-from tests.harness import running_gateway
 
 pytestmark = pytest.mark.dovecot
 # The mail server fixtures, made visible to this module's tests.

@@ -20,8 +20,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.cli import free_port
+from switchboard.testing import running_gateway
 from tests.conftest_stores import REDIS_TEST_URL
-from tests.harness import running_gateway
 from tests.processes import GatewayProcess, PrivateRedis, write_config
 
 TOKEN = "t0k"

@@ -15,7 +15,7 @@ from channels.telegram.api import feedback_data, parse_feedback_data
 from gateway.channel import InboundRequest
 from gateway.errors import ConfigError, WebhookRejected
 from gateway.events import Identity, InboundEvent
-from tests.fakes.services import StubServices
+from switchboard.testing import StubServices
 from tests.fakes.telegram import (
     BOT_ID,
     SECRET,
