@@ -4,7 +4,8 @@
   protocol (:class:`JournalStoreContract`, :class:`KeyValueStoreContract`,
   :class:`PeopleStoreContract`); subclass one and give it a :class:`StoreOpener`.
 * :class:`StubServices`: the core as one channel sees it (a memory store, default settings, an
-  ``accept`` that records events), to unit-test a channel's ``verify``/``parse``/``send_text``.
+  ``accept`` that records events), to unit-test a channel's ``verify``/``parse``/``send_text``;
+  :func:`inbound_request` builds the webhook request those take.
 * :class:`FakeServer`: the base of in-process fakes of a platform's API (aiohttp on 127.0.0.1) that
   record what they receive; point the channel's ``api_base`` at ``base_url()``.
 * :func:`running_gateway`: a whole gateway in-process on a free port, talking to the Chatbase
@@ -17,7 +18,7 @@ it, so neither is a runtime dependency.
 
 from switchboard.testing.fakes import FakeServer
 from switchboard.testing.gateway import GatewayUnderTest, make_settings, running_gateway
-from switchboard.testing.services import StubServices
+from switchboard.testing.services import StubServices, inbound_request
 from switchboard.testing.stores import (
     JournalStoreContract,
     KeyValueStoreContract,
@@ -35,6 +36,7 @@ __all__ = [
     "StoreContract",
     "StoreOpener",
     "StubServices",
+    "inbound_request",
     "make_settings",
     "running_gateway",
 ]
