@@ -10,6 +10,7 @@
   record what they receive; point the channel's ``api_base`` at ``base_url()``.
 * :func:`running_gateway`: a whole gateway in-process on a free port, talking to the Chatbase
   emulator, with your channel configured like any other.
+* :func:`wait_until`: wait for a condition instead of sleeping a fixed time.
 
 This package needs pytest and pytest-asyncio: install the ``testing`` extra
 (``pip install 'switchboard[testing]'``; the ``dev`` extra includes it). The gateway never imports
@@ -26,6 +27,7 @@ from switchboard.testing.stores import (
     StoreContract,
     StoreOpener,
 )
+from switchboard.testing.waiting import wait_until
 
 __all__ = [
     "FakeServer",
@@ -39,4 +41,5 @@ __all__ = [
     "inbound_request",
     "make_settings",
     "running_gateway",
+    "wait_until",
 ]
