@@ -29,8 +29,12 @@ def config(box: Mailbox, sink: SmtpSink, **extra: Any) -> dict[str, dict[str, An
     return {"mail": {"type": "email", **box.settings(), **sink.settings(), "poll_interval": 0.2, **extra}}
 
 
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Wait for something the user would see; fail with ``what`` if it never happens."""
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait for something the user would see; fail with ``what`` if it never happens.
+
+    Generous: a passing run waits only as long as the mail takes, and 15 s was once too short for
+    a gateway process to start and poll on a machine busy with other test runs.
+    """
     await wait_until(predicate, what, timeout)
 
 
