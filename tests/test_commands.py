@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from adapters.stores.memory import MemoryStore
 from gateway.commands import NEW_CONVERSATION_TEXT, Command, Controls, Parsed
 from gateway.config import parse_settings
 from switchboard.testing import GatewayUnderTest, running_gateway
@@ -148,7 +149,7 @@ def first_conversation(gw: GatewayUnderTest) -> str:
 
 
 def controls(**raw: Any) -> Controls:
-    return Controls(parse_settings(raw, env={}), resources=None)
+    return Controls(parse_settings(raw, env={}), MemoryStore())
 
 
 @pytest.mark.parametrize(
