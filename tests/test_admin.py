@@ -140,7 +140,7 @@ async def test_identities_are_listed_page_by_page(admin: Admin) -> None:
     assert first["key"] == "echo||user0" and first["userId"] == "echo..user0" and not first["linked"]
     assert [c["key"] for c in first["conversations"]] == ["echo:user0"]
     assert first["conversations"][0]["conversationId"]
-    for bad in ("limit=0", "limit=101", "limit=x", "cursor=%25%25", "cursor=a"):
+    for bad in ("limit=0", "limit=101", "limit=x", "cursor=%25%25", "cursor=a", "cursor="):
         status, body = await admin.call("GET", f"/admin/identities?{bad}")
         assert status == 400, bad
         assert body["error"]["code"] in ("INVALID_LIMIT", "INVALID_CURSOR")
