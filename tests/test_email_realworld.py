@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
+from switchboard.testing import running_gateway, wait_until
 from tests.fakes import mailserver
 from tests.fakes.mailserver import PASSWORD, Dovecot, Mailbox, SmtpSink
-from tests.harness import running_gateway
-from tests.test_email_channel import until
 
 pytestmark = pytest.mark.dovecot
 dovecot_server = mailserver.dovecot_server
@@ -83,8 +82,8 @@ async def test_the_corpus_reaches_the_agent_as_a_person_would_read_it(
         for count, name in enumerate(sorted(EXPECTED), 1):
             before = len(chats())
             box.append((CORPUS / name).read_bytes())
-            await until(lambda n=before, c=count: len(chats()) > n or seen_count(box) >= c, f"{name} handled",
-                        timeout=30)
+            await wait_until(lambda n=before, c=count: len(chats()) > n or seen_count(box) >= c, f"{name} handled",
+                             timeout=30)
             await gw.idle()
             new = chats()[before:]
             assert len(new) <= 1, f"{name}: {len(new)} agent calls"
