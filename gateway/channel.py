@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import pydantic
 from aiohttp import ClientSession, web
 from multidict import CIMultiDictProxy
 
-from gateway.errors import ConfigError, WebhookRejected
+from gateway.errors import ConfigError, StoreUnavailable, WebhookRejected
 from gateway.events import InboundEvent
 from gateway.text import split_text
 
@@ -100,6 +101,20 @@ class Answer:
     conversation_id: str | None = None
 
 
+#: progress key of the visible action under way: ``{"part": N, "at": unix time}``, saved before
+#: the platform call and removed once its result is saved (see :meth:`Progress.intend`)
+SENDING = "sending"
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """"About to send part N", saved before the platform call; found on resume when a crash or a
+    store outage fell between the call and the save of its result."""
+
+    part: int
+    at: float
+
+
 class Progress:
     """What was already delivered for one event; saved to the journal so resumes never repeat."""
 
@@ -114,6 +129,26 @@ class Progress:
     async def save(self) -> None:
         if self._saver is not None:
             await self._saver(self.data)
+
+    async def intend(self, part: int) -> None:
+        """Save "about to send part ``part``" before a visible platform action.
+
+        A turn resumed after a crash inside the platform call finds it (:meth:`intent`) and asks
+        the platform whether the part arrived instead of sending it blind.
+        """
+        self.data[SENDING] = {"part": part, "at": time.time()}
+        await self.save()
+
+    def intent(self) -> Intent | None:
+        """The action a previous run started and never recorded the result of, if any."""
+        raw = self.data.get(SENDING)
+        if not isinstance(raw, dict):
+            return None
+        return Intent(int(raw.get("part", 0)), float(raw.get("at", 0.0)))
+
+    def sent(self) -> None:
+        """The intended action's result is recorded: forget the intent (saved with the result)."""
+        self.data.pop(SENDING, None)
 
 
 class Services(Protocol):
@@ -169,8 +204,10 @@ class Reply:
 class BufferedReply(Reply):
     """Collects the answer and sends it once, split to the channel's limit.
 
-    Parts already sent are counted in the progress, so a turn resumed after a crash sends only
-    the parts that are missing.
+    Each part is announced in the progress before it is sent (:meth:`Progress.intend`) and counted,
+    with the platform's id for it, right after. A turn resumed after a crash sends only the parts
+    that are missing; a part whose send was under way when the previous run stopped is first
+    looked up on the platform (:meth:`Channel.find_sent`) and adopted when it arrived.
     """
 
     async def start(self) -> None:
@@ -178,15 +215,43 @@ class BufferedReply(Reply):
 
     async def finish(self, answer: Answer) -> None:
         parts = self.channel.split(self.channel.render(answer.text))
-        sent = int(self.progress.data.get("parts_sent", 0))
+        sent = await self._reconcile(parts)
         for index in range(sent, len(parts)):
-            await self.send_part(parts[index], answer, last=index == len(parts) - 1)
-            self.progress.data["parts_sent"] = index + 1
+            await self.progress.intend(index)
+            message_id = await self.send_part(parts[index], answer, last=index == len(parts) - 1)
+            self._record(index, message_id)
             await self.progress.save()
 
-    async def send_part(self, text: str, answer: Answer, *, last: bool) -> None:
-        """Send one rendered part; override to attach something to the ``last`` (feedback buttons)."""
-        await self.channel.send_text(self.event, text)
+    async def send_part(self, text: str, answer: Answer, *, last: bool) -> str | None:
+        """Send one rendered part and return the platform's id for it (None when there is none);
+        override to attach something to the ``last`` (feedback buttons)."""
+        return await self.channel.send_text(self.event, text)
+
+    def _record(self, index: int, message_id: str | None) -> None:
+        self.progress.data["parts_sent"] = index + 1
+        if message_id is not None:
+            self.progress.data.setdefault("sent_ids", {})[str(index)] = message_id
+        self.progress.sent()
+
+    async def _reconcile(self, parts: list[str]) -> int:
+        """How many parts are delivered, after asking the platform about one a previous run was sending."""
+        sent = int(self.progress.data.get("parts_sent", 0))
+        intent = self.progress.intent()
+        if intent is None:
+            return sent
+        if intent.part == sent < len(parts):
+            found = await self.channel.find_sent(self.event, parts[sent], since=intent.at)
+            if found is not None:
+                log.info("part %d of %s had arrived before the restart (%s); not sending it again",
+                         sent + 1, self.event.journal_key, found)
+                self._record(sent, found)
+                await self.progress.save()
+                return sent + 1
+            if not self.channel.finds_sent:
+                log.info("part %d of %s may have arrived before the restart; %s cannot tell, so it is "
+                         "sent again", sent + 1, self.event.journal_key, self.channel.type)
+        self.progress.sent()
+        return sent
 
 
 class Channel(ABC):
@@ -200,6 +265,9 @@ class Channel(ABC):
     max_text_length: ClassVar[int] = 4000
     #: number parts "(1/3) " when an answer needs several messages
     number_parts: ClassVar[bool] = False
+    #: True when :meth:`find_sent` can tell whether a part reached the platform (Twilio's Messages
+    #: list); without it a part whose send a crash interrupted is sent again
+    finds_sent: ClassVar[bool] = False
     #: False when the channel can only answer inside the request that asked (web chat, a phone
     #: call): nothing can reach the person later, so e.g. a human handoff is declined there
     can_deliver_later: ClassVar[bool] = True
@@ -269,9 +337,19 @@ class Channel(ABC):
         """The core's webhook flow: read, verify, parse, journal, then acknowledge."""
         inbound = await read_inbound(request, self.services.settings.public_url)
         await self.verify(inbound)
-        result = await self.parse(inbound)
-        if result.events:
-            await self.services.accept(result.events)
+        # Parsing may read the store (thread keys), journaling writes it. A hung store must cost
+        # the platform a quick 503 it retries, not a timeout it counts against us.
+        limit = self.services.settings.gateway.webhook_store_timeout
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                result = await self.parse(inbound)
+                if result.events:
+                    await self.services.accept(result.events)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise StoreUnavailable(f"the store did not answer within {limit:g} s") from None
         body = result.body.encode() if isinstance(result.body, str) else result.body
         return web.Response(status=result.status, body=body, content_type=result.content_type)
 
@@ -293,9 +371,17 @@ class Channel(ABC):
     async def typing(self, event: InboundEvent) -> None:
         """Show that an answer is coming, where the platform can."""
 
-    async def send_text(self, event: InboundEvent, text: str) -> None:
-        """Send one rendered part to the user (buffered channels must override)."""
+    async def send_text(self, event: InboundEvent, text: str) -> str | None:
+        """Send one rendered part to the user (buffered channels must override).
+
+        Return the platform's id of the message when it gives one (kept in the progress).
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement send_text or open_reply")
+
+    async def find_sent(self, event: InboundEvent, text: str, *, since: float) -> str | None:
+        """The id of a message with ``text`` sent for ``event`` at or after ``since`` (Unix time),
+        or None. Set ``finds_sent`` when the platform can be asked; by default it cannot."""
+        return None
 
     async def feedback_saved(self, event: InboundEvent) -> None:
         """A feedback button was recorded by the agent; show the choice where possible."""

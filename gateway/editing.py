@@ -7,8 +7,11 @@ how to ``render`` a piece of Markdown, an optional placeholder, and its :class:`
 * a placeholder at ``start`` (or the channel's typing indicator until the first words);
 * interim edits at most once per ``interval``, newer text coalescing into one edit;
 * edits that would change nothing are skipped;
-* every message id is appended to a list inside the progress and saved right after the post, so a
-  resumed turn edits those messages instead of posting the answer again;
+* every post is announced in the progress before the platform call ("about to post message N")
+  and its id appended to a list inside the progress right after, so a resumed turn edits those
+  messages instead of posting the answer again; when a crash or a store outage fell between the
+  two, the resumed turn asks the surface (:class:`FindsPosted`, where the platform allows) whether
+  the message arrived and adopts it, so a placeholder is edited into the answer, never duplicated;
 * an answer longer than ``max_length`` continues in more messages, and messages a longer interim
   split needed are deleted when the final split is shorter;
 * a message that disappeared (deleted by someone) is posted anew and its id replaced;
@@ -25,7 +28,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 
 from gateway.channel import Answer, Progress, Reply
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited
@@ -43,6 +46,7 @@ M = TypeVar("M")
 #: what one message shows, as the channel renders it; compared to skip edits that change nothing
 P = TypeVar("P")
 T = TypeVar("T")
+M_co = TypeVar("M_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,16 @@ class MessageSurface(Protocol[M, P]):
 
     async def delete(self, message: M) -> None:
         """Remove a message the answer no longer needs."""
+        ...
+
+
+@runtime_checkable
+class FindsPosted(Protocol[M_co]):
+    """Optional for a :class:`MessageSurface`: look up a message a previous run was posting."""
+
+    async def find(self, index: int, since: float) -> M_co | None:
+        """The id of the ``index``-th message of this answer if it was posted at or after
+        ``since`` (Unix time), else None."""
         ...
 
 
@@ -183,6 +197,7 @@ class EditingReply(Reply, Generic[M, P]):
         self._typing: asyncio.Task[None] | None = None
         self._closed = False
         self._next_action = 0.0
+        self._reconciled = False
 
     # -- the Reply protocol ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -268,6 +283,7 @@ class EditingReply(Reply, Generic[M, P]):
 
     async def _show(self, parts: list[P], *, final: bool = False) -> None:
         """Make the conversation show ``parts``: edit posted messages, post the missing ones."""
+        await self._reconcile()
         await asyncio.sleep(max(0.0, self._next_action - _now()))
         for index, content in enumerate(parts):
             if index >= len(self.ids):
@@ -282,15 +298,48 @@ class EditingReply(Reply, Generic[M, P]):
             await self._drop(len(parts))
 
     async def _post(self, index: int, content: P) -> None:
-        """Post message ``index`` and save its id at once: a resumed turn edits it, never reposts."""
+        """Post message ``index``, saving the intent before and its id right after: a resumed turn
+        edits it, never reposts."""
+        await self.progress.intend(index)
         message = await self.surface.post(index, content)
+        self._adopt(index, message)
+        self._shown[index] = content
+        self._paced()
+        await self.progress.save()
+
+    def _adopt(self, index: int, message: M) -> None:
         if index < len(self.ids):
             self.ids[index] = message
         else:
             self.ids.append(message)
-        self._shown[index] = content
-        self._paced()
-        await self.progress.save()
+        self.progress.sent()
+
+    async def _reconcile(self) -> None:
+        """Once per run: a post a previous run started and never recorded is looked up and adopted
+        (then edited like any posted message); if it never arrived, it is posted as usual."""
+        if self._reconciled:
+            return
+        intent = self.progress.intent()
+        if intent is None:
+            self._reconciled = True
+            return
+        if intent.part <= len(self.ids):
+            if isinstance(self.surface, FindsPosted):
+                message = await self.surface.find(intent.part, intent.at)
+                if message is not None:
+                    log.info("message %d of %s had been posted before the restart; editing it",
+                             intent.part + 1, self.event.journal_key)
+                    self._adopt(intent.part, message)
+                    self._shown.pop(intent.part, None)
+                    await self.progress.save()
+                    self._reconciled = True
+                    return
+            else:
+                self.channel.log.info("message %d of %s may have been posted before the restart; %s "
+                                      "cannot tell, so it is posted again", intent.part + 1,
+                                      self.event.journal_key, self.channel.type)
+        self.progress.sent()
+        self._reconciled = True
 
     async def _drop(self, keep: int) -> None:
         """The final split is shorter than an earlier one: delete the messages no longer needed."""
