@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -78,6 +79,16 @@ class PrivateRedis:
                     self.stop()
                     raise RuntimeError(f"private redis-server on port {self.port} did not start") from None
                 time.sleep(0.02)
+
+    def pause(self) -> None:
+        """SIGSTOP: Redis hangs (connections stay open, nothing answers), like a frozen host."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: a paused Redis answers again, with its data."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         """SIGKILL, like a crash: no goodbye to connected clients."""
