@@ -132,7 +132,8 @@ class Dispatcher:
         except StoreUnavailable as exc:
             log.warning("store unavailable, not draining %s now: %s (the sweeper retries)", conversation_key, exc)
             return
-        beat = asyncio.create_task(self._heartbeat(lease, owner), name=f"lease:{conversation_key}")
+        stop = asyncio.Event()
+        beat = asyncio.create_task(self._heartbeat(lease, owner, stop), name=f"lease:{conversation_key}")
         me = asyncio.current_task()
         turn = _Turn()
         try:
@@ -145,7 +146,11 @@ class Dispatcher:
                     if turn.entry is None or not await self._write_back(turn, lease, owner):
                         return  # nothing unsaved (or someone else resumed it): the sweeper retries
         finally:
+            # The heartbeat must be over before the unlock: a renewal landing after it would take
+            # the lease again, for a drain that is gone (the conversation would never move again).
+            stop.set()
             beat.cancel()
+            await asyncio.wait([beat])
             with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
                 await self.store.unlock(lease, owner)
 
@@ -216,9 +221,18 @@ class Dispatcher:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    async def _heartbeat(self, lease: str, owner: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease_ttl / 3)
+    async def _heartbeat(self, lease: str, owner: str, stop: asyncio.Event) -> None:
+        """Renew the lease until ``stop`` is set.
+
+        ``stop`` rather than cancellation alone ends it: the Redis client can turn a cancellation
+        that lands on a command timing out into a timeout error, which the outage handling here
+        would swallow, and a heartbeat that outlives its drain holds the conversation forever.
+        """
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.lease_ttl / 3)
+            if stop.is_set():
+                return
             try:
                 if not await self.store.try_lock(lease, owner, self.lease_ttl):
                     log.error("lost lease %s to another instance", lease)
@@ -322,11 +336,14 @@ class Dispatcher:
         return len(keys)
 
     async def _sweep_forever(self) -> None:
+        me = asyncio.current_task()
         while True:
             await asyncio.sleep(self.sweep_interval)
             try:
                 await self.sweep()
             except StoreUnavailable as exc:
+                if me is not None and me.cancelling():
+                    raise asyncio.CancelledError from exc  # a stop the Redis client reported as a timeout
                 log.warning("journal sweep skipped: %s", exc)
 
     async def idle(self) -> None:

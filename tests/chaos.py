@@ -120,7 +120,7 @@ class Chaos:
             "gateway": {"host": "127.0.0.1", "port": port, "public_url": url, "store": self.store,
                         "lease_ttl": 2, "sweep_interval": 0.5, "shutdown_grace": 2, "user_rate_limit": 0,
                         **self.gateway},
-            "agent": {"api_base": self.agent_url, "api_key": "k", "agent_id": "a", "timeout": 10},
+            "agent": {"api_base": self.agent_url, "api_key": "chaos-test-key", "agent_id": "a", "timeout": 10},
             "channels.slack": {"type": "slack", "bot_token": self.slack.token, "signing_secret": SECRET,
                                "api_base": self.slack.api_base, "update_interval": 0.3},
             "channels.sms": {"type": "twilio-sms", "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN,
