@@ -14,7 +14,9 @@ how to ``render`` a piece of Markdown, an optional placeholder, and its :class:`
   the message arrived and adopts it, so a placeholder is edited into the answer, never duplicated;
 * an answer longer than ``max_length`` continues in more messages, and messages a longer interim
   split needed are deleted when the final split is shorter;
-* a message that disappeared (deleted by someone) is posted anew and its id replaced;
+* a message that disappeared (deleted by someone) is posted anew and its id replaced; one the
+  platform refuses to edit into the final answer is replaced by a new message and deleted, so a
+  placeholder or a half answer is never left behind;
 * rate limits: an interim edit waits for ``retry_after`` and catches up; the final delivery waits
   it out (within ``max_wait``), else the error reaches the core's delivery policy, which retries.
 
@@ -47,6 +49,9 @@ M = TypeVar("M")
 P = TypeVar("P")
 T = TypeVar("T")
 M_co = TypeVar("M_co", covariant=True)
+
+#: progress key: ids of messages a new one replaced (their edit was refused), still to delete
+REPLACED = "replaced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,13 +294,22 @@ class EditingReply(Reply, Generic[M, P]):
             if index >= len(self.ids):
                 await self._post(index, content)
             elif self._shown.get(index) != content:
-                if await self.surface.edit(self.ids[index], content):
+                try:
+                    edited = await self.surface.edit(self.ids[index], content)
+                except ChannelPermanentError as exc:
+                    if not final:
+                        raise
+                    await self._replace(index, content, exc)
+                    continue
+                if edited:
                     self._shown[index] = content
                     self._paced()
                 else:
                     await self._post(index, content)  # someone deleted it: post it anew
         if final and len(self.ids) > len(parts):
             await self._drop(len(parts))
+        if final:
+            await self._remove_replaced()
 
     async def _post(self, index: int, content: P) -> None:
         """Post message ``index``, saving the intent before and its id right after: a resumed turn
@@ -340,6 +354,31 @@ class EditingReply(Reply, Generic[M, P]):
                                       self.event.journal_key, self.channel.type)
         self.progress.sent()
         self._reconciled = True
+
+    async def _replace(self, index: int, content: P, refused: ChannelPermanentError) -> None:
+        """The platform refuses to edit message ``index`` into the final answer (too old, locked):
+        the answer goes into a new message and the old one is removed, so no placeholder or half
+        answer stays behind. The old id is saved first, so a crash in between still removes it."""
+        self.channel.log.warning("message %d of %s cannot be edited (%s); posting the answer anew",
+                                 index + 1, self.event.journal_key, refused)
+        self.progress.data.setdefault(REPLACED, []).append(self.ids[index])
+        await self._post(index, content)
+
+    async def _remove_replaced(self) -> None:
+        """Delete the messages :meth:`_replace` superseded (also those of a previous run)."""
+        replaced = self.progress.data.get(REPLACED)
+        if not replaced:
+            return
+        for message in list(replaced):
+            try:
+                await self.surface.delete(message)
+            except ChannelRateLimited:
+                raise
+            except ChannelPermanentError as exc:  # already gone, or the platform keeps it
+                self.channel.log.info("could not remove a superseded message: %s", exc)
+            replaced.remove(message)
+        del self.progress.data[REPLACED]
+        await self.progress.save()
 
     async def _drop(self, keep: int) -> None:
         """The final split is shorter than an earlier one: delete the messages no longer needed."""

@@ -336,6 +336,24 @@ async def test_an_interim_refusal_stops_interim_edits_and_the_final_one_still_la
     assert chat.shown() == ["One two three."]
 
 
+async def test_a_placeholder_the_platform_will_not_edit_is_replaced_not_left_behind() -> None:
+    chat = MemoryChat()
+    reply, saved = make_reply(chat)
+    await reply.start()
+    [placeholder] = chat.messages
+    chat.fail_next("edit", ChannelPermanentError("edit window closed"))
+    await reply.finish(Answer("The answer."))
+    assert chat.shown() == ["The answer."] and placeholder not in chat.messages
+    assert saved[-1]["ids"] == list(chat.messages) and "replaced" not in saved[-1]
+
+
+async def test_a_replaced_message_a_crash_left_is_removed_on_resume() -> None:
+    chat = MemoryChat(messages={1: "thinking…", 2: "The answer."})
+    reply, _ = make_reply(chat, {"ids": [2], "replaced": [1]})
+    await reply.finish(Answer("The answer."))
+    assert chat.shown() == ["The answer."] and "replaced" not in reply.progress.data
+
+
 async def test_a_transient_error_on_a_leftover_delete_is_retried_by_the_policy() -> None:
     chat = MemoryChat(messages={1: "a", 2: "b"})
     reply, _ = make_reply(chat, {"ids": [1, 2]})

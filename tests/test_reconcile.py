@@ -219,3 +219,13 @@ async def test_the_fake_lists_metadata_only_when_asked(channel: SlackChannel, sl
                                                "event_payload": {"key": DM.journal_key, "part": 0}}
     later = await channel.api.call("conversations.history", channel="D0001", oldest=f"{time.time() + 60:.6f}")
     assert later["messages"] == []
+
+
+async def test_without_the_history_scope_the_answer_is_posted_anew_not_lost(
+    channel: SlackChannel, slack: FakeSlack
+) -> None:
+    journal = Journal()
+    journal.kept = {"slack": {"ts": []}, "sending": {"part": 0, "at": time.time()}}
+    slack.fail_next("conversations.replies", status=200, error="missing_scope")
+    await channel.open_reply(THREAD, journal.progress()).finish(Answer("The answer."))
+    assert [m.text for m in slack.thread("C0001", "100.1")] == ["The answer."]

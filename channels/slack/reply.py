@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from channels.slack.api import SlackRefused
 from channels.slack.blocks import answer_blocks
 from gateway.channel import Answer, Progress
 from gateway.editing import EditingReply, EditLimits
@@ -81,7 +82,13 @@ class SlackMessages:
         if self.thread_ts:
             method, where["ts"] = "conversations.replies", self.thread_ts
         for _ in range(LOOKUP_PAGES):
-            page = await self.api.call_patiently(method, **where)
+            try:
+                page = await self.api.call_patiently(method, **where)
+            except SlackRefused as exc:
+                # A missing history scope must not cost the answer: post anew, as without a lookup.
+                self.channel.log.warning("cannot look for a message posted before a restart (%s needs the "
+                                         "*:history scopes): %s", method, exc.code)
+                return None
             for message in page.get("messages") or []:
                 if _is_part(message, self.event.journal_key, index):
                     return str(message["ts"])
