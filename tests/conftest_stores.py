@@ -77,17 +77,22 @@ class PrivateRedis:
             ...; server.stop(); ...; server.start()
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, data_dir: str | None = None) -> None:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        #: with a directory, every write is in its append-only file before Redis answers, so a
+        #: killed and restarted server comes back with everything it acknowledged (as in production)
+        self.data_dir = data_dir
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 5.0) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+        durable = ["--appendonly", "yes", "--appendfsync", "always", "--dir", self.data_dir] if self.data_dir \
+            else ["--appendonly", "no"]
         self._proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *durable],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -15,7 +15,7 @@ from gateway.errors import StoreUnavailable
 from gateway.events import Identity, InboundEvent
 from gateway.metrics import Metrics
 from gateway.store import JournalEntry
-from tests.fakes.services import StubServices
+from switchboard.testing.services import StubServices
 
 EVENT = InboundEvent(channel="chat", key="e1", identity=Identity("chat", "", "ann"), scope="ann", text="hi")
 LEASE = f"conv:{EVENT.conversation_key}"

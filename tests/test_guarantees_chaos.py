@@ -78,24 +78,26 @@ async def test_one_sqlite_instance_killed_mid_burst_answers_everything_once(
 
 
 @pytest.mark.redis
-async def test_a_redis_hang_mid_burst_answers_everything_once(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("outage", ["hang", "down"])
+async def test_a_redis_outage_mid_burst_answers_everything_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], outage: str
 ) -> None:
-    """Redis stops answering (SIGSTOP) for the length of the outage while the burst goes on."""
-    with PrivateRedis() as redis_server:
+    """Redis hangs (SIGSTOP: every call times out) or is down (killed: every call is refused, then
+    it restarts from its append-only file) for the length of the outage while the burst goes on."""
+    with PrivateRedis(data_dir=str(tmp_path)) as redis_server:
         async with Chaos(tmp_path, redis_server.url) as chaos:
             chaos.plan(EVENTS)
             sender = asyncio.create_task(chaos.send(RATE))
             await asyncio.sleep(EVENTS / RATE / 3)
-            redis_server.pause()
+            redis_server.pause() if outage == "hang" else redis_server.stop()
             await asyncio.sleep(OUTAGE)
-            redis_server.resume()
+            redis_server.resume() if outage == "hang" else redis_server.start()
             await sender
             await chaos.wait_answered(timeout=EVENTS / 2 + 60)
             tally = chaos.tally()
     with capsys.disabled():
-        report(f"redis, 3 instances, {OUTAGE:g} s hang", tally, chaos)
-    assert tally.retried_posts > 0  # the hang was felt: webhooks were refused (503) and retried
+        report(f"redis, 3 instances, {OUTAGE:g} s {outage}", tally, chaos)
+    assert tally.retried_posts > 0  # the outage was felt: webhooks were refused (503) and retried
 
 
 @pytest.mark.redis

@@ -20,7 +20,7 @@ import pytest
 from channels.slack import SlackChannel
 from gateway.channel import Answer, Progress
 from gateway.events import Identity, InboundEvent
-from tests.fakes.services import StubServices
+from switchboard.testing.services import StubServices
 from tests.fakes.slack import SECRET, TEAM, FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, StubGateway, message_params
 
