@@ -224,6 +224,11 @@ class Chaos:
         tally.twice = [t for t in expected if seen[t] > 1]
         return tally
 
+    def reconciled(self) -> int:
+        """Sends a crash or outage interrupted that a resumed turn found on the platform and adopted."""
+        marks = ("had arrived before the restart", "had been posted before the restart")
+        return sum(1 for p in self.procs for line in p.read_log().splitlines() if any(m in line for m in marks))
+
     def log_problems(self) -> list[str]:
         """Lines of the gateways' logs that show a crash or a leaked task."""
         bad = []

@@ -142,3 +142,17 @@ async def test_what_a_turn_sent_before_the_store_failed_is_written_back_and_not_
     assert chat.sent == ["The answer."]  # the resumed turn knew the part had gone out
     assert await store.journal_head(EVENT.conversation_key) is None  # finished
     assert runner.turns == 2
+
+
+async def test_an_event_given_up_after_five_attempts_ends_in_an_apology_not_silence() -> None:
+    from gateway.policy import APOLOGY, MAX_EVENT_ATTEMPTS
+
+    store, chat = FlakyStore(), Chat()
+    runner = Runner()
+    d = dispatcher(store, runner, chat)
+    await store.journal_add(JournalEntry(EVENT))
+    await store.journal_progress(EVENT.journal_key, {}, MAX_EVENT_ATTEMPTS)  # it crashed us five times
+    d.kick(EVENT.conversation_key)
+    await asyncio.wait_for(d.idle(), 5)
+    assert chat.sent == [APOLOGY] and runner.turns == 0  # no sixth turn: the apology (it replaces a placeholder) instead
+    assert await store.journal_head(EVENT.conversation_key) is None

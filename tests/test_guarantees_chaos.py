@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(EVENTS / RATE * 4 + OUTAGE +
 
 
 def report(name: str, tally: Tally, chaos: Chaos, extra: str = "") -> None:
-    print(f"\n{tally.line(name)}{extra}")
+    print(f"\n{tally.line(name)}{extra}; {chaos.reconciled()} interrupted sends found on the platform and adopted")
     for kind in ("slack", "sms"):
         print("  " + chaos.tally(kind).line(kind))
     problems = tally.lost[:5] + tally.twice[:5] + tally.strays[:5] + chaos.log_problems()[:5]
