@@ -154,5 +154,5 @@ async def test_an_event_given_up_after_five_attempts_ends_in_an_apology_not_sile
     await store.journal_progress(EVENT.journal_key, {}, MAX_EVENT_ATTEMPTS)  # it crashed us five times
     d.kick(EVENT.conversation_key)
     await asyncio.wait_for(d.idle(), 5)
-    assert chat.sent == [APOLOGY] and runner.turns == 0  # no sixth turn: the apology (it replaces a placeholder) instead
+    assert chat.sent == [APOLOGY] and runner.turns == 0  # no sixth turn: an apology instead
     assert await store.journal_head(EVENT.conversation_key) is None
