@@ -27,6 +27,7 @@ import aiohttp
 
 from adapters.emulator import Emulator
 from gateway.cli import free_port
+from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, FakeGraph, payload, signature, text_item
 from tests.fakes.slack import SECRET, FakeSlack, event_body, mention, message, signed_headers
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
 from tests.processes import GatewayProcess, write_config
@@ -43,14 +44,17 @@ class Inbound:
     """One event as a platform sends it: where it belongs and how to post it."""
 
     n: int
-    channel: str  # "slack" or "sms"
-    conversation: str  # Slack channel id or phone number
+    channel: str  # "slack", "sms" or "messenger"
+    conversation: str  # Slack channel id, phone number or page-scoped id
     text: str
     thread: str | None = None
 
     def body(self) -> tuple[bytes, dict[str, str]] | dict[str, str]:
         if self.channel == "sms":
             return message_params(self.text, self.conversation, BOT_NUMBER, f"SM{self.n:032d}")
+        if self.channel == "messenger":
+            raw = payload([text_item(self.text, sender=self.conversation, mid=f"m_in_{self.n:08d}")])
+            return raw, {"Content-Type": "application/json", "X-Hub-Signature-256": signature(raw)}
         ts = f"{1_690_000_000 + self.n}.000100"
         if self.conversation.startswith("D"):
             event = message(self.text, channel=self.conversation, user=f"U{self.conversation[1:]}", ts=ts)
@@ -71,6 +75,8 @@ class Tally:
     strays: list[str] = field(default_factory=list)
     apologies: int = 0
     retried_posts: int = 0
+    #: the most copies of one answer that reached the person
+    most: int = 0
 
     def line(self, name: str) -> str:
         return (f"{name}: {self.events} events, {len(self.twice)} answered twice, {len(self.strays)} stray "
@@ -99,7 +105,8 @@ class Chaos:
         self._stack = contextlib.AsyncExitStack()
         self.slack = await self._stack.enter_async_context(FakeSlack())
         self.twilio = await self._stack.enter_async_context(FakeTwilio())
-        self.slack.latency = self.twilio.latency = self.latency
+        self.graph = await self._stack.enter_async_context(FakeGraph())
+        self.slack.latency = self.twilio.latency = self.graph.latency = self.latency
         self.emulator = Emulator(token_delay=0.01)
         self.agent_url = await self._stack.enter_async_context(self.emulator.serve("127.0.0.1", 0))
         self.http = await self._stack.enter_async_context(aiohttp.ClientSession())
@@ -125,14 +132,21 @@ class Chaos:
                                "api_base": self.slack.api_base, "update_interval": 0.3},
             "channels.sms": {"type": "twilio-sms", "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN,
                              "from": BOT_NUMBER, "api_base": self.twilio.url, "status_callback": False},
+            "channels.messenger": {"type": "messenger", "page_access_token": self.graph.token,
+                                   "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN,
+                                   "api_base": self.graph.api_base, "feedback_buttons": False},
         })
 
     # -- traffic -----------------------------------------------------------------------------------
-    def plan(self, events: int, conversations: int = 40) -> None:
-        """``events`` events, half Slack (DMs and channel mentions), half SMS, over ``conversations``."""
+    def plan(self, events: int, conversations: int = 40, *, only: str | None = None) -> None:
+        """``events`` events, half Slack (DMs and channel mentions), half SMS, over ``conversations``;
+        ``only="messenger"`` makes them all Messenger messages instead."""
         per_kind = max(1, conversations // 2)
         for n in range(events):
-            if n % 2 == 0:
+            if only == "messenger":
+                psid = f"61000000{n % conversations:08d}"
+                self.inbound.append(Inbound(n, "messenger", psid, f"messenger question {n}"))
+            elif n % 2 == 0:
                 k = (n // 2) % per_kind
                 where = f"D{k:07d}" if k % 2 == 0 else f"C{k:07d}"
                 self.inbound.append(Inbound(n, "slack", where, f"slack question {n}"))
@@ -150,15 +164,15 @@ class Chaos:
         await asyncio.gather(*tasks)
 
     async def _deliver(self, event: Inbound, turn: itertools.count[int]) -> None:
-        payload = event.body()
+        body = event.body()
         while True:
             proc = self.procs[next(turn) % len(self.procs)]
             try:
-                if isinstance(payload, dict):
-                    status, _, _ = await self.twilio.post(self.http, f"{proc.url}/webhooks/sms", payload)
+                if isinstance(body, dict):
+                    status, _, _ = await self.twilio.post(self.http, f"{proc.url}/webhooks/sms", body)
                 else:
-                    raw, headers = payload
-                    async with self.http.post(f"{proc.url}/webhooks/slack", data=raw, headers=headers,
+                    raw, headers = body
+                    async with self.http.post(f"{proc.url}/webhooks/{event.channel}", data=raw, headers=headers,
                                               timeout=aiohttp.ClientTimeout(total=10)) as r:
                         status = r.status
             except (aiohttp.ClientError, TimeoutError):
@@ -192,7 +206,8 @@ class Chaos:
         return sum(1 for e in self.inbound if e.text in said)
 
     def _texts(self) -> list[str]:
-        return [m.text for m in self.slack.all_messages()] + [r["body"] for r in self.twilio.resources]
+        return [m.text for m in self.slack.all_messages()] + [r["body"] for r in self.twilio.resources] + \
+            [b["message"]["text"] for b in self.graph.sent() if "message" in b]
 
     async def wait_answered(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -211,6 +226,9 @@ class Chaos:
             shown += [(f"slack {m.channel}/{m.thread_ts or '-'} {m.ts}", m.text) for m in self.slack.all_messages()]
         if kind in (None, "sms"):
             shown += [(f"sms {r['to']} {r['sid']}", r["body"]) for r in self.twilio.resources]
+        if kind in (None, "messenger"):
+            shown += [(f"messenger {b['recipient']['id']}", b["message"]["text"])
+                      for b in self.graph.sent() if "message" in b]
         for where, text in shown:
             found = _SAID.search(text)
             if found and found.group(1) in expected and text.rstrip().endswith("of this conversation."):
@@ -220,6 +238,7 @@ class Chaos:
                 tally.strays.append(f"{where}: {text[:80]!r} (an apology: which event is unknown)")
             else:
                 tally.strays.append(f"{where}: {text[:80]!r}")
+        tally.most = max(seen.values(), default=0)
         tally.lost = [t for t in expected if seen[t] == 0]
         tally.twice = [t for t in expected if seen[t] > 1]
         return tally
