@@ -161,17 +161,3 @@ async def timed_post(chaos: Chaos, event: object) -> tuple[int, float]:
                                    timeout=aiohttp.ClientTimeout(total=10)) as r:
             status = r.status
     return status, time.perf_counter() - started
-
-
-def test_private_redis_can_be_paused(tmp_path: Path) -> None:
-    import redis
-
-    with PrivateRedis() as server:
-        server.pause()
-        try:
-            with pytest.raises(redis.TimeoutError), redis.Redis(port=server.port, socket_timeout=0.3) as c:
-                c.ping()
-        finally:
-            server.resume()
-        with redis.Redis(port=server.port, socket_timeout=1) as c:
-            assert c.ping()
