@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import random
 import re
 import time
@@ -29,6 +30,8 @@ from adapters.emulator import Emulator
 from gateway.cli import free_port
 from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, FakeGraph, payload, signature, text_item
 from tests.fakes.slack import SECRET, FakeSlack, event_body, mention, message, signed_headers
+from tests.fakes.telegram import SECRET as TG_SECRET
+from tests.fakes.telegram import FakeTelegram, text_update
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
 from tests.processes import GatewayProcess, write_config
 
@@ -44,14 +47,19 @@ class Inbound:
     """One event as a platform sends it: where it belongs and how to post it."""
 
     n: int
-    channel: str  # "slack", "sms" or "messenger"
-    conversation: str  # Slack channel id, phone number or page-scoped id
+    channel: str  # "slack", "sms", "messenger" or "telegram"
+    conversation: str  # Slack channel id, phone number, page-scoped id or Telegram chat id
     text: str
     thread: str | None = None
 
     def body(self) -> tuple[bytes, dict[str, str]] | dict[str, str]:
         if self.channel == "sms":
             return message_params(self.text, self.conversation, BOT_NUMBER, f"SM{self.n:032d}")
+        if self.channel == "telegram":
+            chat = int(self.conversation)
+            update = text_update(self.text, chat_id=chat, user_id=chat, update_id=self.n + 1, message_id=self.n + 1)
+            raw = json.dumps(update).encode()
+            return raw, {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
         if self.channel == "messenger":
             raw = payload([text_item(self.text, sender=self.conversation, mid=f"m_in_{self.n:08d}")])
             return raw, {"Content-Type": "application/json", "X-Hub-Signature-256": signature(raw)}
@@ -77,6 +85,7 @@ class Tally:
     retried_posts: int = 0
     #: the most copies of one answer that reached the person
     most: int = 0
+    stray_texts: list[str] = field(default_factory=list)
 
     def line(self, name: str) -> str:
         return (f"{name}: {self.events} events, {len(self.twice)} answered twice, {len(self.strays)} stray "
@@ -106,7 +115,8 @@ class Chaos:
         self.slack = await self._stack.enter_async_context(FakeSlack())
         self.twilio = await self._stack.enter_async_context(FakeTwilio())
         self.graph = await self._stack.enter_async_context(FakeGraph())
-        self.slack.latency = self.twilio.latency = self.graph.latency = self.latency
+        self.telegram = await self._stack.enter_async_context(FakeTelegram())
+        self.slack.latency = self.twilio.latency = self.graph.latency = self.telegram.latency = self.latency
         self.emulator = Emulator(token_delay=0.01)
         self.agent_url = await self._stack.enter_async_context(self.emulator.serve("127.0.0.1", 0))
         self.http = await self._stack.enter_async_context(aiohttp.ClientSession())
@@ -135,15 +145,20 @@ class Chaos:
             "channels.messenger": {"type": "messenger", "page_access_token": self.graph.token,
                                    "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN,
                                    "api_base": self.graph.api_base, "feedback_buttons": False},
+            "channels.telegram": {"type": "telegram", "bot_token": self.telegram.token, "secret_token": TG_SECRET,
+                                  "api_base": self.telegram.api_base, "edit_interval": 0.3,
+                                  "feedback_buttons": False},
         })
 
     # -- traffic -----------------------------------------------------------------------------------
     def plan(self, events: int, conversations: int = 40, *, only: str | None = None) -> None:
         """``events`` events, half Slack (DMs and channel mentions), half SMS, over ``conversations``;
-        ``only="messenger"`` makes them all Messenger messages instead."""
+        ``only="messenger"`` or ``"telegram"`` makes them all messages of that channel instead."""
         per_kind = max(1, conversations // 2)
         for n in range(events):
-            if only == "messenger":
+            if only == "telegram":
+                self.inbound.append(Inbound(n, "telegram", str(1000 + n % conversations), f"telegram question {n}"))
+            elif only == "messenger":
                 psid = f"61000000{n % conversations:08d}"
                 self.inbound.append(Inbound(n, "messenger", psid, f"messenger question {n}"))
             elif n % 2 == 0:
@@ -207,7 +222,8 @@ class Chaos:
 
     def _texts(self) -> list[str]:
         return [m.text for m in self.slack.all_messages()] + [r["body"] for r in self.twilio.resources] + \
-            [b["message"]["text"] for b in self.graph.sent() if "message" in b]
+            [b["message"]["text"] for b in self.graph.sent() if "message" in b] + \
+            [m.text for m in self.telegram.messages.values() if not m.deleted]
 
     async def wait_answered(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -215,20 +231,28 @@ class Chaos:
             await asyncio.sleep(0.2)
         await asyncio.sleep(2 * 2 + 1)  # two lease lifetimes: anything still resuming shows up
 
+    def shown(self, kind: str | None = None) -> list[tuple[str, str]]:
+        """Every message the fake platforms hold (of one channel, or all): (where, visible text)."""
+        shown: list[tuple[str, str]] = []
+        if kind in (None, "slack"):
+            shown += [(f"slack {m.channel}/{m.thread_ts or '-'} {m.ts}", m.text) for m in self.slack.all_messages()]
+        if kind in (None, "sms"):
+            shown += [(f"sms {r['to']} {r['sid']}", r["body"]) for r in self.twilio.resources]
+        if kind in (None, "telegram"):
+            shown += [(f"telegram {m.chat_id}/{m.message_id}", m.text)
+                      for m in self.telegram.messages.values() if not m.deleted]
+        if kind in (None, "messenger"):
+            shown += [(f"messenger {b['recipient']['id']}", b["message"]["text"])
+                      for b in self.graph.sent() if "message" in b]
+        return shown
+
     def tally(self, kind: str | None = None) -> Tally:
         """The verdict for one platform (``slack``, ``sms``) or, by default, both."""
         events = [e for e in self.inbound if kind in (None, e.channel)]
         tally = Tally(events=len(events), retried_posts=self.retried_posts)
         expected = {e.text: e for e in events}
         seen: Counter[str] = Counter()
-        shown: list[tuple[str, str]] = []
-        if kind in (None, "slack"):
-            shown += [(f"slack {m.channel}/{m.thread_ts or '-'} {m.ts}", m.text) for m in self.slack.all_messages()]
-        if kind in (None, "sms"):
-            shown += [(f"sms {r['to']} {r['sid']}", r["body"]) for r in self.twilio.resources]
-        if kind in (None, "messenger"):
-            shown += [(f"messenger {b['recipient']['id']}", b["message"]["text"])
-                      for b in self.graph.sent() if "message" in b]
+        shown = self.shown(kind)
         for where, text in shown:
             found = _SAID.search(text)
             if found and found.group(1) in expected and text.rstrip().endswith("of this conversation."):
@@ -238,6 +262,7 @@ class Chaos:
                 tally.strays.append(f"{where}: {text[:80]!r} (an apology: which event is unknown)")
             else:
                 tally.strays.append(f"{where}: {text[:80]!r}")
+                tally.stray_texts.append(text)
         tally.most = max(seen.values(), default=0)
         tally.lost = [t for t in expected if seen[t] == 0]
         tally.twice = [t for t in expected if seen[t] > 1]
