@@ -90,6 +90,20 @@ class Controls:
         await self.store.touch_identity(identity_key, conversation_key, now)
         self._touched[pair] = now
 
+    def touch_due(self, identity_key: str, conversation_key: str) -> float | None:
+        """The time to record for a touch that is due now (and counted as done), else None.
+
+        For callers that record it together with other store work (one round trip per turn).
+        """
+        now = time.time()
+        pair = (identity_key, conversation_key)
+        if now - self._touched.get(pair, 0.0) < TOUCH_EVERY:
+            return None
+        if len(self._touched) >= _TOUCH_CACHE:
+            self._touched.clear()
+        self._touched[pair] = now
+        return now
+
     def untouch(self, identity_key: str) -> None:
         """Forget the throttle of an identity whose record was deleted: its next word records it again."""
         for pair in [p for p in self._touched if p[0] == identity_key]:

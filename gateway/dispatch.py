@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gateway import batched
 from gateway.channel import Answer, Progress, Reply
 from gateway.errors import StoreUnavailable
 from gateway.events import InboundEvent
@@ -61,6 +62,48 @@ class _Turn:
         self.status: JournalStatus | None = None
 
 
+class _Heartbeat:
+    """Renews a drain's lease in the background while a turn runs; stopped around the release."""
+
+    def __init__(self, dispatcher: Dispatcher, lease: str, owner: str, conversation_key: str) -> None:
+        self.lease, self.owner = lease, owner
+        self._dispatcher = dispatcher
+        self._name = f"lease:{conversation_key}"
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stop = asyncio.Event()
+            self._task = asyncio.create_task(self._run(self._stop), name=self._name)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            self._stop.set()
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        """Renew the lease until ``stop`` is set.
+
+        ``stop`` rather than cancellation alone ends it: the Redis client can turn a cancellation
+        that lands on a command timing out into a timeout error, which the outage handling here
+        would swallow, and a heartbeat that outlives its drain holds the conversation forever.
+        """
+        store, ttl = self._dispatcher.store, self._dispatcher.lease_ttl
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), ttl / 3)
+            if stop.is_set():
+                return
+            try:
+                if not await store.try_lock(self.lease, self.owner, ttl):
+                    log.error("lost lease %s to another instance", self.lease)
+            except StoreUnavailable as exc:
+                log.warning("could not renew lease %s: %s", self.lease, exc)
+
+
 class Dispatcher:
     """Drains conversations from the journal; one per app."""
 
@@ -89,6 +132,8 @@ class Dispatcher:
         self.turn_timeout = turn_timeout
         self._slots = asyncio.Semaphore(max_concurrency)
         self._drains: dict[str, asyncio.Task[None]] = {}
+        #: every drain task still running, also one past its last look (finishing, releasing)
+        self._active: set[asyncio.Task[None]] = set()
         self._lanes: dict[str, _Lane] = {}
         self._idle = asyncio.Event()
         self._idle.set()
@@ -113,15 +158,17 @@ class Dispatcher:
             return  # a running drain re-reads the journal head after every entry
         task = asyncio.create_task(self._drain(conversation_key, wait), name=f"drain:{conversation_key}")
         self._drains[conversation_key] = task
+        self._active.add(task)
         self._idle.clear()
         task.add_done_callback(lambda t: self._drained(conversation_key, t))
 
     def _drained(self, conversation_key: str, task: asyncio.Task[None]) -> None:
         if self._drains.get(conversation_key) is task:
             del self._drains[conversation_key]
+        self._active.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("drain of %s crashed", conversation_key, exc_info=task.exception())
-        if not self._drains:
+        if not self._active:
             self._idle.set()
 
     # -- draining --------------------------------------------------------------------------------
@@ -131,43 +178,60 @@ class Dispatcher:
         # briefly in one process, and must exclude each other exactly as across instances.
         owner = f"{self.instance_id}:{uuid.uuid4().hex[:8]}"
         try:
-            if not await self._acquire(lease, owner, wait):
+            locked, first = await self._acquire(lease, owner, wait, conversation_key)
+            if not locked:
                 return  # another instance holds it and will see our entry when it reads the head
         except StoreUnavailable as exc:
             log.warning("store unavailable, not draining %s now: %s (the sweeper retries)", conversation_key, exc)
             return
-        stop = asyncio.Event()
-        beat = asyncio.create_task(self._heartbeat(lease, owner, stop), name=f"lease:{conversation_key}")
+        beat = _Heartbeat(self, lease, owner, conversation_key)
         me = asyncio.current_task()
         turn = _Turn()
+        released = False
         try:
             while True:
+                beat.start()
                 try:
-                    await self._drain_entries(conversation_key, me, turn)
+                    released = await self._drain_entries(conversation_key, me, turn, first, beat)
                     return
                 except StoreUnavailable as exc:
+                    first = None
                     log.error("store unavailable while draining %s: %s", conversation_key, exc)
                     if turn.entry is None or not await self._write_back(turn, lease, owner):
                         return  # nothing unsaved (or someone else resumed it): the sweeper retries
         finally:
             # The heartbeat must be over before the unlock: a renewal landing after it would take
             # the lease again, for a drain that is gone (the conversation would never move again).
-            stop.set()
-            beat.cancel()
-            await asyncio.wait([beat])
-            with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
-                await self.store.unlock(lease, owner)
+            await beat.stop()
+            if not released:
+                with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
+                    await self.store.unlock(lease, owner)
 
-    async def _drain_entries(self, conversation_key: str, me: asyncio.Task[Any] | None, turn: _Turn) -> None:
-        entry = await self.store.journal_head(conversation_key)
+    async def _drain_entries(self, conversation_key: str, me: asyncio.Task[Any] | None, turn: _Turn,
+                             entry: JournalEntry | None, beat: _Heartbeat) -> bool:
+        """Run entries until none is left; True when the last call gave the lease back."""
         if entry is None:
             entry = await self._last_look(conversation_key, me)
         while entry is not None:
             turn.entry, turn.status = entry, None
             async with self._slots:
-                await self._process(entry, turn)
+                status = await self._process(entry, turn)
+            # As in _last_look: deregister before reading the next head, then the finish, the
+            # read and (when nothing is left) the release are one store call. The heartbeat stops
+            # first, so that no renewal can land after the release.
+            if self._drains.get(conversation_key) is me:
+                del self._drains[conversation_key]
+            await beat.stop()
+            entry = await batched.finish_next(self.store, turn.entry.key, status, conversation_key,
+                                              beat.lease, beat.owner, self.lease_ttl)
+            self.metrics.turns.labels(turn.entry.event.channel, status).inc()
             turn.entry = None
-            entry = await self._last_look(conversation_key, me)
+            if entry is None:
+                return True
+            if me is not None and conversation_key not in self._drains:
+                self._drains[conversation_key] = me
+            beat.start()
+        return False
 
     async def _write_back(self, turn: _Turn, lease: str, owner: str) -> bool:
         """A store error cut a turn short: save what it knows it delivered once the store is back.
@@ -209,50 +273,33 @@ class Dispatcher:
         """
         if self._drains.get(conversation_key) is me:
             del self._drains[conversation_key]
-        entry = await self.store.journal_head(conversation_key)
+        entry = await batched.head(self.store, conversation_key)
         if entry is not None and me is not None and conversation_key not in self._drains:
             self._drains[conversation_key] = me
         return entry
 
-    async def _acquire(self, lease: str, owner: str, wait: float) -> bool:
+    async def _acquire(self, lease: str, owner: str, wait: float,
+                       conversation_key: str) -> tuple[bool, JournalEntry | None]:
+        """Take the lease (waiting up to ``wait`` s) and read the head, in one store call each try."""
         deadline = time.monotonic() + wait
         delay = 0.02
         while True:
-            if await self.store.try_lock(lease, owner, self.lease_ttl):
-                return True
+            locked, entry = await batched.lock_head(self.store, lease, owner, self.lease_ttl, conversation_key)
+            if locked:
+                return True, entry
             if time.monotonic() >= deadline or self._closing:
-                return False
+                return False, None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    async def _heartbeat(self, lease: str, owner: str, stop: asyncio.Event) -> None:
-        """Renew the lease until ``stop`` is set.
-
-        ``stop`` rather than cancellation alone ends it: the Redis client can turn a cancellation
-        that lands on a command timing out into a timeout error, which the outage handling here
-        would swallow, and a heartbeat that outlives its drain holds the conversation forever.
-        """
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.lease_ttl / 3)
-            if stop.is_set():
-                return
-            try:
-                if not await self.store.try_lock(lease, owner, self.lease_ttl):
-                    log.error("lost lease %s to another instance", lease)
-            except StoreUnavailable as exc:
-                log.warning("could not renew lease %s: %s", lease, exc)
-
-    async def _process(self, entry: JournalEntry, turn: _Turn) -> None:
+    async def _process(self, entry: JournalEntry, turn: _Turn) -> JournalStatus:
+        """Run one entry (its attempt already counted by the head read); its outcome, unfinished."""
         event = entry.event
         channel = self.channels.get(event.channel)
-        entry.attempts += 1
         if channel is None:
             log.error("event %s names an unknown channel; marking it failed", entry.key)
             turn.status = "failed"
-            await self._finish(entry, "failed")
-            return
-        await self.store.journal_progress(entry.key, entry.progress, entry.attempts)
+            return "failed"
 
         async def save(data: dict[str, Any]) -> None:
             await self.store.journal_progress(entry.key, data, entry.attempts)
@@ -268,8 +315,7 @@ class Dispatcher:
                 finally:
                     await reply.close()
             turn.status = "failed"
-            await self._finish(entry, "failed")
-            return
+            return "failed"
         status: JournalStatus
         try:
             if await self._over_rate_limit(event, reply):
@@ -280,7 +326,7 @@ class Dispatcher:
         finally:
             await reply.close()  # a turn stopped by a store outage leaves no typing or edit task behind
         turn.status = status
-        await self._finish(entry, status)
+        return status
 
     async def _timed_turn(self, channel: Channel, event: InboundEvent, reply: Reply) -> Answer | None:
         """A turn bounded in time: one that never ends (a stream dripping forever) is apologised for."""
@@ -352,7 +398,7 @@ class Dispatcher:
 
     async def idle(self) -> None:
         """Wait until no conversation is being drained here."""
-        while self._drains:
+        while self._active:
             await self._idle.wait()
             await asyncio.sleep(0)
 
@@ -366,7 +412,7 @@ class Dispatcher:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
-        tasks = set(self._drains.values())
+        tasks = set(self._active)
         if tasks:
             log.info("waiting up to %.0fs for %d conversation(s) to finish", grace, len(tasks))
             _, pending = await asyncio.wait(tasks, timeout=grace)

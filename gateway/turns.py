@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from gateway import batched
 from gateway.agent import AgentClient, AgentEvent, Finish, TextDelta, ToolCall
 from gateway.channel import Answer, Reply
 from gateway.commands import NEW_CONVERSATION_TEXT, Command, Controls, Parsed
@@ -68,10 +69,13 @@ class TurnRunner:
         linked = await self.store.get_link(event.identity.key())
         return linked or user_id_for(event.identity)
 
-    async def conversation(self, event: InboundEvent) -> ConversationState:
-        """The active conversation of the event's scope; a fresh one when idle too long."""
-        state = await self.store.get_conversation(event.conversation_key)
-        user_id = await self.user_id(event)
+    async def conversation(self, event: InboundEvent, touch_at: float | None = None) -> ConversationState:
+        """The active conversation of the event's scope; a fresh one when idle too long.
+
+        ``touch_at``: also record that the sender spoke here (at that time), in the same store call.
+        """
+        state, linked = await batched.turn_read(self.store, event.identity.key(), event.conversation_key, touch_at)
+        user_id = linked or user_id_for(event.identity)
         # One conversation per scope whoever speaks (a group chat is one conversation); the
         # userId only tags a conversation when it is created, so it is the first speaker's.
         if state is None:
@@ -103,6 +107,10 @@ class TurnRunner:
         if isinstance(saved, dict):
             # The agent already answered before a crash: deliver that answer, never ask twice.
             answer = Answer(saved.get("text", ""), saved.get("message_id"), saved.get("conversation_id"))
+            if answer.conversation_id:
+                # The answer was saved before the conversation: make sure the next turn continues it.
+                await self._remember(event, await self.conversation(event), answer.conversation_id,
+                                     answer.message_id)
             await reply.finish(answer)
             return answer, "resumed"
         if event.kind == "feedback":
@@ -113,13 +121,13 @@ class TurnRunner:
             if handoff is not None:  # a staff message in a handoff thread, not a question
                 await handoff.on_staff_message(event, reply.progress)
             return None, "staff_relay"
-        await controls.touch(event.identity.key(), event.conversation_key)
         parsed = controls.parse(event.text) if event.kind == "message" else None
         if event.kind == "new":
             parsed = Parsed(Command.NEW)
         if parsed is not None and parsed.command is not Command.RETRY:
+            await controls.touch(event.identity.key(), event.conversation_key)
             return await self._deliver(reply, await controls.run(parsed, event, self.conversation)), "command"
-        state = await self.conversation(event)
+        state = await self.conversation(event, controls.touch_due(event.identity.key(), event.conversation_key))
         if state.paused:
             # Only what the person wrote goes to the staff thread (a retry button has no text).
             taken = await handoff.on_user_message(event) if handoff and event.kind == "message" else "paused"
@@ -203,14 +211,16 @@ class TurnRunner:
                     calls.append(item)
                 elif isinstance(item, Finish):
                     finish = item
-                    if item.conversation_id and item.conversation_id != conversation_id:
-                        conversation_id = item.conversation_id
-                        await self._remember(event, state, conversation_id, None)
+                    conversation_id = item.conversation_id or conversation_id
             self.metrics.agent_calls.labels(kind if round_no == 0 else "continue", "ok").inc()
             if not calls:
                 break
             if conversation_id is None:
                 raise BadAgentRequest("the agent asked for tools but sent no conversation id")
+            if conversation_id != state.conversation_id:
+                # Tools may take long (or hand off): keep a new conversation before running them.
+                # Without tools it is saved with the answer, a moment later, in one store call.
+                await self._remember(event, state, conversation_id, None)
             if round_no == self.max_tool_rounds:
                 log.warning("tool rounds exhausted in conversation %s", conversation_id)
                 text = (text + "\n\n" + TOOL_LOOP_TEXT).strip()
@@ -261,17 +271,14 @@ class TurnRunner:
         state.conversation_id = conversation_id
         if message_id:
             state.last_message_id = message_id
-            # Buttons may carry only the message id (Telegram's 64 bytes); feedback after /new
-            # must still reach the conversation the answer belongs to. The key names the
-            # conversation key so that forgetting a person finds it.
-            await self.store.set_value(message_key(event.conversation_key, message_id), conversation_id,
-                                       MESSAGE_MAP_TTL)
-        current = await self.store.get_conversation(event.conversation_key)
-        if current is not None and current.paused != state.paused:
-            # Paused or resumed while the agent was answering (staff, an operator): that wins.
-            state.paused = current.paused
         state.updated_at = time.time()
-        await self.store.put_conversation(event.conversation_key, state)
+        # Buttons may carry only the message id (Telegram's 64 bytes); feedback after /new must
+        # still reach the conversation the answer belongs to. The key names the conversation key
+        # so that forgetting a person finds it. A pause set or lifted while the agent was
+        # answering (staff, an operator) wins over the one read at the start.
+        await batched.remember(self.store, event.conversation_key, state,
+                               message_key(event.conversation_key, message_id) if message_id else None,
+                               conversation_id, MESSAGE_MAP_TTL)
 
 
 def message_key(conversation_key: str, message_id: str) -> str:

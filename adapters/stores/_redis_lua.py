@@ -109,3 +109,77 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('ZADD', KEYS[2], 0, ARGV[4])
 return 1
 """
+
+# The head search of JOURNAL_HEAD as a Lua function, for the combined scripts below; it counts
+# the attempt on the entry it returns (the dispatcher runs every head it is given).
+_COUNTED_HEAD = """
+local function counted_head(queue, prefix)
+  local items = redis.call('ZRANGE', queue, 0, -1, 'WITHSCORES')
+  local best, best_score, best_seq = nil, nil, nil
+  for i = 1, #items, 2 do
+    local score = tonumber(items[i + 1])
+    if best_score and score > best_score then break end
+    local row = redis.call('HMGET', prefix .. items[i], 'e', 'p', 'a', 'q')
+    if row[1] and row[2] and row[3] and row[4] then
+      local seq = tonumber(row[4])
+      if not best or seq < best_seq then
+        best, best_score, best_seq = {items[i], row[1], row[2], row[3]}, score, seq
+      end
+    end
+  end
+  if best then best[4] = tostring(redis.call('HINCRBY', prefix .. best[1], 'a', 1)) end
+  return best
+end
+"""
+# KEYS: lock, queue. ARGV: owner, lease ms, journal key prefix.
+# {0} while another owner holds the lease; else {1} or {1, key, event, progress, attempts}.
+LOCK_HEAD = _COUNTED_HEAD + """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return {0} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local best = counted_head(KEYS[2], ARGV[3])
+if not best then return {1} end
+return {1, best[1], best[2], best[3], best[4]}
+"""
+# KEYS: entry, pending, queue, lock. ARGV: status, dedup ms, key, journal key prefix, owner, lease ms.
+# Finishes the entry (as JOURNAL_FINISH), then returns the next head with the lease renewed, or
+# nil after giving the lease back (only if this owner holds it).
+FINISH_NEXT = _COUNTED_HEAD + """
+if redis.call('HEXISTS', KEYS[1], 'e') == 1 then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 's', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+end
+local best = counted_head(KEYS[3], ARGV[4])
+local mine = redis.call('GET', KEYS[4]) == ARGV[5]
+if best then
+  if mine then redis.call('PEXPIRE', KEYS[4], ARGV[6]) end
+  return best
+end
+if mine then redis.call('DEL', KEYS[4]) end
+return nil
+"""
+# KEYS: identity hash, identity index, conversation, link. ARGV: as TOUCH_IDENTITY, at = '' to
+# skip the touch. Returns {conversation or false, link or false}.
+TURN_READ = """
+if ARGV[1] ~= '' then
+""" + TOUCH_IDENTITY.replace("return 1\n", "") + """
+end
+return {redis.call('GET', KEYS[3]), redis.call('GET', KEYS[4])}
+"""
+# KEYS: conversation, message map value. ARGV: state encoded not paused, encoded paused, its own
+# paused ('1' or ''), conversation ms, message map value, message map ms.
+# A pause set or lifted meanwhile (staff, an operator) wins; returns the paused flag written.
+REMEMBER = """
+if ARGV[5] ~= '' then redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6]) end
+local cur = redis.call('GET', KEYS[1])
+local paused = ARGV[3] == '1'
+if cur then
+  if string.sub(cur, 1, 1) == '[' then paused = string.sub(cur, -5) == 'true]'
+  else paused = string.sub(cur, -1) == '1' end
+end
+redis.call('SET', KEYS[1], paused and ARGV[2] or ARGV[1], 'PX', ARGV[4])
+return paused and 1 or 0
+"""

@@ -47,7 +47,7 @@ from redis.backoff import ExponentialBackoff
 
 from adapters.stores import _redis_lua as lua
 from adapters.stores._common import StoreBase, bad_url, mask_url, split_url, ttl_ms
-from adapters.stores._redis_people import PREFIX, RedisPeople
+from adapters.stores._redis_people import _IDENTS, PREFIX, RedisPeople, _ident, _link
 from gateway.errors import StoreUnavailable
 from gateway.events import InboundEvent
 from gateway.store import ConversationState, JournalEntry, JournalStatus, Store
@@ -135,6 +135,10 @@ class RedisStore(RedisPeople, StoreBase, Store):
         self._incr = client.register_script(lua.INCR)
         self._lock = client.register_script(lua.TRY_LOCK)
         self._unlock = client.register_script(lua.UNLOCK)
+        self._lock_head = client.register_script(lua.LOCK_HEAD)
+        self._finish_next = client.register_script(lua.FINISH_NEXT)
+        self._turn_read = client.register_script(lua.TURN_READ)
+        self._remember = client.register_script(lua.REMEMBER)
         self._register_people_scripts()
 
     @contextlib.contextmanager
@@ -291,6 +295,58 @@ class RedisStore(RedisPeople, StoreBase, Store):
     async def unlock(self, key: str, owner: str) -> None:
         with self._guard():
             await self._unlock(keys=[f"{PREFIX}lock:{key}"], args=(owner,))
+
+
+    # -- combined calls (gateway.batched): one round trip each -----------------------------------
+    async def lock_head(self, lease: str, owner: str, ttl: float,
+                        conversation_key: str) -> tuple[bool, JournalEntry | None]:
+        with self._guard():
+            found = await self._lock_head(keys=[f"{PREFIX}lock:{lease}", _queue(conversation_key)],
+                                          args=(owner, ttl_ms(ttl), _journal("")))
+        if not int(found[0]):
+            return False, None
+        return True, None if len(found) == 1 else self._headed(conversation_key, found[1:])
+
+    async def finish_next(self, key: str, status: JournalStatus, conversation_key: str,
+                          lease: str, owner: str, ttl: float) -> JournalEntry | None:
+        self._conversation_of.pop(key, None)
+        keys = [_journal(key), _PENDING, _queue(conversation_key), f"{PREFIX}lock:{lease}"]
+        with self._guard():
+            found = await self._finish_next(keys=keys, args=(status, self._dedup_ms, key, _journal(""), owner,
+                                                             ttl_ms(ttl)))
+        return self._headed(conversation_key, found) if found else None
+
+    async def turn_read(self, identity_key: str, conversation_key: str,
+                        touch_at: float | None) -> tuple[ConversationState | None, str | None]:
+        keys = [_ident(identity_key), _IDENTS, f"{PREFIX}conv:{conversation_key}", _link(identity_key)]
+        if touch_at is None:
+            args: tuple[Any, ...] = ("", "", "", "", "")
+        else:
+            cutoff = touch_at - self._conversation_ms / 1000
+            args = (repr(touch_at), conversation_key, self._conversation_ms, identity_key, repr(cutoff))
+        with self._guard():
+            raw, link = await self._turn_read(keys=keys, args=args)
+        return (decode_conversation(raw) if raw else None), (link or None)
+
+    async def remember(self, scope_key: str, state: ConversationState, message_key: str | None,
+                       conversation_id: str, message_ttl: float) -> bool:
+        paused, state.paused = state.paused, False
+        plain = encode_conversation(state)
+        state.paused = True
+        stopped = encode_conversation(state)
+        state.paused = paused
+        keys = [f"{PREFIX}conv:{scope_key}", f"{PREFIX}val:{message_key or ''}"]
+        args = (plain, stopped, "1" if paused else "", self._conversation_ms,
+                conversation_id if message_key else "", ttl_ms(message_ttl))
+        with self._guard():
+            return bool(await self._remember(keys=keys, args=args))
+
+    def _headed(self, conversation_key: str, found: list[Any]) -> JournalEntry:
+        key, event, progress, attempts = (str(v) for v in found)
+        if len(self._conversation_of) >= _CONVERSATION_CACHE:
+            self._conversation_of.clear()
+        self._conversation_of[key] = conversation_key
+        return _entry(event, progress, attempts)
 
 
 def encode_conversation(state: ConversationState) -> str:

@@ -1,0 +1,105 @@
+"""Several store steps of one turn in one round trip, where the store can (Redis), else one by one.
+
+Issue 18 measured about 18 store round trips per answer; each costs the gateway CPU and, under a
+burst, a place in the connection pool's queue. A store that implements :class:`BatchedStore` does
+each group below in one atomic call (a Lua script on Redis); any other store gets the same steps
+made with its ordinary methods, so the semantics are the same everywhere:
+
+* :func:`lock_head`: take (or renew) the conversation's lease, read its oldest unfinished entry
+  and count the attempt on it;
+* :func:`finish_next`: mark the entry finished, then read the next one (counting its attempt) or,
+  when there is none, give the lease back;
+* :func:`turn_read`: record who spoke where (when due), read the conversation and the identity link;
+* :func:`remember`: write the answer's message→conversation map and the conversation, keeping a
+  pause that staff or an operator set meanwhile.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from gateway.store import ConversationState, JournalEntry, JournalStatus, JournalStore, KeyValueStore, PeopleStore
+
+
+@runtime_checkable
+class BatchedStore(Protocol):
+    """The combined calls; see the module docstring. Entries come with their attempt counted."""
+
+    async def lock_head(self, lease: str, owner: str, ttl: float,
+                        conversation_key: str) -> tuple[bool, JournalEntry | None]: ...
+
+    async def finish_next(self, key: str, status: JournalStatus, conversation_key: str,
+                          lease: str, owner: str, ttl: float) -> JournalEntry | None: ...
+
+    async def turn_read(self, identity_key: str, conversation_key: str,
+                        touch_at: float | None) -> tuple[ConversationState | None, str | None]: ...
+
+    async def remember(self, scope_key: str, state: ConversationState, message_key: str | None,
+                       conversation_id: str, message_ttl: float) -> bool: ...
+
+
+class _Dispatching(JournalStore, KeyValueStore, Protocol):
+    pass
+
+
+class _Turning(KeyValueStore, PeopleStore, Protocol):
+    pass
+
+
+async def _counted(store: _Dispatching, entry: JournalEntry | None) -> JournalEntry | None:
+    if entry is not None:
+        entry.attempts += 1
+        await store.journal_progress(entry.key, entry.progress, entry.attempts)
+    return entry
+
+
+async def lock_head(store: _Dispatching, lease: str, owner: str, ttl: float,
+                    conversation_key: str) -> tuple[bool, JournalEntry | None]:
+    """(lease taken, head with its attempt counted); no head is read without the lease."""
+    if isinstance(store, BatchedStore):
+        return await store.lock_head(lease, owner, ttl, conversation_key)
+    if not await store.try_lock(lease, owner, ttl):
+        return False, None
+    return True, await _counted(store, await store.journal_head(conversation_key))
+
+
+async def head(store: _Dispatching, conversation_key: str) -> JournalEntry | None:
+    """The head with its attempt counted, the lease being held already."""
+    return await _counted(store, await store.journal_head(conversation_key))
+
+
+async def finish_next(store: _Dispatching, key: str, status: JournalStatus, conversation_key: str,
+                      lease: str, owner: str, ttl: float) -> JournalEntry | None:
+    """Finish ``key``; the next head (lease renewed), or None once the lease was given back."""
+    if isinstance(store, BatchedStore):
+        return await store.finish_next(key, status, conversation_key, lease, owner, ttl)
+    await store.journal_finish(key, status)
+    entry = await store.journal_head(conversation_key)
+    if entry is None:
+        await store.unlock(lease, owner)
+        return None
+    return await _counted(store, entry)
+
+
+async def turn_read(store: _Turning, identity_key: str, conversation_key: str,
+                    touch_at: float | None) -> tuple[ConversationState | None, str | None]:
+    """(the scope's stored conversation, the identity's link), after recording the touch if due."""
+    if isinstance(store, BatchedStore):
+        return await store.turn_read(identity_key, conversation_key, touch_at)
+    if touch_at is not None:
+        await store.touch_identity(identity_key, conversation_key, touch_at)
+    return await store.get_conversation(conversation_key), await store.get_link(identity_key)
+
+
+async def remember(store: _Turning, scope_key: str, state: ConversationState, message_key: str | None,
+                   conversation_id: str, message_ttl: float) -> None:
+    """Save ``state`` (its ``paused`` replaced by the stored one if that changed meanwhile)."""
+    if isinstance(store, BatchedStore):
+        state.paused = await store.remember(scope_key, state, message_key, conversation_id, message_ttl)
+        return
+    if message_key is not None:
+        await store.set_value(message_key, conversation_id, message_ttl)
+    current = await store.get_conversation(scope_key)
+    if current is not None and current.paused != state.paused:
+        state.paused = current.paused  # paused or resumed while the agent was answering: that wins
+    await store.put_conversation(scope_key, state)

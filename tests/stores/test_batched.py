@@ -1,0 +1,83 @@
+"""The combined store calls (gateway.batched) mean the same on Redis (one script each) as the
+one-by-one steps every other store gets: the same heads, attempts, leases, conversations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from adapters.stores import redis as redis_store
+from adapters.stores.memory import MemoryStore
+from gateway import batched
+from gateway.events import Identity, InboundEvent
+from gateway.store import ConversationState, JournalEntry, Store
+from tests.conftest_stores import REDIS_TEST_URL, flush_test_redis
+
+
+def event(key: str, scope: str = "ann") -> InboundEvent:
+    return InboundEvent(channel="chat", key=key, identity=Identity("chat", "", "ann"), scope=scope, text=key)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    if request.param == "memory":
+        opened: Store = MemoryStore()
+        assert not isinstance(opened, batched.BatchedStore)
+    else:
+        flush_test_redis()
+        opened = redis_store.create(REDIS_TEST_URL)
+        assert isinstance(opened, batched.BatchedStore)
+    await opened.initialize()
+    yield opened
+    await opened.close()
+
+
+async def test_lock_head_then_finish_next_walks_a_conversation_in_order_and_releases(store: Store) -> None:
+    conversation = event("a").conversation_key
+    for key in ("a", "b"):
+        assert await store.journal_add(JournalEntry(event(key)))
+    locked, head = await batched.lock_head(store, "conv:x", "me", 10, conversation)
+    assert locked and head is not None and head.event.key == "a" and head.attempts == 1
+    assert (await store.journal_head(conversation)).attempts == 1  # type: ignore[union-attr]  # saved
+    assert await batched.lock_head(store, "conv:x", "other", 10, conversation) == (False, None)
+    following = await batched.finish_next(store, head.key, "done", conversation, "conv:x", "me", 10)
+    assert following is not None and following.event.key == "b" and following.attempts == 1
+    assert not await store.try_lock("conv:x", "other", 10)  # still ours while an entry is left
+    assert await batched.finish_next(store, following.key, "failed", conversation, "conv:x", "me", 10) is None
+    assert await store.journal_head(conversation) is None
+    assert await store.try_lock("conv:x", "other", 10)  # given back with the last entry
+    assert not await store.journal_add(JournalEntry(event("a")))  # finished keys still deduplicate
+
+
+async def test_finish_next_never_releases_someone_elses_lease(store: Store) -> None:
+    conversation = event("a").conversation_key
+    await store.journal_add(JournalEntry(event("a")))
+    assert await store.try_lock("conv:x", "other", 10)
+    assert await batched.finish_next(store, event("a").journal_key, "done", conversation, "conv:x", "me", 10) is None
+    assert not await store.try_lock("conv:x", "me", 10)
+
+
+async def test_turn_read_touches_when_asked_and_reads_conversation_and_link(store: Store) -> None:
+    assert await batched.turn_read(store, "chat||ann", "chat:ann", None) == (None, None)
+    assert await store.get_identity("chat||ann") is None
+    await store.put_conversation("chat:ann", ConversationState("c1", "u1", "m1", 5.0))
+    await store.set_link("chat||ann", "shared")
+    state, link = await batched.turn_read(store, "chat||ann", "chat:ann", 1234.5)
+    assert state == ConversationState("c1", "u1", "m1", 5.0) and link == "shared"
+    record = await store.get_identity("chat||ann")
+    assert record is not None and record.conversations == {"chat:ann": 1234.5}
+
+
+@pytest.mark.parametrize("stored_paused", [False, True])
+async def test_remember_keeps_a_pause_set_meanwhile_and_maps_the_message(store: Store, stored_paused: bool) -> None:
+    await store.put_conversation("chat:ann", ConversationState("c0", "u1", None, 1.0, paused=stored_paused))
+    state = ConversationState("c0", "u1", None, 1.0, paused=not stored_paused)
+    state.conversation_id, state.last_message_id, state.updated_at = "c1", "m9", 2.0
+    await batched.remember(store, "chat:ann", state, "msg:chat:ann:m9", "c1", 60)
+    assert state.paused is stored_paused
+    assert await store.get_conversation("chat:ann") == ConversationState("c1", "u1", "m9", 2.0, stored_paused)
+    assert await store.get_value("msg:chat:ann:m9") == "c1"
+    fresh = ConversationState("c2", "u1", None, 3.0, paused=True)
+    await batched.remember(store, "chat:bob", fresh, None, "c2", 60)  # nothing stored: its own flag
+    assert await store.get_conversation("chat:bob") == fresh
