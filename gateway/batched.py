@@ -11,13 +11,15 @@ made with its ordinary methods, so the semantics are the same everywhere:
   when there is none, give the lease back;
 * :func:`turn_read`: record who spoke where (when due), read the conversation and the identity link;
 * :func:`remember`: write the answer's message→conversation map and the conversation, keeping a
-  pause that staff or an operator set meanwhile.
+  pause that staff or an operator set meanwhile;
+* :func:`save_answer`: save the turn's progress (holding the agent's answer) and :func:`remember`.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from gateway.progress import Progress
 from gateway.store import ConversationState, JournalEntry, JournalStatus, JournalStore, KeyValueStore, PeopleStore
 
 
@@ -36,6 +38,10 @@ class BatchedStore(Protocol):
 
     async def remember(self, scope_key: str, state: ConversationState, message_key: str | None,
                        conversation_id: str, message_ttl: float) -> bool: ...
+
+    async def save_answer(self, journal_key: str, progress: dict[str, Any], attempts: int, scope_key: str,
+                          state: ConversationState, message_key: str | None, conversation_id: str,
+                          message_ttl: float) -> bool: ...
 
 
 class _Dispatching(JournalStore, KeyValueStore, Protocol):
@@ -103,3 +109,15 @@ async def remember(store: _Turning, scope_key: str, state: ConversationState, me
     if current is not None and current.paused != state.paused:
         state.paused = current.paused  # paused or resumed while the agent was answering: that wins
     await store.put_conversation(scope_key, state)
+
+
+async def save_answer(store: _Turning, progress: Progress, scope_key: str, state: ConversationState,
+                      message_key: str | None, conversation_id: str | None, message_ttl: float) -> None:
+    """Save ``progress`` (it holds the agent's answer), then the conversation as :func:`remember`."""
+    if isinstance(store, BatchedStore) and progress.journal_key is not None and conversation_id:
+        state.paused = await store.save_answer(progress.journal_key, progress.data, progress.attempts, scope_key,
+                                               state, message_key, conversation_id, message_ttl)
+        return
+    await progress.save()
+    if conversation_id:
+        await remember(store, scope_key, state, message_key, conversation_id, message_ttl)

@@ -304,7 +304,8 @@ class Dispatcher:
         async def save(data: dict[str, Any]) -> None:
             await self.store.journal_progress(entry.key, data, entry.attempts)
 
-        reply = channel.open_reply(event, Progress(entry.progress, save))
+        reply = channel.open_reply(event, Progress(entry.progress, save, journal_key=entry.key,
+                                                          attempts=entry.attempts))
         if entry.attempts > MAX_EVENT_ATTEMPTS:
             log.error("event %s failed %d times; marking it failed", entry.key, MAX_EVENT_ATTEMPTS)
             # Once, so an apology that itself crashes cannot loop: it replaces a placeholder left

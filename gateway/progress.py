@@ -34,9 +34,16 @@ class Progress:
         self,
         data: dict[str, Any] | None = None,
         saver: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        *,
+        journal_key: str | None = None,
+        attempts: int = 0,
     ) -> None:
         self.data: dict[str, Any] = data if data is not None else {}
         self._saver = saver
+        #: the journal entry ``saver`` writes to, for stores that save it together with other
+        #: writes in one call (:func:`gateway.batched.save_answer`); None when not journaled
+        self.journal_key = journal_key
+        self.attempts = attempts
 
     async def save(self) -> None:
         if self._saver is not None:

@@ -249,9 +249,12 @@ class TurnRunner:
         message_id = finish.message_id if finish else None
         answer = Answer(text, message_id, conversation_id)
         reply.progress.data["answer"] = {"text": text, "message_id": message_id, "conversation_id": conversation_id}
-        await reply.progress.save()
-        if conversation_id:
-            await self._remember(event, state, conversation_id, message_id)
+        # One store call where it can: the answer (so a resumed turn never asks twice) and the
+        # conversation with the message map.
+        self._stamp(state, conversation_id, message_id)
+        await batched.save_answer(self.store, reply.progress, event.conversation_key, state,
+                                  message_key(event.conversation_key, message_id) if message_id else None,
+                                  conversation_id, MESSAGE_MAP_TTL)
         await reply.finish(answer)
         self.metrics.turn_seconds.labels(event.channel).observe(time.monotonic() - started)
         return answer
@@ -268,10 +271,7 @@ class TurnRunner:
     async def _remember(
         self, event: InboundEvent, state: ConversationState, conversation_id: str, message_id: str | None
     ) -> None:
-        state.conversation_id = conversation_id
-        if message_id:
-            state.last_message_id = message_id
-        state.updated_at = time.time()
+        self._stamp(state, conversation_id, message_id)
         # Buttons may carry only the message id (Telegram's 64 bytes); feedback after /new must
         # still reach the conversation the answer belongs to. The key names the conversation key
         # so that forgetting a person finds it. A pause set or lifted while the agent was
@@ -279,6 +279,14 @@ class TurnRunner:
         await batched.remember(self.store, event.conversation_key, state,
                                message_key(event.conversation_key, message_id) if message_id else None,
                                conversation_id, MESSAGE_MAP_TTL)
+
+    @staticmethod
+    def _stamp(state: ConversationState, conversation_id: str | None, message_id: str | None) -> None:
+        if conversation_id:
+            state.conversation_id = conversation_id
+        if message_id:
+            state.last_message_id = message_id
+        state.updated_at = time.time()
 
 
 def message_key(conversation_key: str, message_id: str) -> str:

@@ -183,3 +183,10 @@ end
 redis.call('SET', KEYS[1], paused and ARGV[2] or ARGV[1], 'PX', ARGV[4])
 return paused and 1 or 0
 """
+# KEYS: entry, conversation, message map value. ARGV: progress, attempts, then REMEMBER's six.
+# The answer saved in the progress (unless the entry finished meanwhile) and, with it, REMEMBER.
+SAVE_ANSWER = """
+if redis.call('HEXISTS', KEYS[1], 'e') == 1 then redis.call('HSET', KEYS[1], 'p', ARGV[1], 'a', ARGV[2]) end
+""" + REMEMBER.replace("KEYS[2]", "KEYS[3]").replace("KEYS[1]", "KEYS[2]").replace(
+    "ARGV[6]", "ARGV[8]").replace("ARGV[5]", "ARGV[7]").replace("ARGV[4]", "ARGV[6]").replace(
+    "ARGV[3]", "ARGV[5]").replace("ARGV[2]", "ARGV[4]").replace("ARGV[1]", "ARGV[3]")

@@ -139,6 +139,7 @@ class RedisStore(RedisPeople, StoreBase, Store):
         self._finish_next = client.register_script(lua.FINISH_NEXT)
         self._turn_read = client.register_script(lua.TURN_READ)
         self._remember = client.register_script(lua.REMEMBER)
+        self._save_answer = client.register_script(lua.SAVE_ANSWER)
         self._register_people_scripts()
 
     @contextlib.contextmanager
@@ -330,6 +331,22 @@ class RedisStore(RedisPeople, StoreBase, Store):
 
     async def remember(self, scope_key: str, state: ConversationState, message_key: str | None,
                        conversation_id: str, message_ttl: float) -> bool:
+        keys, args = self._remember_call(scope_key, state, message_key, conversation_id, message_ttl)
+        with self._guard():
+            return bool(await self._remember(keys=keys, args=args))
+
+    async def save_answer(self, journal_key: str, progress: dict[str, Any], attempts: int, scope_key: str,
+                          state: ConversationState, message_key: str | None, conversation_id: str,
+                          message_ttl: float) -> bool:
+        keys, args = self._remember_call(scope_key, state, message_key, conversation_id, message_ttl)
+        with self._guard():
+            return bool(await self._save_answer(keys=[_journal(journal_key), *keys],
+                                                args=(json.dumps(progress), attempts, *args)))
+
+    def _remember_call(self, scope_key: str, state: ConversationState, message_key: str | None,
+                       conversation_id: str, message_ttl: float) -> tuple[list[str], tuple[Any, ...]]:
+        """Keys and arguments of REMEMBER: the state encoded both paused and not (the script
+        keeps a pause set meanwhile)."""
         paused, state.paused = state.paused, False
         plain = encode_conversation(state)
         state.paused = True
@@ -338,8 +355,7 @@ class RedisStore(RedisPeople, StoreBase, Store):
         keys = [f"{PREFIX}conv:{scope_key}", f"{PREFIX}val:{message_key or ''}"]
         args = (plain, stopped, "1" if paused else "", self._conversation_ms,
                 conversation_id if message_key else "", ttl_ms(message_ttl))
-        with self._guard():
-            return bool(await self._remember(keys=keys, args=args))
+        return keys, args
 
     def _headed(self, conversation_key: str, found: list[Any]) -> JournalEntry:
         key, event, progress, attempts = (str(v) for v in found)

@@ -81,3 +81,23 @@ async def test_remember_keeps_a_pause_set_meanwhile_and_maps_the_message(store: 
     fresh = ConversationState("c2", "u1", None, 3.0, paused=True)
     await batched.remember(store, "chat:bob", fresh, None, "c2", 60)  # nothing stored: its own flag
     assert await store.get_conversation("chat:bob") == fresh
+
+
+async def test_save_answer_saves_the_progress_with_the_conversation(store: Store) -> None:
+    from gateway.progress import Progress
+
+    entry = JournalEntry(event("a"))
+    await store.journal_add(entry)
+    saved: list[dict[str, object]] = []
+
+    async def save(data: dict[str, object]) -> None:
+        saved.append(data)
+        await store.journal_progress(entry.key, data, 1)
+
+    progress = Progress({"answer": {"text": "hi"}}, save, journal_key=entry.key, attempts=1)
+    state = ConversationState("c1", "u1", "m1", 2.0)
+    await batched.save_answer(store, progress, "chat:ann", state, "msg:chat:ann:m1", "c1", 60)
+    head = await store.journal_head(entry.event.conversation_key)
+    assert head is not None and head.progress == {"answer": {"text": "hi"}} and head.attempts == 1
+    assert await store.get_conversation("chat:ann") == state
+    assert await store.get_value("msg:chat:ann:m1") == "c1"
