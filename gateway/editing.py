@@ -4,7 +4,10 @@ A channel supplies a :class:`MessageSurface`: how to ``post``, ``edit`` and ``de
 how to ``render`` a piece of Markdown, an optional placeholder, and its :class:`EditLimits`.
 :class:`EditingReply` owns the rest:
 
-* a placeholder at ``start`` (or the channel's typing indicator until the first words);
+* a placeholder at ``start`` (or the channel's typing indicator until the first words), unless the
+  answer is complete within ``quick`` seconds: then it is posted once, without placeholder or
+  interim edit (crash-safe like any post: the intent to post part 0 is saved before the call, and
+  a resumed turn that finds it looks the message up);
 * interim edits at most once per ``interval``, newer text coalescing into one edit;
 * edits that would change nothing are skipped;
 * every post is announced in the progress before the platform call ("about to post message N")
@@ -76,6 +79,14 @@ class EditLimits:
     #: accepts; beyond that the error goes to the core's delivery policy
     rate_limit_attempts: int = 5
     max_wait: float = 60.0
+    #: seconds an answer may take to be complete before anything is shown: a quicker answer is
+    #: posted once (no placeholder, no interim post then edit); 0 shows at once
+    quick: float = 0.0
+
+
+#: the ``quick`` window the chat channels use (capped by their update interval): well under what a
+#: person notices as a delay before "thinking…", and longer than an agent answering from cache
+QUICK_ANSWER = 0.3
 
 
 class MessageSurface(Protocol[M, P]):
@@ -203,19 +214,43 @@ class EditingReply(Reply, Generic[M, P]):
         self._closed = False
         self._next_action = 0.0
         self._reconciled = False
+        self._placeholder: asyncio.Task[None] | None = None
+        self._placeholder_due = False  # the deferred placeholder is past its wait (never cancel it then)
 
     # -- the Reply protocol ----------------------------------------------------------------------
     async def start(self) -> None:
         if self.ids:
             return  # resumed: the placeholder or a partial answer is already there
         placeholder = self.surface.placeholder()
+        quick = self.limits.quick
+        if quick > 0:
+            self._throttle.hold(quick)  # interim text too waits to see whether the answer is quick
         if placeholder is None:
             if self._typing is None and not self._closed:
                 self._typing = asyncio.create_task(self._keep_typing(), name=f"typing-{self.event.journal_key}")
             return
+        if quick > 0:
+            self._placeholder = asyncio.create_task(self._placeholder_after(placeholder, quick),
+                                                    name=f"placeholder-{self.event.journal_key}")
+            return
         async with self._lock:
             await self._patiently(lambda: self._show([placeholder]))
         self._throttle.hold(self.limits.interval)
+
+    async def _placeholder_after(self, placeholder: P, quick: float) -> None:
+        """The placeholder, once the answer turned out not to be quick (unless text is showing)."""
+        await asyncio.sleep(quick)
+        self._placeholder_due = True
+        async with self._lock:
+            if self._closed or self.ids or self._latest.strip():
+                return  # finished meanwhile, or the first words are about to be shown instead
+            try:
+                await self._patiently(lambda: self._show([placeholder]))
+            except ChannelError as exc:  # a courtesy: the final delivery reports the problem
+                self.channel.log.warning("placeholder failed; the answer will follow: %s", exc)
+                return
+        # The first edit comes no sooner than with a placeholder posted at once.
+        self._throttle.hold(max(0.0, self.limits.interval - quick))
 
     async def update(self, text: str) -> None:
         self._latest = text
@@ -234,9 +269,16 @@ class EditingReply(Reply, Generic[M, P]):
         await self.finish(Answer(f"{partial}\n\n{message}" if partial else message))
 
     async def close(self) -> None:
-        """Stop typing and interim edits; an edit in flight lands first."""
+        """Stop typing and interim edits; an edit (or a placeholder) in flight lands first."""
         self._closed = True
         await self._stop_typing()
+        task, self._placeholder = self._placeholder, None
+        if task is not None:
+            if not self._placeholder_due:
+                task.cancel()  # still waiting: nothing posted
+            await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # retrieved: the final delivery meets the same problem and reports it
         await self._throttle.close()
 
     # -- interim ---------------------------------------------------------------------------------

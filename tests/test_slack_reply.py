@@ -14,7 +14,7 @@ from channels.slack import SlackChannel
 from gateway.channel import Answer, Progress
 from gateway.errors import ChannelPermanentError
 from gateway.events import Identity, InboundEvent
-from switchboard.testing import StubServices
+from switchboard.testing import StubServices, wait_until
 from tests.fakes.slack import SECRET, TEAM, FakeSlack
 
 Factory = Callable[..., SlackChannel]
@@ -100,6 +100,7 @@ async def test_edits_are_throttled(make: Factory, slack: FakeSlack) -> None:
     chan = await started(make, update_interval=60)
     reply = chan.open_reply(EVENT, progress_for([]))
     await reply.start()
+    await wait_until(lambda: slack.calls_to("chat.postMessage"), "the placeholder of an answer that is not quick")
     text = ""
     for i in range(40):
         text += f"word{i} "
@@ -110,6 +111,34 @@ async def test_edits_are_throttled(make: Factory, slack: FakeSlack) -> None:
     await reply.finish(Answer(text.strip(), "m", "c"))
     assert len(slack.calls_to("chat.update")) == 1
     assert slack.thread("C0001", "100.1")[0].text == text.strip()
+
+
+async def test_a_quick_answer_is_posted_once_without_placeholder_and_its_intent_saved_first(
+    make: Factory, slack: FakeSlack
+) -> None:
+    chan = await started(make, update_interval=1)
+    saved: list[dict[str, Any]] = []
+    reply = chan.open_reply(EVENT, progress_for(saved))
+    await reply.start()
+    await reply.update("All")
+    await reply.finish(Answer("All done.", "m", "c"))
+    assert [c.method for c in slack.calls if c.method.startswith("chat.")] == ["chat.postMessage"]
+    assert [m.text for m in slack.thread("C0001", "100.1")] == ["All done."]
+    # Crash-safe like any post: "about to post part 0" was saved before the call, its id after.
+    assert saved[0]["sending"]["part"] == 0 and "sending" not in saved[-1]
+    assert saved[-1]["slack"]["ts"] == [slack.thread("C0001", "100.1")[0].ts]
+
+
+async def test_a_slow_answer_gets_its_placeholder_after_the_quick_window(make: Factory, slack: FakeSlack) -> None:
+    chan = await started(make, update_interval=1)
+    reply = chan.open_reply(EVENT, progress_for([]))
+    await reply.start()
+    assert slack.calls_to("chat.postMessage") == []  # not yet: the answer may still be quick
+    await wait_until(lambda: slack.calls_to("chat.postMessage"), "the placeholder")
+    assert [m.text for m in slack.thread("C0001", "100.1")] == [chan.settings.thinking_text]
+    await reply.finish(Answer("Done after a while.", "m", "c"))
+    assert [m.text for m in slack.thread("C0001", "100.1")] == ["Done after a while."]
+    assert len(slack.calls_to("chat.postMessage")) == 1 and len(slack.calls_to("chat.update")) == 1
 
 
 async def test_markdown_is_rendered_as_mrkdwn(make: Factory, slack: FakeSlack) -> None:

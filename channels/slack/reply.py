@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from channels.slack.api import SlackRefused
 from channels.slack.blocks import answer_blocks
 from gateway.channel import Answer, Progress
-from gateway.editing import EditingReply, EditLimits
+from gateway.editing import QUICK_ANSWER, EditingReply, EditLimits
 
 if TYPE_CHECKING:
     from channels.slack.channel import SlackChannel
@@ -53,6 +53,7 @@ class SlackMessages:
         self.limits = EditLimits(
             max_length=settings.max_message_chars, interval=settings.update_interval, empty_text=EMPTY_ANSWER,
             max_wait=self.api.max_wait, rate_limit_attempts=self.api.attempts,
+            quick=min(QUICK_ANSWER, settings.update_interval),
         )
 
     def placeholder(self) -> SlackContent:

@@ -23,7 +23,7 @@ from telegram.constants import ParseMode
 
 from channels.telegram.api import TelegramBadRequest, call, feedback_keyboard
 from gateway.channel import Answer, Progress
-from gateway.editing import EditingReply, EditLimits
+from gateway.editing import QUICK_ANSWER, EditingReply, EditLimits
 from gateway.markdown import to_plain
 
 if TYPE_CHECKING:
@@ -55,7 +55,8 @@ class TelegramMessages:
         self.thread_id: int | None = event.reply.get("thread_id")
         interval = channel.settings.edit_interval
         # The apology replaces a partial answer: a half sentence followed by "sorry" reads badly.
-        self.limits = EditLimits(max_length=SEGMENT_LIMIT, interval=interval, spacing=interval, keep_partial=False)
+        self.limits = EditLimits(max_length=SEGMENT_LIMIT, interval=interval, spacing=interval, keep_partial=False,
+                                 quick=min(QUICK_ANSWER, interval))
 
     def placeholder(self) -> None:
         return None  # the typing indicator shows until the first words
