@@ -3,10 +3,12 @@
 Durability: WAL with ``synchronous=FULL``, so once :meth:`journal_add` returns the event is in the
 fsynced log and survives kill -9 or a power cut; acknowledging the webhook after it is safe.
 
-Concurrency: one aiosqlite connection in autocommit mode. Every method is a single SQL statement
-(dedup is one ``INSERT ... ON CONFLICT``, a lease one upsert), and aiosqlite runs statements one
-after another on its thread, so concurrent tasks cannot interleave inside an operation and no
-Python-side lock is needed. ``busy_timeout`` covers another process (the CLI) touching the file.
+Concurrency: one connection on one thread. Every method is a single SQL statement (dedup is one
+``INSERT ... ON CONFLICT``, a lease one upsert), run one after another, so concurrent tasks cannot
+interleave inside an operation and no Python-side lock is needed. Statements of concurrent callers
+are committed together (group commit, :mod:`adapters.stores._sqlite_batch`): one ``fsync`` serves
+every webhook waiting on it, each answered only after the commit holding its event.
+``busy_timeout`` covers another process (the CLI) touching the file.
 
 Leases: only one gateway process uses a file, so opening the store voids the leases a crashed
 process left behind; its unfinished turns resume at once instead of after the lease TTL.
@@ -26,9 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import aiosqlite
-
 from adapters.stores._common import StoreBase, bad_url, mask_url, split_url
+from adapters.stores._sqlite_batch import GroupCommitter
 from adapters.stores._sqlite_people import SQLitePeople
 from adapters.stores._sqlite_sql import (
     ENTRY_COLUMNS,
@@ -76,7 +77,7 @@ class SQLiteStore(SQLitePeople, StoreBase, Store):
         path = database_path(plain)
         # Resolve now: a later chdir must not move the database.
         self.path = path if path == ":memory:" else str(Path(path).absolute())
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: GroupCommitter | None = None
         self._writes = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -87,15 +88,12 @@ class SQLiteStore(SQLitePeople, StoreBase, Store):
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = await aiosqlite.connect(self.path, timeout=5.0, isolation_level=None)
+            conn = await GroupCommitter.open(self.path, timeout=5.0)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
         try:
             with self._mapped():
-                await conn.execute("PRAGMA journal_mode = WAL")
-                # FULL: a commit is fsynced before it returns, so an acknowledged event is on disk.
-                await conn.execute("PRAGMA synchronous = FULL")
-                await self._migrate(conn)
+                await conn.call(self._setup)
         except BaseException:
             await conn.close()
             raise
@@ -105,13 +103,16 @@ class SQLiteStore(SQLitePeople, StoreBase, Store):
         await self._run("DELETE FROM locks")
         await self.purge()
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit is fsynced before it returns, so an acknowledged event is on disk.
+        conn.execute("PRAGMA synchronous = FULL")
         for version, statements in enumerate(MIGRATIONS):
             # IMMEDIATE takes the write lock before reading the version, so two processes starting
             # together cannot both apply the same migration.
-            await conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                (current,) = await _one(conn, "PRAGMA user_version")
+                (current,) = conn.execute("PRAGMA user_version").fetchone()
                 if current > SCHEMA_VERSION:
                     raise ConfigError(
                         f"gateway.store: {self.path} has schema version {current}, newer than this "
@@ -119,12 +120,12 @@ class SQLiteStore(SQLitePeople, StoreBase, Store):
                     )
                 if current == version:
                     for statement in statements:
-                        await conn.execute(statement)
-                    await conn.execute(f"PRAGMA user_version = {version + 1}")
-                await conn.execute("COMMIT")
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {version + 1}")
+                conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
+                    conn.execute("ROLLBACK")
                 raise
 
     async def close(self) -> None:
@@ -281,7 +282,7 @@ class SQLiteStore(SQLitePeople, StoreBase, Store):
                 raise StoreUnavailable(f"SQLite database {self.path}: {exc}") from exc
             raise
 
-    def _db(self) -> aiosqlite.Connection:
+    def _db(self) -> GroupCommitter:
         if self._conn is None:
             # Also what a task still running during shutdown gets: a 503, not an AttributeError.
             raise StoreUnavailable(f"SQLite store {self.path} is not open")
@@ -289,13 +290,12 @@ class SQLiteStore(SQLitePeople, StoreBase, Store):
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._mapped():
-            return list(await self._db().execute_fetchall(sql, params))
+            return list(await self._db().execute(sql, params, fetch=True))
 
     async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute one statement; the number of rows it changed."""
         with self._mapped():
-            async with self._db().execute(sql, params) as cursor:
-                return cursor.rowcount
+            return int(await self._db().execute(sql, params))
 
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
         """Like :meth:`_run`, for writes that create rows the purge must eventually remove."""
@@ -307,11 +307,6 @@ class SQLiteStore(SQLitePeople, StoreBase, Store):
         self._writes += 1
         if self._writes % _PURGE_EVERY == 0:
             await self.purge()
-
-
-async def _one(conn: aiosqlite.Connection, sql: str) -> Any:
-    async with conn.execute(sql) as cursor:
-        return await cursor.fetchone()
 
 
 def _entry(row: Any) -> JournalEntry:
