@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the gateway", description="Run the gateway.")
     add_config_arg(serve)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="processes serving the same port and store (default 1; more than 1 needs Redis)")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser(
@@ -110,7 +113,7 @@ def _setup_logging(level: str) -> None:
     configure_logging(LoggingSettings(), env={**os.environ, "SWITCHBOARD_LOG_LEVEL": level})
 
 
-def _run(settings: Settings, *, banner: str | None = None) -> int:
+def _run(settings: Settings, *, banner: str | None = None, reuse_port: bool = False) -> int:
     from aiohttp import web
 
     from gateway.app import build_app
@@ -124,13 +127,22 @@ def _run(settings: Settings, *, banner: str | None = None) -> int:
         # run_app calls this once the socket is bound, so "listening" is true when it is printed.
         print(banner or f"Switchboard listening on http://{host}:{port}", flush=True)
 
-    web.run_app(app, host=host, port=port, print=announce, shutdown_timeout=settings.gateway.shutdown_grace)
+    web.run_app(app, host=host, port=port, print=announce, shutdown_timeout=settings.gateway.shutdown_grace,
+                reuse_port=reuse_port or None)
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.workers import check_workers, run_workers
+
+    settings = load_settings(args.config)
+    check_workers(settings, args.workers)
+    if args.workers > 1:
+        host, port = settings.gateway.host, settings.gateway.port
+        print(f"Switchboard starting {args.workers} workers on http://{host}:{port}", flush=True)
+        return run_workers(args.config, args.workers)
     # _run builds the app (where plugin and channel mistakes surface) before binding the port.
-    return _run(load_settings(args.config))
+    return _run(settings, reuse_port=args.reuse_port)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -39,6 +39,8 @@ class GatewayProcess:
     config: Path
     port: int
     env: dict[str, str] = field(default_factory=dict)
+    #: more ``serve`` arguments, e.g. ("--workers", "2")
+    args: tuple[str, ...] = ()
     proc: asyncio.subprocess.Process | None = None
     log: Path | None = None
 
@@ -51,7 +53,7 @@ class GatewayProcess:
         self.log = self.config.with_suffix(f".{self.port}.log")
         out = self.log.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", "serve", "--config", str(self.config),
+            sys.executable, "-m", "gateway", "serve", "--config", str(self.config), *self.args,
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.config.parent, start_new_session=True,
         )
         out.close()

@@ -89,6 +89,20 @@ def test_missing_environment_variable_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip() == "switchboard: agent.api_key: environment variable SB_TEST_UNSET is not set"
 
 
+@pytest.mark.parametrize(("store", "workers", "why"), [
+    ("sqlite:///s.db", "2", "--workers 2 needs a Redis store"),
+    ("memory://", "3", "--workers 3 needs a Redis store"),
+    ("redis://127.0.0.1:1/0", "0", "--workers must be at least 1, not 0"),
+])
+def test_workers_the_store_cannot_share_are_one_line(tmp_path: Path, store: str, workers: str, why: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[gateway]\nstore = "{store}"\n[agent]\napi_key = "k"\nagent_id = "a"\n'
+                   '[channels.web]\ntype = "web"\n')
+    result = run("serve", "--config", str(cfg), "--workers", workers)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(f"switchboard: {why}")
+
+
 def test_missing_config_file_is_one_line(tmp_path: Path) -> None:
     result = run("serve", "--config", str(tmp_path / "absent.toml"))
     assert result.returncode == 1

@@ -185,6 +185,48 @@ async def test_three_instances_on_one_redis_lose_nothing_when_one_dies(tmp_path:
         redis_server.stop()
 
 
+@pytest.mark.redis
+async def test_two_workers_on_one_port_answer_everything_once_in_order(tmp_path: Path, emulator: Any) -> None:
+    """``serve --workers 2``: two processes behind one port and one Redis keep every promise."""
+    redis_server = PrivateRedis()
+    redis_server.start()
+    try:
+        out = tmp_path / "sent.jsonl"
+        emulator.faults.token_delay = 0.005
+        port = free_port()
+        cfg = gateway_config(tmp_path, "w", port, redis_server.url, emulator.base_url)
+        gateway = GatewayProcess(cfg, port, env={"ECHO_OUT": str(out)}, args=("--workers", "2"))
+        await gateway.start()
+        users = [f"user{u}" for u in range(20)]
+        sent_order: dict[str, list[str]] = defaultdict(list)
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+                for n in range(200):  # a new connection each: the kernel spreads them over both workers
+                    user = users[n % len(users)]
+                    text = f"{user} says {n}"
+                    assert await post(s, gateway.url, {"id": f"e{n}", "user": user, "text": text}) == 200
+                    sent_order[user].append(text)
+                    if n % 50 == 0:  # a platform retry of an event, to whichever worker
+                        assert await post(s, gateway.url, {"id": f"e{n}", "user": user, "text": text}) == 200
+            await wait_until(lambda: len({d["key"] for d in delivered(out)}) >= 200, "200 answers", 60)
+            await asyncio.sleep(1.0)  # room for a duplicate to show up, were there one
+            log = gateway.read_log()
+        finally:
+            await gateway.stop()
+    finally:
+        redis_server.stop()
+    assert gateway.proc is not None and gateway.proc.returncode == 0, log[-2000:]
+    assert log.count("Switchboard listening on") == 2, "two workers served the port"
+    records = delivered(out)
+    keys = [d["key"] for d in records]
+    assert sorted(keys) == sorted(f"e{n}" for n in range(200)), "lost or duplicated"
+    for user in users:
+        said = [re.search(r'"(.*)"', d["text"]).group(1) for d in records if d["user"] == user]  # type: ignore[union-attr]
+        assert said == sent_order[user], f"order broken for {user}"
+    workers = {d.get("pid") for d in records}
+    assert len(workers) == 2, f"answers came from {workers}"
+
+
 async def _three_instances(tmp_path: Path, emulator: Any, clean_redis: str) -> None:
     out = tmp_path / "sent.jsonl"
     emulator.faults.token_delay = 0.005

@@ -62,7 +62,7 @@ class EchoChannel(Channel):
             import asyncio
 
             await asyncio.sleep(delay)  # a slow platform API, so tests can crash us mid-delivery
-        record = {"channel": self.name, "key": event.key, "user": event.identity.id, "text": text}
+        record = {"channel": self.name, "key": event.key, "user": event.identity.id, "text": text, "pid": os.getpid()}
         SENT.append(record)
         out = os.environ.get("ECHO_OUT")
         if out:
