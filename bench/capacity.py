@@ -93,7 +93,8 @@ async def scale(stack: Stack, p: Params) -> dict[str, Any]:
 
 
 async def instances(stack: Stack, p: Params) -> dict[str, Any]:
-    """1, 2, 3 gateway processes on one Redis; the load generator spreads webhooks round-robin."""
+    """1, 2, 3 gateway processes on one Redis; the load generator spreads webhooks round-robin.
+    Then ``serve --workers N`` on one port."""
     out: dict[str, Any] = {"count": p.instances_count, "runs": {}}
     for n in p.instances:
         await stack.reset()
@@ -105,4 +106,15 @@ async def instances(stack: Stack, p: Params) -> dict[str, Any]:
             result["cpu_ms_per_answer"] = (sum(g.cpu_seconds() for g in gateways) - cpu) / p.instances_count * 1000
             result["error_log_lines"] = sum(len(g.log_lines("ERROR")) for g in gateways)
         out["runs"][str(n)] = result
+    out["workers"] = {}
+    for n in p.workers:  # ``serve --workers N``: one port, the kernel spreads the connections
+        await stack.reset()
+        async with stack.gateways("redis", workers=n) as gateways:
+            url = f"{gateways[0].info['url']}/webhooks/{SLACK}"
+            cpu = gateways[0].cpu_seconds()
+            result = await _burst(stack, gateways[0], "slack", p.instances_count, 50, targets=[url],
+                                  deadline=p.deadline)
+            result["cpu_ms_per_answer"] = (gateways[0].cpu_seconds() - cpu) / p.instances_count * 1000
+            result["error_log_lines"] = len(gateways[0].log_lines("ERROR"))
+        out["workers"][str(n)] = result
     return out

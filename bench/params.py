@@ -30,6 +30,8 @@ class Params:
     # 5. instances
     instances: tuple[int, ...] = (1, 2, 3)
     instances_count: int = 1500
+    #: ``serve --workers N`` runs (one port)
+    workers: tuple[int, ...] = (2,)
     #: seconds any one run may take to deliver its answers
     deadline: float = 180.0
     #: seconds between waves, and to wait after the last answer for trailing calls (its final edit)

@@ -98,6 +98,11 @@ def instances(result: dict[str, Any], out: Path) -> str:
               label="throughput")
     right.plot([int(n) for n in ns], [runs[n]["ack_ms"]["p99"] for n in ns], "s--", color="#2ca02c",
                label="webhook ack p99")
+    workers = result.get("workers", {})
+    if workers:
+        ws = sorted(workers, key=int)
+        left.plot([int(n) for n in ws], [workers[n]["throughput"] for n in ws], "D", color="#d62728",
+                  markersize=9, label="serve --workers N (one port)")
     left.set_xticks([int(n) for n in ns])
     left.set_xlabel("gateway processes on one Redis")
     left.set_ylabel("answers per second (this machine)")

@@ -107,9 +107,16 @@ class Child:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (from /proc/<pid>/stat)."""
+    """User + system CPU time of process ``pid`` and its live child processes so far (from
+    /proc/<pid>/stat; ``serve --workers N`` runs its workers as children)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    total = (int(fields[11]) + int(fields[12])) / _TICKS
+    for child in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            other = child.read_text().rpartition(")")[2].split()
+            if int(other[1]) == pid:
+                total += (int(other[11]) + int(other[12])) / _TICKS
+    return total
 
 
 def _status_kb(pid: int, key: str) -> int:

@@ -231,13 +231,18 @@ def instances(r: dict[str, Any], out: Path) -> str:
     rows = [f"| {n} | {x['throughput']:.0f} | {x['throughput'] / one:.2f}x | {x['ack_ms']['p99']:.1f} | "
             f"{x['end_to_end_ms']['p50']:.0f} | {x['end_to_end_ms']['p99']:.0f} | {x['cpu_ms_per_answer']:.2f} | "
             f"{x['errors']} | {x['delivered']} |" for n, x in sorted(runs.items(), key=lambda i: int(i[0]))]
+    rows += [f"| {n} (`serve --workers {n}`, one port) | {x['throughput']:.0f} | {x['throughput'] / one:.2f}x | "
+             f"{x['ack_ms']['p99']:.1f} | {x['end_to_end_ms']['p50']:.0f} | {x['end_to_end_ms']['p99']:.0f} | "
+             f"{x['cpu_ms_per_answer']:.2f} | {x['errors']} | {x['delivered']} |"
+             for n, x in sorted(r.get("workers", {}).items(), key=lambda i: int(i[0]))]
     return "\n".join([
         "## 5. Instances on one Redis",
         "",
         f"1 to {max(int(n) for n in runs)} gateway processes share one Redis; the load generator spreads a "
         f"burst of {r['count']} Slack webhooks over them round-robin (as a load balancer would). "
         "End-to-end is from sending the webhook to the answer's final Slack call, so under a burst it is "
-        "mostly queueing.",
+        "mostly queueing. The last rows are one `switchboard serve --workers N` on one port: the kernel "
+        "spreads the load generator's connections over its workers (`SO_REUSEPORT`).",
         "",
         "| processes | answers/s (this machine) | vs 1 process | ack p99 ms | end-to-end p50 ms | "
         "end-to-end p99 ms | CPU ms per answer (all processes) | webhook errors | delivered |",

@@ -117,9 +117,10 @@ class Stack:
 
     @contextlib.asynccontextmanager
     async def gateways(
-        self, store: str, *, instances: int = 1, **gateway: Any
+        self, store: str, *, instances: int = 1, workers: int = 1, **gateway: Any
     ) -> AsyncIterator[list[Child]]:
-        """``instances`` ``switchboard serve`` processes sharing one store, each on its own port."""
+        """``instances`` ``switchboard serve`` processes sharing one store, each on its own port
+        (each with ``workers`` processes on that port)."""
         store_url = self.store_url(store)
         children = []
         for n in range(instances):
@@ -127,7 +128,8 @@ class Stack:
             self._runs += 1
             config = self.dir / f"gateway-{self._runs}.toml"
             config.write_text(toml(self._gateway_config(port, store_url, gateway)))
-            children.append(Child(f"gateway-{n + 1}", python("gateway", "serve", "--config", str(config)),
+            children.append(Child(f"gateway-{n + 1}", python("gateway", "serve", "--config", str(config),
+                                                                     "--workers", str(workers)),
                                   config.with_suffix(".log")))
             children[-1].info["url"] = f"http://127.0.0.1:{port}"
         try:
