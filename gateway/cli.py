@@ -127,9 +127,24 @@ def _run(settings: Settings, *, banner: str | None = None, reuse_port: bool = Fa
         # run_app calls this once the socket is bound, so "listening" is true when it is printed.
         print(banner or f"Switchboard listening on http://{host}:{port}", flush=True)
 
+    _faster_loop()
     web.run_app(app, host=host, port=port, print=announce, shutdown_timeout=settings.gateway.shutdown_grace,
                 reuse_port=reuse_port or None)
     return 0
+
+
+def _faster_loop() -> None:
+    """uvloop when installed (``pip install 'switchboard[fast]'``) and not turned off with
+    ``SWITCHBOARD_UVLOOP=0``: see docs/benchmarks.md for what it gains."""
+    if os.environ.get("SWITCHBOARD_UVLOOP", "1") == "0":
+        return
+    try:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]  # optional: the "fast" extra
+    except ImportError:
+        return
+    import asyncio
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
