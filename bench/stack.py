@@ -136,6 +136,8 @@ class Stack:
             for child in children:
                 await child.start(ready_line=False)
             await asyncio.gather(*(c.wait_http(c.info["url"] + "/healthz") for c in children))
+            if workers > 1:  # the first worker answers /healthz before the others listen
+                await _all_listening(children, workers)
             yield children
         finally:
             await stop_all(children)
@@ -191,3 +193,12 @@ class Stack:
         assert self.redis._proc is not None
         return {"emulator": self.agent.cpu_seconds(), "fake APIs": self.platform.cpu_seconds(),
                 "redis": cpu_seconds(self.redis._proc.pid), "load generator": self.load_cpu}
+
+
+async def _all_listening(children: list[Child], workers: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    for child in children:
+        while (child.log.read_text(errors="replace").count("listening on") if child.log.exists() else 0) < workers:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{child.name}: fewer than {workers} workers listening")
+            await asyncio.sleep(0.05)

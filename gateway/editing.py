@@ -216,6 +216,7 @@ class EditingReply(Reply, Generic[M, P]):
         self._reconciled = False
         self._placeholder: asyncio.Task[None] | None = None
         self._placeholder_due = False  # the deferred placeholder is past its wait (never cancel it then)
+        self._started = 0.0
 
     # -- the Reply protocol ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -239,6 +240,7 @@ class EditingReply(Reply, Generic[M, P]):
 
     async def _placeholder_after(self, placeholder: P, quick: float) -> None:
         """The placeholder, once the answer turned out not to be quick (unless text is showing)."""
+        self._started = _now()
         await asyncio.sleep(quick)
         self._placeholder_due = True
         async with self._lock:
@@ -249,8 +251,9 @@ class EditingReply(Reply, Generic[M, P]):
             except ChannelError as exc:  # a courtesy: the final delivery reports the problem
                 self.channel.log.warning("placeholder failed; the answer will follow: %s", exc)
                 return
-        # The first edit comes no sooner than with a placeholder posted at once.
-        self._throttle.hold(max(0.0, self.limits.interval - quick))
+        # The first edit may come ``interval`` after the start, as with a placeholder posted at once
+        # (counted from the start, not from this post: the first words must not wait for it).
+        self._throttle.hold(max(0.0, self._started + self.limits.interval - _now()))
 
     async def update(self, text: str) -> None:
         self._latest = text
