@@ -12,7 +12,8 @@ import re
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<])")
+_INLINE = re.compile(r"([\\`*_\[\]~|])")
+_LINE_START = re.compile(r"^(\s*)([#>+-]|\d+\.)", re.M)
 
 
 def to_teams(markdown: str) -> str:
@@ -50,4 +51,5 @@ def _escape_angles(line: str) -> str:
 
 def teams_escape(text: str) -> str:
     """Text someone typed, shown literally: no Markdown, no HTML (the support desk quotes it)."""
-    return _SPECIAL.sub(r"\\\1", text).replace("<", "&lt;")
+    escaped = _INLINE.sub(r"\\\1", text).replace("<", "&lt;").replace(">", "&gt;")
+    return _LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)

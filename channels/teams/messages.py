@@ -17,9 +17,12 @@ StreamType = Literal["informative", "streaming", "final"]
 
 
 def answer(text: str, *, feedback: Literal["builtin", "card", "off"] = "off", message_id: str | None = None,
-           stream: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A message showing ``text`` (Teams Markdown); ``message_id`` is the answer feedback rates."""
-    entities: list[dict[str, Any]] = [dict(AI_LABEL)]
+           stream: dict[str, Any] | None = None, ai: bool = True) -> dict[str, Any]:
+    """A message showing ``text`` (Teams Markdown); ``message_id`` is the answer feedback rates.
+
+    ``ai``: the text is the agent's, labelled "AI generated" (not a command's or a person's).
+    """
+    entities: list[dict[str, Any]] = [dict(AI_LABEL)] if ai else []
     if stream is not None:
         entities.append(stream)
     activity: dict[str, Any] = {"type": "message", "text": text, "textFormat": "markdown", "entities": entities}

@@ -40,6 +40,8 @@ class TeamsContent:
 
     text: str
     rates: str | None = None
+    #: the agent wrote it (interim text, an answer); a command's notice or a staff reply is not
+    ai: bool = True
 
 
 class TeamsMessages:
@@ -56,10 +58,12 @@ class TeamsMessages:
 
     def render(self, markdown: str, answer: Answer | None) -> TeamsContent:
         rates = answer.message_id if answer is not None and self.teams.settings.feedback != "off" else None
-        return TeamsContent(to_teams(markdown), rates)
+        ai = answer is None or answer.message_id is not None
+        return TeamsContent(to_teams(markdown), rates, ai)
 
     def _activity(self, content: TeamsContent) -> dict[str, Any]:
-        return messages.answer(content.text, feedback=self.teams.settings.feedback, message_id=content.rates)
+        return messages.answer(content.text, feedback=self.teams.settings.feedback, message_id=content.rates,
+                               ai=content.ai)
 
     async def post(self, index: int, content: TeamsContent) -> str:
         reply = self.event.reply
@@ -146,18 +150,19 @@ class StreamingReply(Reply):
         parts = split_text(to_teams(answer.text), SEGMENT_LIMIT) or ["…"]
         done = int(self.state.get("parts", 0))
         feedback = self.channel.settings.feedback
+        ai = answer.message_id is not None  # not a command's notice, an apology or a staff reply
         for index in range(done, len(parts)):
             last = index == len(parts) - 1
             rates = answer.message_id if last else None
             streamed = index == 0 and self.state.get("id") and not self.state.get("off")
             stream = messages.stream_info("final", self.state["id"], None) if streamed else None
-            activity = messages.answer(parts[index], feedback=feedback, message_id=rates, stream=stream)
+            activity = messages.answer(parts[index], feedback=feedback, message_id=rates, stream=stream, ai=ai)
             try:
                 posted = await self.channel.connector.send(*self._where, activity)
             except StreamRefused as exc:  # the stream expired or ended: an ordinary message instead
                 self.channel.log.info("Teams closed the stream; sending the answer as a message: %s", exc)
                 posted = await self.channel.connector.send(*self._where, messages.answer(
-                    parts[index], feedback=feedback, message_id=rates))
+                    parts[index], feedback=feedback, message_id=rates, ai=ai))
             await self.channel.remember_answer(self.event, posted, rates)
             self.state["parts"] = index + 1
             await self.progress.save()
