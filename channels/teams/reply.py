@@ -143,7 +143,8 @@ class StreamingReply(Reply):
             self._closed = True
             return
         self._sent = text
-        self.state["seq"] = sequence  # saved with the final part (a lost sequence number only skips ahead)
+        self.state["seq"] = sequence
+        await self.progress.save()  # a resumed turn continues the sequence; Teams refuses one that goes back
 
     async def finish(self, answer: Answer) -> None:
         await self.close()
@@ -159,10 +160,16 @@ class StreamingReply(Reply):
             activity = messages.answer(parts[index], feedback=feedback, message_id=rates, stream=stream, ai=ai)
             try:
                 posted = await self.channel.connector.send(*self._where, activity)
-            except StreamRefused as exc:  # the stream expired or ended: an ordinary message instead
-                self.channel.log.info("Teams closed the stream; sending the answer as a message: %s", exc)
-                posted = await self.channel.connector.send(*self._where, messages.answer(
-                    parts[index], feedback=feedback, message_id=rates, ai=ai))
+            except StreamRefused as exc:
+                if "AlreadyEnded" in str(exc):
+                    # Our final landed before a crash (or the person pressed Stop): sending it again
+                    # as a message would show the answer twice.
+                    self.channel.log.info("the stream had already ended; not sending the answer again")
+                    posted = str(self.state["id"])
+                else:  # the stream expired while we were down: an ordinary message instead
+                    self.channel.log.info("Teams closed the stream; sending the answer as a message: %s", exc)
+                    posted = await self.channel.connector.send(*self._where, messages.answer(
+                        parts[index], feedback=feedback, message_id=rates, ai=ai))
             await self.channel.remember_answer(self.event, posted, rates)
             self.state["parts"] = index + 1
             await self.progress.save()
