@@ -32,7 +32,7 @@ async def test_a_teams_channel_takes_over_a_teams_chat_and_hands_back() -> None:
             assert teams.texts(PERSONAL)[-1] == STARTED_TEXT
             [create] = teams.sent("create")
             assert create["channelData"]["channel"]["id"] == SUPPORT
-            header = [p for p in teams.posted.values() if p.conversation.startswith(SUPPORT)][0]
+            header = next(p for p in teams.posted.values() if p.conversation.startswith(SUPPORT))
             thread = header.conversation
             assert "needs a person" in header.text and "They asked for a person." in header.text
             transcript = teams.texts(thread)[1]
@@ -67,7 +67,7 @@ async def test_a_teams_desk_serves_people_on_another_channel() -> None:
             assert (await post_update(f"{gw.url}/webhooks/tg", text_update("/human", chat_id=77, user_id=77))
                     ).status == 200
             await gw.idle()
-            header = [p for p in teams.posted.values() if p.conversation.startswith(SUPPORT)][0]
+            header = next(p for p in teams.posted.values() if p.conversation.startswith(SUPPORT))
             assert "77 on tg" in header.text
             staff = teams.message("Hello from the IT desk", conversation=header.conversation, kind="channel",
                                   user="29:alex", name="Alex")

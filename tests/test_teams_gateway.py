@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from switchboard.testing import GatewayUnderTest, running_gateway, wait_until
+from switchboard.testing import GatewayUnderTest, running_gateway
 from switchboard.testing.teams import CHANNEL, GROUP, PERSONAL, FakeTeams
 
 

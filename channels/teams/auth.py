@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -49,6 +50,7 @@ REFRESH_FLOOR = 300.0
 LEEWAY = 300.0
 SCOPE = "https://api.botframework.com/.default"
 _HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,26 +80,36 @@ class KeyRing:
 
     async def _refresh(self) -> None:
         keys: dict[str, SigningKey] = {}
-        try:
-            for url in self._urls:
-                metadata = await self._json(url)
-                jwks = await self._json(str(metadata["jwks_uri"]))
-                for jwk in jwks.get("keys", []):
-                    if not isinstance(jwk, dict) or jwk.get("kty") != "RSA" or not jwk.get("kid"):
-                        continue
-                    endorsed = jwk.get("endorsements")
-                    keys[str(jwk["kid"])] = SigningKey(
-                        jwt.PyJWK(jwk, algorithm="RS256"),
-                        frozenset(map(str, endorsed)) if isinstance(endorsed, list) else frozenset(),
-                    )
-        except (aiohttp.ClientError, TimeoutError, KeyError, TypeError, ValueError, jwt.PyJWKError) as exc:
+        problems: list[str] = []
+        for url in self._urls:  # one unreachable document must not void the other's keys
+            try:
+                keys.update(await self._read(url))
+            except (aiohttp.ClientError, TimeoutError, KeyError, TypeError, ValueError, jwt.PyJWKError) as exc:
+                problems.append(f"{url}: {exc}")
+        if problems:
+            log.warning("could not read the signing keys: %s", "; ".join(problems))
+        if not keys:
             if not self._keys:  # nothing to check with: Bot Framework retries a 503
-                raise WebhookRejected(503, f"cannot load the signing keys: {exc}") from exc
+                raise WebhookRejected(503, "cannot load the signing keys")
             # Keep the keys we have; the next unknown key id tries again after REFRESH_FLOOR.
             self._fetched = time.monotonic() - KEY_TTL + REFRESH_FLOOR
             return
         self._keys = keys
         self._fetched = time.monotonic()
+
+    async def _read(self, url: str) -> dict[str, SigningKey]:
+        metadata = await self._json(url)
+        jwks = await self._json(str(metadata["jwks_uri"]))
+        keys: dict[str, SigningKey] = {}
+        for jwk in jwks.get("keys", []):
+            if not isinstance(jwk, dict) or jwk.get("kty") != "RSA" or not jwk.get("kid"):
+                continue
+            endorsed = jwk.get("endorsements")
+            keys[str(jwk["kid"])] = SigningKey(
+                jwt.PyJWK(jwk, algorithm="RS256"),
+                frozenset(map(str, endorsed)) if isinstance(endorsed, list) else frozenset(),
+            )
+        return keys
 
     async def _json(self, url: str) -> dict[str, Any]:
         async with self._http().get(url, timeout=_HTTP_TIMEOUT) as resp:

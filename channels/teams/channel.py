@@ -47,7 +47,8 @@ class TeamsChannel(Channel[TeamsSettings]):
         return f"Teams bot {self.settings.app_id} ({tenancy}), proactive messages via {self.settings.api_base}"
 
     def webhook_urls(self, public_url: str) -> list[tuple[str, str]]:
-        return [("Azure Bot messaging endpoint", public_url.rstrip("/") + self.webhook_path)]
+        return [("Azure Bot messaging endpoint", public_url.rstrip("/") + self.webhook_path),
+                ("Teams app package", f"switchboard teams manifest {self.name} --out {self.name}-app.zip")]
 
     def support_desk(self) -> TeamsDesk:
         return TeamsDesk(self)

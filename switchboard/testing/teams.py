@@ -33,6 +33,7 @@ import aiohttp
 import jwt
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from switchboard.testing.fakes import FakeServer
@@ -83,6 +84,7 @@ class FakeTeams(FakeServer):
     posted: dict[str, Posted] = field(default_factory=dict)
     streams: dict[str, Stream] = field(default_factory=dict)
     tokens_issued: int = 0
+    metadata_reads: int = 0
     _faults: dict[str, list[tuple[int, str, float | None]]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     _server: TestServer | None = None
@@ -92,11 +94,14 @@ class FakeTeams(FakeServer):
         self._signing = _key()
         self._rogue = _key()
         self._tokens: set[str] = set()
+        self._certificates: list[x509.Certificate] = []
 
     # -- configuration -----------------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/botframework/openid", self._openid)
         app.router.add_get("/botframework/keys", self._keys)
+        app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._entra_openid)
+        app.router.add_get("/{tenant}/discovery/v2.0/keys", self._entra_keys)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
         app.router.add_post("/v3/conversations", self._create)
         app.router.add_post("/v3/conversations/{conversation}/activities", self._send)
@@ -138,6 +143,7 @@ class FakeTeams(FakeServer):
             return resp.status, await resp.text()
 
     async def _openid(self, request: web.Request) -> web.Response:
+        self.metadata_reads += 1
         return web.json_response({"issuer": BF_ISSUER, "jwks_uri": self.base_url("/botframework/keys"),
                                   "id_token_signing_alg_values_supported": ["RS256"]})
 
@@ -146,18 +152,49 @@ class FakeTeams(FakeServer):
         jwk.update(kid=self.kid, use="sig", endorsements=["msteams"])
         return web.json_response({"keys": [jwk]})
 
+    async def _entra_openid(self, request: web.Request) -> web.Response:
+        tenant = request.match_info["tenant"]
+        return web.json_response({"issuer": f"https://login.microsoftonline.com/{tenant}/v2.0",
+                                  "jwks_uri": self.base_url(f"/{tenant}/discovery/v2.0/keys")})
+
+    async def _entra_keys(self, request: web.Request) -> web.Response:
+        """Entra ID signs with the same test key here (it has a key of its own in reality)."""
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._signing.public_key()))
+        jwk.update(kid=self.kid, use="sig")
+        return web.json_response({"keys": [jwk]})
+
     # -- the token service -------------------------------------------------------------------------
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
         if form.get("grant_type") != "client_credentials" or form.get("scope") != "https://api.botframework.com/.default":
             return web.json_response({"error": "invalid_request"}, status=400)
-        if form.get("client_id") != self.app_id or form.get("client_secret") != self.app_password:
+        if form.get("client_id") != self.app_id or not self._credential_ok(form):
             refusal = {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret"}
             return web.json_response(refusal, status=401)
         self.tokens_issued += 1
         access = f"fake-access-{uuid.uuid4().hex}"
         self._tokens.add(access)
         return web.json_response({"token_type": "Bearer", "expires_in": 3600, "access_token": access})
+
+    def trust_certificate(self, certificate: x509.Certificate) -> None:
+        """Accept client assertions signed with this certificate's key (certificate credentials)."""
+        self._certificates.append(certificate)
+
+    def _credential_ok(self, form: Any) -> bool:
+        assertion = form.get("client_assertion")
+        if assertion is None:
+            return bool(form.get("client_secret") == self.app_password)
+        if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+            return False
+        for certificate in self._certificates:
+            try:
+                claims = jwt.decode(str(assertion), certificate.public_key(), algorithms=["RS256"],  # type: ignore[arg-type]
+                                    audience=self.base_url(f"/{TENANT}/oauth2/v2.0/token"))
+            except jwt.InvalidTokenError:
+                continue
+            if claims.get("iss") == claims.get("sub") == self.app_id:
+                return True
+        return False
 
     # -- the connector -----------------------------------------------------------------------------
     def _authorised(self, request: web.Request) -> bool:
