@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 
 import pydantic
@@ -38,6 +39,11 @@ class TeamsChannel(Channel[TeamsSettings]):
         self.token = AppToken(settings, lambda: self.services.http)
         self.connector = Connector(self.token)
         self._service_url: str | None = None
+
+    async def initialize(self) -> None:
+        # The SDK's connector logs every request at INFO, and each refusal at ERROR before we
+        # decide what it means (a 429 is waited out, a 404 on an edit reposts): ours say it once.
+        logging.getLogger("microsoft_agents").setLevel(logging.CRITICAL)
 
     async def shutdown(self) -> None:
         await self.connector.close()
@@ -97,7 +103,8 @@ class TeamsChannel(Channel[TeamsSettings]):
             return WebhookResult(events=[event] if event else [], body="{}", content_type=_JSON)
         if activity.name == "adaptiveCard/action":
             event = activities.card_action(self.name, activity)
-            text = "Thanks for your feedback." if event and event.kind == "feedback" else "Trying again…"
+            text = {"feedback": "Thanks for your feedback.", "retry": "Trying again…"}.get(
+                event.kind if event else "", "This button no longer works.")
             return WebhookResult(events=[event] if event else [], content_type=_JSON,
                                  body=json.dumps(messages.invoke_answer(text)))
         return WebhookResult(body="{}", content_type=_JSON)

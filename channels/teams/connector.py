@@ -4,7 +4,7 @@ The SDK client raises ``aiohttp.ClientResponseError`` for any refusal; the core 
 ``ChannelRateLimited`` (wait ``Retry-After``), ``ChannelError`` (retry with backoff) and
 ``ChannelPermanentError`` (give up). A 401 also drops the cached app token, so the retry fetches a
 fresh one. One ``ConnectorClient`` (one HTTP session, its ``Authorization`` header set) is kept per
-service URL and replaced when the app token changes.
+service URL; a renewed app token replaces the header.
 """
 
 from __future__ import annotations
@@ -45,11 +45,12 @@ class Connector:
     async def _client(self, service_url: str) -> ConnectorClient:
         token = await self._token.get()
         held = self._clients.get(service_url)
-        if held is not None and held[0] == token:
-            return held[1]
-        if held is not None:
-            await held[1].close()
-        client = ConnectorClient(service_url, token)
+        if held is None:
+            client = ConnectorClient(service_url, token)
+        else:
+            client = held[1]
+            if held[0] != token:  # a renewed token: requests in flight keep theirs, new ones use it
+                client.client.headers["Authorization"] = f"Bearer {token}"
         self._clients[service_url] = (token, client)
         return client
 
