@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from switchboard.testing import GatewayUnderTest, running_gateway
+from switchboard.testing import GatewayUnderTest, running_gateway, wait_until
 from switchboard.testing.teams import CHANNEL, GROUP, PERSONAL, FakeTeams
 
 
@@ -169,3 +169,25 @@ async def test_bad_app_credentials_are_reported_not_retried_forever(caplog: pyte
         assert teams.posted == {}
         assert "Invalid client secret" in caplog.text
 
+
+
+async def test_where_teams_refuses_to_stream_the_answer_comes_in_one_message() -> None:
+    async with gateway() as (gw, teams):
+        teams.streaming_allowed = False
+        assert (await teams.send(url(gw), teams.message("hello")))[0] == 200
+        await gw.idle()
+        assert teams.texts(PERSONAL) == ['You said: "hello". This is message 1 of this conversation.']
+        assert teams.streams == {}
+
+
+async def test_a_stream_that_expired_ends_in_an_ordinary_message() -> None:
+    async with gateway() as (gw, teams):
+        gw.emulator.faults.token_delay = 0.02
+        assert (await teams.send(url(gw), teams.message("long 200")))[0] == 200
+        await wait_until(lambda: any(len(s.steps) >= 2 for s in teams.streams.values()), "the stream to start")
+        teams.expire_streams()
+        await gw.idle()
+        [answer] = teams.conversation(PERSONAL)
+        assert answer.text.endswith("of the long answer.") and ai_labelled(answer.activity)
+        [stream] = teams.streams.values()
+        assert not stream.ended and answer.id != stream.id

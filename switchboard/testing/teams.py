@@ -74,6 +74,7 @@ class Stream:
     conversation: str
     steps: list[dict[str, Any]] = field(default_factory=list)  # every activity of the stream, in order
     ended: bool = False
+    expired: bool = False
 
 
 @dataclass
@@ -85,6 +86,8 @@ class FakeTeams(FakeServer):
     streams: dict[str, Stream] = field(default_factory=dict)
     tokens_issued: int = 0
     metadata_reads: int = 0
+    #: False: Teams refuses streaming (the tenant or client does not allow it)
+    streaming_allowed: bool = True
     _faults: dict[str, list[tuple[int, str, float | None]]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     _server: TestServer | None = None
@@ -228,7 +231,8 @@ class FakeTeams(FakeServer):
         if info is not None:
             problem = self._stream_step(conversation, body, info, new_id)
             if problem is not None:
-                return self._record("send", request, body, 403 if "Allowed" in problem or "Ended" in problem else 400,
+                forbidden = any(word in problem for word in ("Allowed", "Ended", "Expired"))
+                return self._record("send", request, body, 403 if forbidden else 400,
                                     {"error": {"code": problem, "message": problem}})
             if body.get("type") == "typing":
                 return self._record("send", request, body, 201, {"id": info.get("streamId") or new_id})
@@ -238,8 +242,13 @@ class FakeTeams(FakeServer):
             return self._record("send", request, body, 201, {"id": message_id})
         return self._record("send", request, body, 200, {})
 
+    def expire_streams(self) -> None:
+        """Every open stream times out (Teams ends a stream left without updates)."""
+        for stream in self.streams.values():
+            stream.expired = True
+
     def _stream_step(self, conversation: str, body: dict[str, Any], info: dict[str, Any], new_id: str) -> str | None:
-        if not conversation.startswith("a:"):
+        if not conversation.startswith("a:") or not self.streaming_allowed:
             return "ContentStreamNotAllowed"
         kind, stream_id = info.get("streamType"), info.get("streamId")
         if stream_id is None:
@@ -253,6 +262,8 @@ class FakeTeams(FakeServer):
             return "ContentStreamNotFound"
         if stream.ended:
             return "ContentStreamAlreadyEnded"
+        if stream.expired:
+            return "ContentStreamHasExpired"
         if kind == "final":
             if body.get("type") != "message":
                 return "BadFinal"
