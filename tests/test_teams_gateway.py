@@ -191,3 +191,17 @@ async def test_a_stream_that_expired_ends_in_an_ordinary_message() -> None:
         assert answer.text.endswith("of the long answer.") and ai_labelled(answer.activity)
         [stream] = teams.streams.values()
         assert not stream.ended and answer.id != stream.id
+
+
+async def test_a_rate_limited_chunk_waits_and_the_stream_carries_on() -> None:
+    async with gateway() as (gw, teams):
+        gw.emulator.faults.token_delay = 0.02
+        assert (await teams.send(url(gw), teams.message("long 300")))[0] == 200
+        await wait_until(lambda: any(len(s.steps) >= 2 for s in teams.streams.values()), "the stream to start")
+        teams.fail_next("send", 429, "slow down", retry_after=0.3)
+        await gw.idle()
+        [stream] = teams.streams.values()
+        [limited] = [n for n, call in enumerate(teams.calls) if call[3] == 429]
+        later = [body for _, _, body, status in teams.calls[limited + 1:] if status < 300 and body]
+        assert later[0]["type"] == "typing", "streaming went on after the wait"
+        assert stream.ended and later[-1]["text"].endswith("of the long answer.")

@@ -49,7 +49,9 @@ class Connector:
             client = ConnectorClient(service_url, token)
         else:
             client = held[1]
-            if held[0] != token:  # a renewed token: requests in flight keep theirs, new ones use it
+            # AppToken hands out the same string object until it renews the token (identity, not a
+            # comparison of secrets): requests in flight keep the old header, new ones use the new
+            if held[0] is not token:
                 client.client.headers["Authorization"] = f"Bearer {token}"
         self._clients[service_url] = (token, client)
         return client

@@ -23,7 +23,7 @@ from channels.teams.connector import MessageGone, StreamRefused
 from channels.teams.markup import to_teams
 from gateway.channel import Answer, Progress, Reply
 from gateway.editing import EditingReply, EditLimits, Throttle
-from gateway.errors import ChannelError
+from gateway.errors import ChannelError, ChannelRateLimited
 from gateway.text import split_text
 
 if TYPE_CHECKING:
@@ -138,6 +138,10 @@ class StreamingReply(Reply):
         try:
             await self.channel.connector.send(*self._where, messages.stream_chunk(text, "streaming", self.state["id"],
                                                                                   sequence))
+        except ChannelRateLimited as exc:  # the text waits in _latest; the next chunk catches up
+            self._throttle.hold(exc.retry_after)
+            self._throttle.poke()
+            return
         except ChannelError as exc:
             self.channel.log.info("a streaming chunk failed; the final answer follows: %s", exc)
             self._closed = True

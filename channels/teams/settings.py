@@ -66,7 +66,7 @@ class TeamsSettings(ChannelSettings):
 
     @pydantic.model_validator(mode="after")
     def _one_credential(self) -> TeamsSettings:
-        if bool(self.app_password) == bool(self.certificate_path):
+        if sum(1 for credential in (self.app_password, self.certificate_path) if credential) != 1:
             raise ValueError("set one of app_password (a client secret) or certificate_path")
         return self
 
