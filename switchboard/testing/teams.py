@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import time
@@ -49,8 +50,26 @@ GROUP = "19:group-chat@thread.v2"
 CHANNEL = "19:general@thread.tacv2"
 
 
-def _key() -> rsa.RSAPrivateKey:
+KID = "test-key-1"
+
+
+@functools.cache
+def _key(name: str) -> rsa.RSAPrivateKey:
+    """The test issuer's key ("issuer") and an attacker's ("rogue"): one of each per process."""
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def issue_token(*, app_id: str = APP_ID, rogue: bool = False, kid: str = KID, **claims: Any) -> str:
+    """A Bot Framework token signed by the test issuer (``rogue``: by a key nobody published).
+
+    ``claims`` override the defaults (``aud``, ``iss``, ``exp``...); None drops a claim. Without a
+    ``serviceurl`` claim the token is good for any service URL.
+    """
+    now = int(time.time())
+    body: dict[str, Any] = {"iss": BF_ISSUER, "aud": app_id, "nbf": now - 5, "iat": now - 5, "exp": now + 3600}
+    body.update(claims)
+    body = {k: v for k, v in body.items() if v is not None}
+    return jwt.encode(body, _key("rogue" if rogue else "issuer"), algorithm="RS256", headers={"kid": kid})
 
 
 @dataclass
@@ -93,9 +112,8 @@ class FakeTeams(FakeServer):
     _server: TestServer | None = None
 
     def __post_init__(self) -> None:
-        self.kid = "test-key-1"
-        self._signing = _key()
-        self._rogue = _key()
+        self.kid = KID
+        self._signing = _key("issuer")
         self._tokens: set[str] = set()
         self._certificates: list[x509.Certificate] = []
 
@@ -128,14 +146,9 @@ class FakeTeams(FakeServer):
 
     # -- the issuer --------------------------------------------------------------------------------
     def token(self, *, rogue: bool = False, kid: str | None = None, **claims: Any) -> str:
-        """A signed Bot Framework token; ``claims`` override (``aud``, ``iss``, ``exp``...), None drops one."""
-        now = int(time.time())
-        body: dict[str, Any] = {"iss": BF_ISSUER, "aud": self.app_id, "nbf": now - 5, "iat": now - 5,
-                                "exp": now + 3600, "serviceurl": self.service_url}
-        body.update(claims)
-        body = {k: v for k, v in body.items() if v is not None}
-        key = self._rogue if rogue else self._signing
-        return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid or self.kid})
+        """A signed Bot Framework token for this app and service URL; see :func:`issue_token`."""
+        return issue_token(app_id=self.app_id, rogue=rogue, kid=kid or self.kid,
+                           **{"serviceurl": self.service_url, **claims})
 
     async def send(self, url: str, activity: dict[str, Any], *, token: str | None = None,
                    authorization: str | None = None) -> tuple[int, str]:
