@@ -139,3 +139,27 @@ async def test_a_single_tenant_app_accepts_entra_tokens_of_its_own_tenant_only(i
                                          token=teams.token(iss=issuer, serviceurl=None, tid=TENANT))
             await gw.idle()
         assert (status == 200) is accepted and len(teams.texts(PERSONAL)) == int(accepted)
+
+
+@pytest.mark.parametrize("oddity", [
+    {"channelData": {"tenant": "not-an-object"}},
+    {"entities": [{"type": "mention", "mentioned": {"id": "28:11111111-2222-3333-4444-555555555555"}}]},
+    {"entities": [{"type": "mention", "mentioned": "someone"}]},
+    {"conversation": {"id": "a:1", "conversationType": "meeting"}},
+    {"conversation": None},
+    {"from": None},
+    {"type": "invoke", "name": "adaptiveCard/action", "value": {"action": ["not", "a", "dict"]}},
+    {"type": "invoke", "name": "message/submitAction", "value": {"actionName": "feedback", "actionValue": 7}},
+    {"type": "conversationUpdate", "membersAdded": [{"name": "no id"}]},
+])
+async def test_a_signed_but_odd_activity_is_a_4xx_or_ignored_never_a_500(oddity: dict[str, object]) -> None:
+    async with FakeTeams() as teams:
+        async with running_gateway({"teams": teams.channel_config(streaming=False)}) as gw:
+            activity = {**teams.message("hi", mention=True), **oddity}
+            status, _ = await teams.send(f"{gw.url}/webhooks/teams", activity)
+            await gw.idle()
+            assert status in (200, 400)
+            # and the channel still answers the next, ordinary message
+            assert (await teams.send(f"{gw.url}/webhooks/teams", teams.message("still there?")))[0] == 200
+            await gw.idle()
+        assert teams.texts(PERSONAL)[-1].startswith('You said: "still there?"')

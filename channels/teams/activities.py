@@ -58,8 +58,8 @@ def where(activity: Activity) -> Where | None:
     kind = conversation.conversation_type or "personal"
     if kind not in ("personal", "groupChat", "channel"):
         return None
-    data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
-    tenant = conversation.tenant_id or str((data.get("tenant") or {}).get("id") or "")
+    data = _object(activity.channel_data)
+    tenant = conversation.tenant_id or str(_object(data.get("tenant")).get("id") or "")
     return Where(activity.service_url, conversation.id, kind, tenant, activity.recipient.id)  # type: ignore[arg-type]
 
 

@@ -71,6 +71,14 @@ class TeamsChannel(Channel[TeamsSettings]):
             activity = Activity.model_validate(request.json())
         except pydantic.ValidationError as exc:
             raise WebhookRejected(400, f"malformed activity: {exc.error_count()} problem(s)") from None
+        try:
+            return await self._route(activity)
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            # The SDK's helpers (mentions) trust fields its model leaves loose: an odd entity must
+            # be the sender's 400, not our 500.
+            raise WebhookRejected(400, f"malformed activity: {type(exc).__name__}") from exc
+
+    async def _route(self, activity: Activity) -> WebhookResult:
         await self._learn_service_url(activity)
         if activity.type == "message":
             return WebhookResult(events=await self._message(activity))
@@ -131,8 +139,9 @@ class TeamsChannel(Channel[TeamsSettings]):
             return StreamingReply(self, event, progress)
         return editing_reply(self, event, progress)
 
-    async def send_text(self, event: InboundEvent, text: str) -> None:
-        await self.connector.send(event.reply["service_url"], event.reply["conversation_id"], messages.plain(text))
+    async def send_text(self, event: InboundEvent, text: str) -> str | None:
+        return await self.connector.send(event.reply["service_url"], event.reply["conversation_id"],
+                                         messages.plain(text)) or None
 
     async def typing(self, event: InboundEvent) -> None:
         try:

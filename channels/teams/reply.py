@@ -8,9 +8,10 @@ Personal chats use Teams' streaming protocol (one stream per chat at a time, abo
 second): an *informative* typing activity (the "Thinking…" bar) whose id becomes the stream id,
 then *streaming* typing activities carrying all the text so far with a growing
 ``streamSequence``, then the *final* message activity with the same stream id. The stream id,
-the sequence and each delivered part are saved in the progress, so a turn resumed after a crash
-ends the stream it started instead of opening another. If Teams refuses the final step (the
-stream expired while we were down), the answer is posted as an ordinary message.
+the sequence and each delivered part are saved in the progress (each send announced first, as
+every channel does), so a turn resumed after a crash ends the stream it started instead of opening
+another. If Teams refuses the final step (the stream expired while we were down), the answer is
+posted as an ordinary message.
 """
 
 from __future__ import annotations
@@ -115,14 +116,19 @@ class StreamingReply(Reply):
         if self.state.get("id"):
             return  # resumed: the stream is open already
         informative = messages.stream_chunk(self.channel.settings.thinking_text, "informative", None, 1)
+        # Announced first, like every visible send; Teams cannot be asked what a bot sent, so a
+        # resumed turn that finds the announcement opens the stream again (the lost one expires).
+        await self.progress.intend(0)
         try:
             stream_id = await self.channel.connector.send(*self._where, informative)
         except StreamRefused as exc:  # streaming switched off for this chat: answer in one message
             self.channel.log.info("Teams refused to stream; the answer comes in one message: %s", exc)
             self.state["off"] = True
+            self.progress.sent()
             await self.progress.save()
             return
         self.state.update(id=stream_id, seq=1)
+        self.progress.sent()
         await self.progress.save()
 
     async def update(self, text: str) -> None:
@@ -162,6 +168,7 @@ class StreamingReply(Reply):
             streamed = index == 0 and self.state.get("id") and not self.state.get("off")
             stream = messages.stream_info("final", self.state["id"], None) if streamed else None
             activity = messages.answer(parts[index], feedback=feedback, message_id=rates, stream=stream, ai=ai)
+            await self.progress.intend(index)
             try:
                 posted = await self.channel.connector.send(*self._where, activity)
             except StreamRefused as exc:
@@ -176,6 +183,7 @@ class StreamingReply(Reply):
                         parts[index], feedback=feedback, message_id=rates, ai=ai))
             await self.channel.remember_answer(self.event, posted, rates)
             self.state["parts"] = index + 1
+            self.progress.sent()
             await self.progress.save()
 
     async def close(self) -> None:
