@@ -143,6 +143,8 @@ async def test_a_single_tenant_app_accepts_entra_tokens_of_its_own_tenant_only(i
 
 @pytest.mark.parametrize("oddity", [
     {"channelData": {"tenant": "not-an-object"}},
+    {"channelId": ["msteams"]},
+    {"serviceUrl": ["http://127.0.0.1/"]},
     {"entities": [{"type": "mention", "mentioned": {"id": "28:11111111-2222-3333-4444-555555555555"}}]},
     {"entities": [{"type": "mention", "mentioned": "someone"}]},
     {"conversation": {"id": "a:1", "conversationType": "meeting"}},
@@ -158,7 +160,7 @@ async def test_a_signed_but_odd_activity_is_a_4xx_or_ignored_never_a_500(oddity:
             activity = {**teams.message("hi", mention=True), **oddity}
             status, _ = await teams.send(f"{gw.url}/webhooks/teams", activity)
             await gw.idle()
-            assert status in (200, 400)
+            assert status == 200 or 400 <= status < 500, status
             # and the channel still answers the next, ordinary message
             assert (await teams.send(f"{gw.url}/webhooks/teams", teams.message("still there?")))[0] == 200
             await gw.idle()

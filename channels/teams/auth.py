@@ -151,7 +151,7 @@ class InboundAuth:
         except jwt.InvalidTokenError as exc:
             raise WebhookRejected(401, f"token refused: {exc}") from None
         channel_id = activity.get("channelId")
-        if signing.endorsements and channel_id not in signing.endorsements:
+        if signing.endorsements and not (isinstance(channel_id, str) and channel_id in signing.endorsements):
             raise WebhookRejected(403, f"the signing key is not endorsed for channel {channel_id!r}")
         claimed = claims.get("serviceurl")
         if claimed is not None and str(claimed).rstrip("/") != str(activity.get("serviceUrl", "")).rstrip("/"):
