@@ -23,7 +23,8 @@ def message_text(item: dict[str, Any]) -> str:
     parts = item.get("parts")
     if not isinstance(parts, list):
         return ""
-    texts = [p["text"] for p in parts if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)]
+    texts = [p["text"] for p in parts
+             if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)]
     return "\n\n".join(t for t in texts if t)
 
 

@@ -25,7 +25,7 @@ from gateway.identity import nested_id
 
 #: a site's user id: printable text (no control characters), at most this long
 MAX_USER_ID = 256
-_USER_ID = re.compile(r"[^\x00-\x1f\x7f]{1,%d}" % MAX_USER_ID)
+_USER_ID = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_USER_ID}}}")
 _HASH = re.compile(r"([0-9a-fA-F]{64})(?::(\d{1,12}))?")
 #: a signature dated this far in the future is a site clock a little ahead, not a forgery
 CLOCK_SKEW = 300.0

@@ -19,7 +19,7 @@
   const base = new URL("./", script ? script.src : location.href);
   const chatOrigin = base.origin;
 
-  const CSS = `
+  const STYLES = `
 :host { all: initial; }
 .launcher {
   position: fixed; bottom: 20px; z-index: 2147483000;
@@ -128,7 +128,7 @@ iframe { display: block; width: 100%; height: 100%; border: 0; }
     const root = host.attachShadow({ mode: "open" });
     if ("adoptedStyleSheets" in root) {
       const sheet = new CSSStyleSheet();
-      sheet.replaceSync(CSS);
+      sheet.replaceSync(STYLES);
       root.adoptedStyleSheets = [sheet];
     }
     const title = options.title || "Chat";
@@ -162,7 +162,7 @@ iframe { display: block; width: 100%; height: 100%; border: 0; }
 
     root.append(panel, launcher);
     (document.body || document.documentElement).appendChild(host);
-    if (options.color && window.CSS && CSS.supports("color", options.color)) {
+    if (options.color && window.CSS && window.CSS.supports("color", options.color)) {
       host.style.setProperty("--sb-accent", options.color); // CSSOM: allowed under any CSP
       host.style.setProperty("--sb-accent-text", textOn(options.color, launcher));
     }
