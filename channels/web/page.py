@@ -42,8 +42,13 @@ def load_assets(
     for key, value in values.items():
         page = page.replace("{{" + key + "}}", value)
     assets = {"index.html": _asset(page.encode(), "text/html")}
-    for name, content_type in {**ASSETS, "embed.js": "text/javascript"}.items():
+    for name, content_type in ASSETS.items():
         assets[name] = _asset(static.joinpath(name).read_bytes(), content_type)
+    # JSON is a JavaScript literal; ensure_ascii keeps U+2028 and friends out, and the value sits
+    # in a script file, not in HTML, so "</script>" means nothing there.
+    defaults = json.dumps({"title": title}, ensure_ascii=True)
+    embed = static.joinpath("embed.js").read_text(encoding="utf-8").replace("/*{{defaults}}*/ null", defaults)
+    assets["embed.js"] = _asset(embed.encode(), "text/javascript")
     return assets
 
 

@@ -321,3 +321,38 @@ async def test_no_serious_accessibility_violations(browser: Any, shop: Shop) -> 
     widget = await serious_violations(page, source, "switchboard-chat")
     assert inside == [] and widget == []
     await page.context.close()
+
+
+async def test_the_demo_shop_page_shows_the_bubble(browser: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    """``switchboard demo``'s shop page: bubble, greeting, prompts, and its sign-in button verifies."""
+    from playwright.async_api import expect
+
+    from gateway.demo import build_demo_app
+    from gateway.demo_site import DEMO_USER, GREETING
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHATBASE_API_KEY", raising=False)
+    port = free_port()
+    app, banner = build_demo_app("127.0.0.1", port)
+    assert f"http://127.0.0.1:{port}/demo/" in banner
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        problems: list[str] = []
+        page = await visit(browser, f"http://127.0.0.1:{port}/demo/", problems)
+        await page.get_by_role("button", name="Open chat: Acme Outdoor").click()
+        chat = panel(page)
+        await expect(chat.locator(".msg.greeting")).to_have_text(list(GREETING))
+        await chat.get_by_role("button", name="Where is order 1234?").click()
+        answer = await answer_after(page, 0)
+        await expect(answer).to_contain_text("Here is what I found for order 1234")
+        await page.get_by_role("button", name=f"Sign in as {DEMO_USER}").click()
+        signed = await ask(page, "hello")
+        await expect(signed).to_contain_text("This is message 1 of this conversation.")  # the user's own thread
+        await expect(signed).not_to_contain_text("couldn't confirm")
+        await page.screenshot(path="/tmp/demo-widget.png")
+        assert problems == []
+        await page.context.close()
+    finally:
+        await runner.cleanup()

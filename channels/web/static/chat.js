@@ -450,8 +450,22 @@
     }
     if (typeof config.color === "string" && CSS.supports("color", config.color)) {
       document.documentElement.style.setProperty("--accent", config.color);
+      document.documentElement.style.setProperty("--accent-text", textOn(config.color));
     }
     identity = config.userId && config.userHash ? { userId: String(config.userId), userHash: String(config.userHash) } : null;
+  }
+
+  // Black or white text on the site's colour, whichever contrasts more (WCAG relative luminance).
+  function textOn(color) {
+    const probe = document.body.appendChild(el("span"));
+    probe.style.color = color;
+    const rgb = (getComputedStyle(probe).color.match(/\d+(\.\d+)?/g) || []).slice(0, 3).map((v) => {
+      const c = Number(v) / 255;
+      return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    });
+    probe.remove();
+    if (rgb.length < 3) return "#fff";
+    return 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] > 0.179 ? "#111" : "#fff";
   }
 
   function embed() {

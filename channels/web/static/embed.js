@@ -18,6 +18,8 @@
   const script = document.currentScript || document.querySelector("script[src*='/embed.js']");
   const base = new URL("./", script ? script.src : location.href);
   const chatOrigin = base.origin;
+  // Filled in by the gateway when it serves this file: the channel's own settings.
+  const DEFAULTS = Object.assign({ title: "Chat" }, /*{{defaults}}*/ null);
 
   const STYLES = `
 :host { all: initial; }
@@ -131,7 +133,7 @@ iframe { display: block; width: 100%; height: 100%; border: 0; }
       sheet.replaceSync(STYLES);
       root.adoptedStyleSheets = [sheet];
     }
-    const title = options.title || "Chat";
+    const title = options.title || DEFAULTS.title;
     const side = options.position === "left" ? "left" : "right";
 
     const panel = document.createElement("div");
@@ -230,7 +232,7 @@ iframe { display: block; width: 100%; height: 100%; border: 0; }
     if (!widget || widget.panel.hidden) return;
     widget.panel.hidden = true;
     widget.launcher.setAttribute("aria-expanded", "false");
-    widget.launcher.setAttribute("aria-label", "Open chat: " + (widget.options.title || "Chat"));
+    widget.launcher.setAttribute("aria-label", "Open chat: " + (widget.options.title || DEFAULTS.title));
     widget.launcher.focus();
     emit("close", {});
   }
