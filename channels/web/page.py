@@ -12,7 +12,12 @@ from importlib.resources import files
 from aiohttp import web
 
 #: the only files served under ``static/``: a fixed list, so no path can escape the package
-ASSETS = {"chat.js": "text/javascript", "markdown.js": "text/javascript", "chat.css": "text/css"}
+ASSETS = {
+    "chat.js": "text/javascript",
+    "markdown.js": "text/javascript",
+    "frame.js": "text/javascript",
+    "chat.css": "text/css",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,7 +127,10 @@ def panel(page: Any) -> Any:
 
 async def ask(page: Any, text: str) -> Any:
     """Type a question into the panel, send it with Enter, wait for the whole answer."""
+    from playwright.async_api import expect
+
     chat = panel(page)
+    await expect(chat.get_by_role("button", name="Send")).to_be_enabled()  # not busy loading a thread
     before = await chat.locator(".msg.assistant:not(.greeting)").count()
     await chat.get_by_label("Your message").fill(text)
     await chat.get_by_label("Your message").press("Enter")
@@ -244,6 +247,9 @@ async def test_a_signed_visitor_continues_on_a_second_device_and_a_bad_hash_stay
     # On a small screen the open panel fills the screen.
     box = await phone.get_by_role("dialog").bounding_box()
     assert box == {"x": 0, "y": 0, "width": 390, "height": 780}
+    await chat.get_by_role("button", name="Close chat").click()  # the panel's own close button
+    await expect(phone.get_by_role("dialog")).to_be_hidden()
+    await expect(phone.get_by_role("button", name="Open chat: Acme support")).to_be_visible()
 
     # A third browser with a forged hash: anonymous, told so, and none of alice's messages.
     forged = await visit(browser, shop.url + "/", problems)
@@ -348,6 +354,7 @@ async def test_the_demo_shop_page_shows_the_bubble(browser: Any, tmp_path: Any, 
         answer = await answer_after(page, 0)
         await expect(answer).to_contain_text("Here is what I found for order 1234")
         await page.get_by_role("button", name=f"Sign in as {DEMO_USER}").click()
+        await expect(chat.locator(".msg.user")).to_have_count(0)  # the signed-in visitor's own thread
         signed = await ask(page, "hello")
         await expect(signed).to_contain_text("This is message 1 of this conversation.")  # the user's own thread
         await expect(signed).not_to_contain_text("couldn't confirm")

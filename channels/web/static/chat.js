@@ -1,14 +1,12 @@
 // Switchboard web chat: sends a message, streams the answer (UI message stream over SSE) and
 // renders it with markdown.js (DOM nodes only, never innerHTML). Standalone, or inside the
-// embed.js panel (?embed=1), where the host page's script talks to it by postMessage only.
+// embed.js panel, where frame.js passes the site's settings in through window.SwitchboardChat.
 "use strict";
 
 (function () {
   const STORE_KEY = "switchboard-chat:" + location.pathname;
   const MAX_STORED = 100;
   const SESSION_ID = /^[A-Za-z0-9_-]{8,64}$/;
-  const EMBEDDED = window.parent !== window && new URLSearchParams(location.search).has("embed");
-  const CONFIG_WAIT_MS = 3000;
 
   const $ = (id) => document.getElementById(id);
   const transcript = $("transcript");
@@ -16,7 +14,6 @@
   const input = $("message");
   const sendButton = $("send");
   const newButton = $("new-conversation");
-  const closeButton = $("close-chat");
   const promptsBox = $("prompts");
   const statusLine = $("status");
   const render = window.SwitchboardMarkdown.render;
@@ -76,11 +73,6 @@
       body.userHash = identity.userHash;
     }
     return body;
-  }
-
-  function tellHost(message) {
-    // Only ever the embedding page; the host cannot read this frame otherwise.
-    if (EMBEDDED) window.parent.postMessage(Object.assign({ source: "switchboard-chat" }, message), "*");
   }
 
   // -- transcript -------------------------------------------------------------------------------
@@ -316,7 +308,10 @@
         addFeedback(answer, bubble);
         state.messages.push(answer);
         saveState();
-        if (!answer.error) tellHost({ type: "answer", text: answer.text, messageId: answer.messageId || null });
+        if (!answer.error) {
+          const detail = { text: answer.text, messageId: answer.messageId || null };
+          document.dispatchEvent(new CustomEvent("switchboard-chat:answer", { detail: detail }));
+        }
       } else {
         bubble.remove(); // finished without words (a person took the conversation over)
       }
@@ -348,14 +343,21 @@
   }
 
   // A verified visitor's thread comes from the agent, so it is the same on every device.
+  let generation = 0; // the newest identity load; an older one that answers late is ignored
   async function loadIdentity() {
+    const mine = ++generation;
+    olderCursor = null;
     if (!identity) {
       verified = false;
       renderAll();
       return;
     }
+    setBusy(true); // nothing is sent into a thread that is still loading
+    renderAll();
+    setStatus("Loading the conversation…");
     try {
       const page = await fetchHistory(null);
+      if (mine !== generation) return;
       verified = Boolean(page.verified);
       if (verified) {
         state.messages = fromHistory(page);
@@ -363,12 +365,17 @@
         saveState();
         setStatus("");
       } else {
+        state.messages = loadState().messages; // anonymous after all: this browser's transcript
         setStatus(page.identityNotice || "This chat is anonymous.", true);
       }
     } catch (err) {
-      setStatus(err instanceof Error ? err.message : String(err), true);
+      if (mine === generation) setStatus(err instanceof Error ? err.message : String(err), true);
+    } finally {
+      if (mine === generation) {
+        setBusy(false);
+        renderAll();
+      }
     }
-    renderAll();
   }
 
   async function loadOlder() {
@@ -434,77 +441,27 @@
 
   newButton.addEventListener("click", newConversation);
 
-  // -- inside the embed.js panel ----------------------------------------------------------------
-  function focusables() {
-    return Array.from(document.querySelectorAll("button, textarea, [tabindex='0'], a[href]")).filter(
-      (node) => !node.disabled && !node.hidden && node.getClientRects().length
-    );
+  // -- for frame.js (the page inside the embed.js panel) --------------------------------------
+  function identityOf(userId, userHash) {
+    return userId && userHash ? { userId: String(userId), userHash: String(userHash) } : null;
   }
 
-  function applyConfig(config) {
-    if (Array.isArray(config.greeting) || typeof config.greeting === "string") greeting = listOf(config.greeting);
-    if (Array.isArray(config.prompts) || typeof config.prompts === "string") prompts = listOf(config.prompts);
-    if (typeof config.title === "string" && config.title.trim()) {
-      $("chat-title").textContent = config.title;
-      document.title = config.title;
-    }
-    if (typeof config.color === "string" && CSS.supports("color", config.color)) {
-      document.documentElement.style.setProperty("--accent", config.color);
-      document.documentElement.style.setProperty("--accent-text", textOn(config.color));
-    }
-    identity = config.userId && config.userHash ? { userId: String(config.userId), userHash: String(config.userHash) } : null;
-  }
-
-  // Black or white text on the site's colour, whichever contrasts more (WCAG relative luminance).
-  function textOn(color) {
-    const probe = document.body.appendChild(el("span"));
-    probe.style.color = color;
-    const rgb = (getComputedStyle(probe).color.match(/\d+(\.\d+)?/g) || []).slice(0, 3).map((v) => {
-      const c = Number(v) / 255;
-      return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
-    });
-    probe.remove();
-    if (rgb.length < 3) return "#fff";
-    return 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2] > 0.179 ? "#111" : "#fff";
-  }
-
-  function embed() {
-    document.documentElement.classList.add("embedded");
-    closeButton.hidden = false;
-    closeButton.addEventListener("click", () => tellHost({ type: "close" }));
-    document.addEventListener("keydown", (e) => {
-      if (e.key === "Escape") tellHost({ type: "close" });
-    });
-    let configured = false;
-    const start = () => {
-      if (configured) return;
-      configured = true;
-      loadIdentity();
-    };
-    window.addEventListener("message", (e) => {
-      // Only the page this panel is embedded in (the page's CSP frame-ancestors says which may).
-      const data = e.data;
-      if (e.source !== window.parent || !data || data.source !== "switchboard-host") return;
-      if (data.type === "config") {
-        applyConfig(data);
-        if (configured) loadIdentity();
-        start();
-      } else if (data.type === "identify") {
-        identity = data.userId && data.userHash ? { userId: String(data.userId), userHash: String(data.userHash) } : null;
-        state = { sessionId: state.sessionId, messages: identity ? [] : loadState().messages };
-        loadIdentity();
-      } else if (data.type === "reset") {
-        newConversation();
-      } else if (data.type === "focus") {
-        const nodes = focusables();
-        const target = data.where === "last" ? nodes[nodes.length - 1] : data.where === "first" ? nodes[0] : input;
-        if (target) target.focus();
-      }
-    });
-    tellHost({ type: "ready" });
-    setTimeout(start, CONFIG_WAIT_MS); // opened on its own (not by embed.js): go on anonymously
-  }
+  window.SwitchboardChat = Object.freeze({
+    // Site settings (greeting, prompts, signed identity), then the transcript is loaded.
+    start(config) {
+      if (Array.isArray(config.greeting) || typeof config.greeting === "string") greeting = listOf(config.greeting);
+      if (Array.isArray(config.prompts) || typeof config.prompts === "string") prompts = listOf(config.prompts);
+      identity = identityOf(config.userId, config.userHash);
+      return loadIdentity();
+    },
+    identify(userId, userHash) {
+      identity = identityOf(userId, userHash);
+      // Signed out: back to this browser's anonymous transcript; signed in: the agent's copy.
+      state = { sessionId: state.sessionId, messages: identity ? [] : loadState().messages };
+      return loadIdentity();
+    },
+    reset: newConversation,
+  });
 
   renderAll();
-  if (EMBEDDED) embed();
 })();
