@@ -195,3 +195,39 @@ async def test_an_expired_signature_is_anonymous_with_a_reload_hint() -> None:
         assert answer_text(events).startswith(EXPIRED)
         fresh = await s.chat("some-session", "hi", user="alice", user_hash=sign("alice", int(time.time())))
         assert fresh[-1]["messageMetadata"]["verified"] is True
+
+
+async def test_embed_js_is_served_for_other_sites_with_the_channels_title() -> None:
+    shop = "https://shop.example.com"
+    channels = {"web": {"type": "web", "title": 'Acme "support" </script>', "allowed_origins": [shop],
+                        "greeting": ['Hi <b>"there"</b>'], "suggested_prompts": ["Where's my order?"]}}
+    async with running_gateway(channels) as gw, aiohttp.ClientSession() as http:
+        async with http.get(f"{gw.url}/chat/web/embed.js", headers={"Origin": shop}) as resp:
+            script = await resp.text()
+            assert resp.status == 200 and resp.content_type == "text/javascript"
+            assert resp.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+            assert resp.headers["Access-Control-Allow-Origin"] == shop
+            etag = resp.headers["ETag"]
+        assert '{"title": "Acme \\"support\\" </script>"}' in script  # a JSON literal, not script text
+        async with http.get(f"{gw.url}/chat/web/embed.js", headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 304
+        async with http.get(f"{gw.url}/chat/web/") as resp:
+            page = await resp.text()
+            assert f"frame-ancestors 'self' {shop}" in resp.headers["Content-Security-Policy"]
+        # Site text reaches the page only as escaped JSON in attributes, never as markup.
+        assert 'data-greeting="[&quot;Hi &lt;b&gt;\\&quot;there\\&quot;&lt;/b&gt;&quot;]"' in page
+        assert "data-prompts=\"[&quot;Where&#x27;s my order?&quot;]\"" in page
+        async with http.get(f"{gw.url}/chat/web/static/frame.js") as resp:
+            assert resp.status == 200
+
+
+@pytest.mark.parametrize("bad", [
+    {"greeting": ["hi"] * 6}, {"greeting": [""]}, {"suggested_prompts": ["x" * 201]}, {"identity_ttl": 0},
+])
+def test_widget_settings_are_checked(bad: dict[str, Any]) -> None:
+    from channels.web import WebChannel
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        WebChannel.validate("web", {"type": "web", **bad})
