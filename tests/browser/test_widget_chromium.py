@@ -50,6 +50,12 @@ document.addEventListener("securitypolicyviolation",
 window.addEventListener("switchboard:answer", () => { window.answerEvents += 1; });
 """
 HOST_LAST_JS = """Switchboard.on("answer", (detail) => window.answers.push(detail.text));"""
+# A site that sets the widget up from its own script in <head>, before <body> exists.
+HOST_MANUAL_JS = """
+const who = document.documentElement.dataset;
+Switchboard.identify(who.userId, who.userHash);
+Switchboard.init({ title: "Manual setup", position: "left", prompts: ["hello"] });
+"""
 
 
 def sign(user_id: str) -> str:
@@ -108,6 +114,17 @@ async def shop() -> AsyncIterator[Shop]:
         app.router.add_get("/first.js", asset(HOST_FIRST_JS, "text/javascript"))
         app.router.add_get("/last.js", asset(HOST_LAST_JS, "text/javascript"))
         app.router.add_get("/favicon.ico", asset("", "image/x-icon"))
+        app.router.add_get("/manual.js", asset(HOST_MANUAL_JS, "text/javascript"))
+
+        async def manual(request: web.Request) -> web.Response:
+            user = request.query["user"]
+            body = f"""<!doctype html>
+<html lang="en" data-user-id="{html.escape(user)}" data-user-hash="{sign(user)}"><head><meta charset="utf-8">
+<title>Manual</title><script src="{gw.url}/chat/web/embed.js" data-manual></script><script src="/manual.js"></script>
+</head><body><h1>Set up by script</h1></body></html>"""
+            return web.Response(text=body, content_type="text/html", headers={"Content-Security-Policy": csp})
+
+        app.router.add_get("/manual", manual)
         async with TestServer(app, host="127.0.0.1", port=port):
             yield Shop(shop_origin, gw)
 
@@ -363,3 +380,22 @@ async def test_the_demo_shop_page_shows_the_bubble(browser: Any, tmp_path: Any, 
         await page.context.close()
     finally:
         await runner.cleanup()
+
+
+async def test_a_site_script_in_head_sets_the_widget_up_and_identifies_early(browser: Any, shop: Shop) -> None:
+    from playwright.async_api import expect
+
+    problems: list[str] = []
+    page = await visit(browser, shop.url + "/manual?user=manual-user", problems)
+    launcher = page.get_by_role("button", name="Open chat: Manual setup")
+    await expect(launcher).to_be_visible()
+    box = await launcher.bounding_box()
+    assert box is not None and box["x"] < 100  # position: left
+    await launcher.click()
+    await panel(page).get_by_role("button", name="hello").click()
+    answer = await answer_after(page, 0)
+    await expect(answer).to_contain_text("This is message 1 of this conversation.")
+    await expect(answer).not_to_contain_text("couldn't confirm")
+    assert "web.web.u.manual-2duser" in [c.user_id for c in shop.gateway.emulator.state.conversations.values()]
+    assert problems == []
+    await page.context.close()

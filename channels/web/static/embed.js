@@ -247,26 +247,34 @@ iframe { display: block; width: 100%; height: 100%; border: 0; }
     const ready = () => {
       widget = build(Object.assign({}, options || {}));
       if (options && options.open) open();
+      early.splice(0).forEach((call) => call());
     };
     if (document.body) ready();
     else document.addEventListener("DOMContentLoaded", ready, { once: true });
   }
 
+  // Calls made before the widget exists (the script ran in <head>, or before init) wait for it.
+  const early = [];
+  function whenBuilt(fn) {
+    return function () {
+      const args = arguments;
+      if (widget) fn.apply(null, args);
+      else early.push(() => fn.apply(null, args));
+    };
+  }
+
   window.Switchboard = Object.freeze({
     version: "1",
     init: init,
-    open: open,
-    close: close,
-    toggle: toggle,
-    reset() {
-      if (widget) widget.post({ type: "reset" });
-    },
-    identify(userId, userHash) {
-      if (!widget) return;
+    open: whenBuilt(open),
+    close: whenBuilt(close),
+    toggle: whenBuilt(toggle),
+    reset: whenBuilt(() => widget.post({ type: "reset" })),
+    identify: whenBuilt((userId, userHash) => {
       widget.options.userId = userId || undefined;
       widget.options.userHash = userHash || undefined;
       if (widget.loaded) widget.post({ type: "identify", userId: userId || null, userHash: userHash || null });
-    },
+    }),
     on(name, fn) {
       if (listeners[name] && typeof fn === "function") listeners[name].push(fn);
     },
