@@ -165,9 +165,10 @@ class WebChannel(Channel):
         cors = self.origins.cors_headers(origin, _own_origin(request))
         if not cors:
             return self._refuse(ChatRequestError(403, "origin_not_allowed", "This origin may not call the chat."))
+        reads = request.path.endswith("/history")
         cors.update(
             {
-                "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                "Access-Control-Allow-Methods": "GET, OPTIONS" if reads else "POST, OPTIONS",
                 "Access-Control-Allow-Headers": "Content-Type, X-Switchboard-User-Id, X-Switchboard-User-Hash",
                 "Access-Control-Max-Age": "600",
             }
