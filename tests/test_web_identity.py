@@ -220,6 +220,15 @@ async def test_embed_js_is_served_for_other_sites_with_the_channels_title() -> N
         assert "data-prompts=\"[&quot;Where&#x27;s my order?&quot;]\"" in page
         async with http.get(f"{gw.url}/chat/web/static/frame.js") as resp:
             assert resp.status == 200
+        # A listed site's own front end may read a signed visitor's history (CORS, with the headers).
+        async with http.options(f"{gw.url}/chat/web/history", headers={
+                "Origin": shop, "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "x-switchboard-user-id, x-switchboard-user-hash"}) as pre:
+            assert pre.status == 204 and pre.headers["Access-Control-Allow-Methods"] == "GET, OPTIONS"
+            assert "X-Switchboard-User-Hash" in pre.headers["Access-Control-Allow-Headers"]
+        async with http.get(f"{gw.url}/chat/web/history", params={"sessionId": "session-x1"},
+                            headers={"Origin": "https://evil.example"}) as resp:
+            assert resp.status == 403
 
 
 @pytest.mark.parametrize("bad", [
