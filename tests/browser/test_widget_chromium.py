@@ -267,6 +267,10 @@ async def test_a_signed_visitor_continues_on_a_second_device_and_a_bad_hash_stay
     await chat.get_by_role("button", name="Close chat").click()  # the panel's own close button
     await expect(phone.get_by_role("dialog")).to_be_hidden()
     await expect(phone.get_by_role("button", name="Open chat: Acme support")).to_be_visible()
+    # Back on the laptop, opening the panel again brings in what was said on the phone.
+    await laptop.evaluate("Switchboard.close()")
+    await laptop.evaluate("Switchboard.open()")
+    await expect(panel(laptop).locator(".msg.user")).to_have_text(["My order is late", "Any news?"])
 
     # A third browser with a forged hash: anonymous, told so, and none of alice's messages.
     forged = await visit(browser, shop.url + "/", problems)

@@ -344,17 +344,21 @@
 
   // A verified visitor's thread comes from the agent, so it is the same on every device.
   let generation = 0; // the newest identity load; an older one that answers late is ignored
-  async function loadIdentity() {
+  // ``quiet``: refresh what is shown (the panel opened again) without blanking it first.
+  async function loadIdentity(quiet) {
     const mine = ++generation;
-    olderCursor = null;
     if (!identity) {
+      olderCursor = null;
       verified = false;
       renderAll();
       return;
     }
     setBusy(true); // nothing is sent into a thread that is still loading
-    renderAll();
-    setStatus("Loading the conversation…");
+    if (!quiet) {
+      olderCursor = null;
+      renderAll();
+      setStatus("Loading the conversation…");
+    }
     try {
       const page = await fetchHistory(null);
       if (mine !== generation) return;
@@ -461,6 +465,10 @@
       return loadIdentity();
     },
     reset: newConversation,
+    // The panel opened again: a signed-in visitor may have written from another device since.
+    refresh() {
+      if (identity && verified && !busy) loadIdentity(true);
+    },
   });
 
   renderAll();

@@ -224,6 +224,7 @@ iframe { display: block; width: 100%; height: 100%; border: 0; }
     w.launcher.setAttribute("aria-expanded", "true");
     w.launcher.setAttribute("aria-label", "Close chat");
     w.frame.focus();
+    w.post({ type: "opened" });
     w.post({ type: "focus", where: "input" });
     emit("open", {});
   }

@@ -62,6 +62,8 @@
       chat.start(data);
     } else if (data.type === "identify") {
       chat.identify(data.userId, data.userHash);
+    } else if (data.type === "opened") {
+      chat.refresh();
     } else if (data.type === "reset") {
       chat.reset();
     } else if (data.type === "focus") {
