@@ -7,6 +7,7 @@ docs/setup/web.md tells a site to, with Python's hmac module.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import html
@@ -73,9 +74,11 @@ async def browser() -> AsyncIterator[Any]:
 
 
 class Shop:
-    def __init__(self, url: str, gateway: Any) -> None:
+    def __init__(self, url: str, gateway: Any, unlisted_url: str) -> None:
         self.url = url
         self.gateway = gateway
+        #: the same shop pages on an origin that is not in allowed_origins
+        self.unlisted_url = unlisted_url
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -125,8 +128,9 @@ async def shop() -> AsyncIterator[Shop]:
             return web.Response(text=body, content_type="text/html", headers={"Content-Security-Policy": csp})
 
         app.router.add_get("/manual", manual)
-        async with TestServer(app, host="127.0.0.1", port=port):
-            yield Shop(shop_origin, gw)
+        unlisted = free_port()
+        async with TestServer(app, host="127.0.0.1", port=port), TestServer(app, host="127.0.0.1", port=unlisted):
+            yield Shop(shop_origin, gw, f"http://localhost:{unlisted}")
 
 
 async def visit(browser: Any, url: str, problems: list[str], **options: Any) -> Any:
@@ -402,4 +406,19 @@ async def test_a_site_script_in_head_sets_the_widget_up_and_identifies_early(bro
     await expect(answer).not_to_contain_text("couldn't confirm")
     assert "web.web.u.manual-2duser" in [c.user_id for c in shop.gateway.emulator.state.conversations.values()]
     assert problems == []
+    await page.context.close()
+
+
+async def test_a_site_not_in_allowed_origins_cannot_show_the_chat(browser: Any, shop: Shop) -> None:
+    from playwright.async_api import expect
+
+    problems: list[str] = []
+    page = await visit(browser, shop.unlisted_url + "/", problems)
+    await page.get_by_role("button", name="Open chat: Acme support").click()
+    await expect(page.get_by_role("dialog")).to_be_visible()
+    # The browser refuses to render the chat page in the frame (its CSP frame-ancestors).
+    async with asyncio.timeout(10):
+        while not any("frame-ancestors" in p for p in problems):
+            await asyncio.sleep(0.05)
+    assert await panel(page).locator("#message").count() == 0
     await page.context.close()
