@@ -31,6 +31,9 @@ GREETING = ["Hi! I'm the Acme assistant.", "Ask me about your order."]
 PROMPTS = ["Where is order 1234?", "hello"]
 SCREENSHOT = "/tmp/widget.png"
 
+# Generous waits: CI machines are shared and the panel loads a whole page into a frame.
+WAIT_MS = 15_000
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium"),
@@ -134,7 +137,11 @@ async def shop() -> AsyncIterator[Shop]:
 
 
 async def visit(browser: Any, url: str, problems: list[str], **options: Any) -> Any:
+    from playwright.async_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
     context = await browser.new_context(**options)
+    context.set_default_timeout(WAIT_MS)
     page = await context.new_page()
     page.on("console", lambda m: problems.append(f"{m.text} {m.location.get('url')}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
