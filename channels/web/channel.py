@@ -42,11 +42,11 @@ from channels.web.stream import STREAM_HEADERS, SseSink, StreamReply
 from channels.web.visitor import Claim, IdentityVerifier, Visitor, resolve_visitor
 from gateway.channel import BODY_READ_TIMEOUT, Answer, Channel, ChannelSettings, Progress, Reply, Services
 from gateway.events import InboundEvent
+from gateway.policy import APOLOGY
 
 log = logging.getLogger(__name__)
 
 #: shown when the turn itself crashed; the core's own apology covers agent failures
-APOLOGY = "Sorry, I can't answer right now. Please try again in a few minutes."
 
 
 class WebSettings(ChannelSettings):
@@ -87,15 +87,14 @@ class WebSettings(ChannelSettings):
         return value
 
 
-class WebChannel(Channel):
+class WebChannel(Channel[WebSettings]):
     """The built-in web chat page and its streaming API."""
 
     type = "web"
     can_deliver_later = False  # answers live only in the HTTP response that asked
     Settings = WebSettings
-    settings: WebSettings
 
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
+    def __init__(self, name: str, settings: WebSettings, services: Services) -> None:
         super().__init__(name, settings, services)
         s = self.settings
         self.origins = OriginPolicy(s.allowed_origins, services.settings.public_url)
@@ -245,8 +244,8 @@ class WebChannel(Channel):
             self.read_limiter.take(visitor.scope)
         except ChatRequestError as exc:
             return self._refuse(exc, cors)
-        page = await read_history(self.services.agent, self.services.store, f"{self.name}:{visitor.scope}",
-                                  self.services.settings.gateway.conversation_ttl, cursor, limit)
+        conversation_key = self._event(visitor, key="history").conversation_key
+        page = await read_history(self.services, conversation_key, cursor, limit)
         if page is None:
             return self._refuse(ChatRequestError(503, "history_unavailable",
                                                  "The conversation cannot be read right now."), cors)

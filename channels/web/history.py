@@ -8,12 +8,11 @@ Only text reaches the page (tool calls and results stay inside the gateway, as i
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from gateway.agent import AgentClient, Page
-from gateway.errors import AgentError, AgentNotFound
-from gateway.store import Store
+from gateway.agent import Page
+from gateway.channel import Services
+from gateway.errors import AgentError
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +43,11 @@ def page_json(page: Page) -> dict[str, Any]:
     return {"messages": messages, "cursor": page.cursor if page.has_more else None, "hasMore": page.has_more}
 
 
-EMPTY: dict[str, Any] = {"messages": [], "cursor": None, "hasMore": False}
-
-
-async def read_history(
-    agent: AgentClient, store: Store, conversation_key: str, conversation_ttl: float, cursor: str | None, limit: int
-) -> dict[str, Any] | None:
+async def read_history(services: Services, conversation_key: str, cursor: str | None, limit: int
+                       ) -> dict[str, Any] | None:
     """One page (newest first) of the scope's current conversation; None when the agent failed."""
-    state = await store.get_conversation(conversation_key)
-    if state is None or not state.conversation_id or time.time() - state.updated_at > conversation_ttl:
-        # No conversation yet, or one the next message will not continue (idle too long).
-        return dict(EMPTY)
     try:
-        page = await agent.list_messages(state.conversation_id, cursor=cursor, limit=limit)
-    except AgentNotFound:
-        return dict(EMPTY)  # deleted at the agent: the next message starts afresh anyway
+        page = await services.conversation_messages(conversation_key, cursor=cursor, limit=limit)
     except AgentError as exc:
         log.warning("web chat history unavailable for %s: %s", conversation_key, exc)
         return None
