@@ -240,3 +240,17 @@ def test_widget_settings_are_checked(bad: dict[str, Any]) -> None:
 
     with pytest.raises(ConfigError):
         WebChannel.validate("web", {"type": "web", **bad})
+
+
+async def test_history_is_empty_once_the_conversation_idled_out_as_the_next_message_would_see_it(site: Site) -> None:
+    await site.chat("laptop-session", "old news", user="alice")
+    assert [m["text"] for m in (await site.history("laptop-session", user="alice"))["messages"]][0] == "old news"
+    store = site.gw.services.store
+    key = "web:u:alice"
+    state = await store.get_conversation(key)
+    assert state is not None
+    state.updated_at -= site.gw.settings.gateway.conversation_ttl + 1  # idle for longer than the TTL
+    await store.put_conversation(key, state)
+    assert (await site.history("laptop-session", user="alice"))["messages"] == []
+    fresh = await site.chat("laptop-session", "new start", user="alice")
+    assert answer_text(fresh).endswith("This is message 1 of this conversation.")
