@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gateway.events import Identity
@@ -55,6 +55,5 @@ def test_nested_ids_read_as_dotted_parts_and_map_back_to_their_identity() -> Non
 def test_a_nested_id_never_equals_a_plain_one(first: str, plain: str) -> None:
     from gateway.identity import SUBPART, nested_id
 
-    if SUBPART in first:
-        return
+    assume(SUBPART not in first and SUBPART not in plain)  # a plain id never holds the separator
     assert user_id_for(Identity("web", "site", nested_id("u", first))) != user_id_for(Identity("web", "site", plain))
