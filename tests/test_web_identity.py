@@ -20,7 +20,7 @@ import pytest
 from channels.web.visitor import EXPIRED, NOT_CONFIGURED, NOT_VERIFIED, Claim, IdentityVerifier
 from gateway.commands import LINK_TEXTS
 from gateway.linking import LinkResult
-from tests.harness import GatewayUnderTest, running_gateway
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.test_web_channel import answer_text, read_ui_stream
 
 SECRET = "site-secret"

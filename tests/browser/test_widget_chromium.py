@@ -22,9 +22,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.cli import free_port
+from switchboard.testing import running_gateway
 from tests.browser.axe import axe_source, serious_violations
 from tests.browser.test_web_chromium import ARGS, CHROMIUM
-from tests.harness import running_gateway
 
 SECRET = "shop-identity-secret"
 GREETING = ["Hi! I'm the Acme assistant.", "Ask me about your order."]
