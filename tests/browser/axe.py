@@ -6,6 +6,7 @@ Only npm (the public registry) is asked; nothing else is downloaded.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -26,10 +27,15 @@ def axe_source() -> str:
         if npm is None:
             raise RuntimeError("the accessibility tests need npm (Debian package `npm`) to install axe-core")
         CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(CACHE), f"axe-core@{AXE_VERSION}"],
-            check=True, capture_output=True, timeout=300,
-        )
+        # pytest-xdist workers may all get here at once: one installs, the others wait for it.
+        with open(CACHE / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not script.exists():
+                subprocess.run(
+                    [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(CACHE),
+                     f"axe-core@{AXE_VERSION}"],
+                    check=True, capture_output=True, timeout=300,
+                )
     return script.read_text(encoding="utf-8")
 
 
