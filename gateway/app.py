@@ -1,7 +1,7 @@
 """The aiohttp application: routes, middleware and one cleanup context per resource.
 
 Start-up order (shutdown runs in reverse, and a failed start unwinds only what started):
-HTTP session → store → agent client → turn runner and dispatcher → each channel → pollers →
+HTTP session → store → media link key → agent client → turn runner and dispatcher → each channel → pollers →
 resume unfinished journal entries.
 """
 
@@ -24,6 +24,8 @@ from gateway.commands import Controls
 from gateway.config import Settings
 from gateway.dispatch import Dispatcher
 from gateway.errors import AgentError, StoreUnavailable, SwitchboardError, WebhookRejected
+from gateway.media_links import ROUTE as MEDIA_ROUTE
+from gateway.media_links import MediaLinks, load_key, serve_media
 from gateway.metrics import Metrics
 from gateway.plugins import load_channel_class, load_store
 from gateway.services import GatewayServices
@@ -69,6 +71,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get(MEDIA_ROUTE, _media)
     for channel in services.channels.values():
         app.router.add_routes(channel.routes())
 
@@ -88,6 +91,11 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
             yield
         finally:
             await store.close()
+
+    async def media_ctx(app: web.Application) -> AsyncIterator[None]:
+        key = await load_key(settings.gateway.media_secret, services.store)
+        services.media = MediaLinks(key, settings.public_url, settings.gateway.media_link_ttl)
+        yield
 
     async def agent_ctx(app: web.Application) -> AsyncIterator[None]:
         services.agent = agent_factory(services.http, settings)
@@ -119,7 +127,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
         yield
         await services.dispatcher.shutdown(0)  # already drained in on_shutdown; cancels stragglers
 
-    app.cleanup_ctx.extend([http_ctx, store_ctx, agent_ctx, dispatcher_ctx])
+    app.cleanup_ctx.extend([http_ctx, store_ctx, media_ctx, agent_ctx, dispatcher_ctx])
     for channel in services.channels.values():
         app.cleanup_ctx.append(_channel_ctx(channel))
         if channel.polls:
@@ -261,6 +269,11 @@ async def _readyz(request: web.Request) -> web.Response:
     if problems:
         return web.json_response({"status": "unavailable", "problems": problems}, status=503)
     return web.json_response({"status": "ready"})
+
+
+async def _media(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    return await serve_media(request, services.media, services.channels, services.http)
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -28,13 +28,14 @@ import pydantic
 from aiohttp import ClientSession, web
 from multidict import CIMultiDictProxy
 
-from gateway.errors import ConfigError, WebhookRejected
+from gateway.errors import ChannelError, ConfigError, WebhookRejected
 from gateway.events import InboundEvent
 from gateway.text import split_text
 
 if TYPE_CHECKING:
     from gateway.agent import AgentClient
     from gateway.config import Settings
+    from gateway.media_links import MediaLinks, MediaSource
     from gateway.metrics import Metrics
     from gateway.store import Store
 
@@ -124,6 +125,8 @@ class Services(Protocol):
     agent: AgentClient
     http: ClientSession
     metrics: Metrics
+    #: signs the media links put in inbound text (see gateway.media_links)
+    media: MediaLinks
 
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
         """Journal (deduplicated) and schedule events; True for each one that was new."""
@@ -255,6 +258,14 @@ class Channel(ABC):
     async def parse(self, request: InboundRequest) -> WebhookResult:
         """Turn a verified webhook into events and the answer for the platform."""
         raise WebhookRejected(404, "this channel has no inbound webhook")
+
+    async def resolve_media(self, ref: str, *, stale: bool = False) -> MediaSource:
+        """Where the media behind a signed link (``services.media.link(name, ref)``) really is.
+
+        Channels whose inbound media needs the bot's token override this; ``stale`` is True when
+        the source given before answered 403/404/410 (an expired CDN link: look it up afresh).
+        """
+        raise ChannelError(f"channel {self.name!r} serves no media")
 
     async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
         """The core's webhook flow: read, verify, parse, journal, then acknowledge."""

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from gateway.agent import AgentClient
     from gateway.channel import Channel
     from gateway.dispatch import Dispatcher
+    from gateway.media_links import MediaLinks
     from gateway.store import Store
 
 
@@ -26,6 +27,7 @@ class GatewayServices:
     agent: AgentClient
     http: ClientSession
     dispatcher: Dispatcher
+    media: MediaLinks
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
