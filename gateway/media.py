@@ -38,7 +38,7 @@ class Attachment:
 
 def describe(item: Attachment) -> str:
     """The agent's line for one attachment."""
-    what = f"{_article(item.kind)} {item.kind}"
+    what = with_article(item.kind)
     if item.name:
         what += f' "{_one_line(item.name)}"'
     extras = ", ".join(x for x in (item.mime, item.details) if x)
@@ -88,8 +88,9 @@ def size(octets: object) -> str | None:
     return f"{octets / 1_000_000:.1f} MB"
 
 
-def _article(kind: str) -> str:
-    return "an" if kind[:1].lower() in "aeiou" else "a"
+def with_article(kind: str) -> str:
+    """``a photo``, ``an audio message``."""
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
 
 
 def _one_line(text: str) -> str:
