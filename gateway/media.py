@@ -69,6 +69,12 @@ def message_text(caption: str | None, items: Sequence[Attachment | str]) -> str:
     return "\n\n".join(p for p in [(caption or "").strip(), "\n".join(lines)] if p)
 
 
+def kind_of(mime: str | None) -> str:
+    """What to call an attachment known only by its MIME type."""
+    major = (mime or "").split("/", 1)[0].lower()
+    return {"image": "image", "video": "video", "audio": "audio file"}.get(major, "file")
+
+
 def duration(seconds: object) -> str | None:
     """``0:07``, ``12:30``, ``1:02:03`` for a platform's duration in seconds."""
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:

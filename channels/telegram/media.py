@@ -29,14 +29,14 @@ def media_lines(msg: Message, link: Linker) -> list[Attachment | str]:
         mime = "video/webm" if s.is_video else "application/x-tgsticker" if s.is_animated else "image/webp"
         return [Attachment("sticker", link(s.file_id), mime)]
     if msg.voice:
-        v = msg.voice
-        return [Attachment("voice message", link(v.file_id), v.mime_type, details=media.duration(v.duration))]
+        vn = msg.voice
+        return [Attachment("voice message", link(vn.file_id), vn.mime_type, details=media.duration(vn.duration))]
     if msg.video_note:
         n = msg.video_note
         return [Attachment("round video message", link(n.file_id), "video/mp4", details=media.duration(n.duration))]
     if msg.animation:  # Telegram also sets ``document`` on these: the GIF is what the person sent
-        a = msg.animation
-        return [Attachment("GIF", link(a.file_id), a.mime_type, a.file_name, media.duration(a.duration))]
+        gif = msg.animation
+        return [Attachment("GIF", link(gif.file_id), gif.mime_type, gif.file_name, media.duration(gif.duration))]
     if msg.video:
         v = msg.video
         return [Attachment("video", link(v.file_id), v.mime_type, v.file_name, media.duration(v.duration))]
