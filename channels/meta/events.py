@@ -4,7 +4,7 @@ Every ``entry`` and every ``messaging`` item is read. Echoes of our own sends, d
 delivery and read receipts, reactions, referrals, opt-ins, handover and policy notices produce
 nothing (docs/setup/meta.md says why); so does ``standby`` (another app owns the thread). A
 message's attachments become media lines with signed links (:mod:`channels.meta.media`). A quick
-reply sends its payload; a postback sends its payload, or its button title when the payload is a
+reply sends its payload (its text when the payload is a code); a postback sends its payload, or its button title when the payload is a
 code such as ``GET_STARTED``. The 👍/👎 quick replies under an answer become feedback events.
 A sender known only as ``user_ref`` (the website Chat Plugin) is answered through ``user_ref``.
 """
@@ -79,7 +79,11 @@ def _event(
         key = message.get("mid")
         quick_reply = message.get("quick_reply")
         payload = _str(quick_reply.get("payload")) if isinstance(quick_reply, dict) else None
-        caption = payload or _str(message.get("text")) or sticker_text(message)
+        text_part = _str(message.get("text"))
+        # Like a postback: a quick reply's payload is sent when it is a question, but a code such as
+        # MENU_HOURS is for machines, so then the button's own text (which Meta repeats) is sent.
+        spoken = payload if payload and not (_CODE.fullmatch(payload) and text_part) else text_part
+        caption = spoken or sticker_text(message)
         items = media_lines(message, str(key), link) if isinstance(key, str) and key else []
         if message.get("is_unsupported") and not items:
             items = ["[The user sent a kind of message the platform does not pass on to apps]"]

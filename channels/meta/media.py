@@ -21,7 +21,7 @@ Linker = Callable[[str], str]
 LIKE_STICKERS = frozenset({369239263222822, 369239343222814, 369239383222810})
 _KINDS = {"image": "photo", "video": "video", "audio": "audio message", "file": "file",
           "reel": "reel", "ig_reel": "reel", "ig_post": "post", "share": "shared post",
-          "story_mention": "story mention", "animated_image": "GIF"}
+          "story_mention": "story mention", "animated_image": "GIF", "sticker": "sticker"}
 
 
 def reference(url: str, mid: str, index: int) -> str:

@@ -19,7 +19,7 @@ from telegram.request import HTTPXRequest
 
 from channels.telegram.api import call, feedback_keyboard
 from channels.telegram.reply import TelegramReply
-from channels.telegram.updates import OWN_COMMANDS, BotInfo, events_from_update
+from channels.telegram.updates import OWN_COMMANDS, BotInfo, events_from_update, fill_legacy_fields
 from gateway.channel import (
     Channel,
     ChannelSettings,
@@ -181,7 +181,7 @@ class TelegramChannel(Channel):
             raise WebhookRejected(400, "not a Telegram update")
         try:
             # PTB builds objects without checking field types; odd ones surface as these errors.
-            update = Update.de_json(data, self.bot)
+            update = Update.de_json(fill_legacy_fields(data), self.bot)
             events = await self.events_for(update)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise WebhookRejected(400, f"malformed Telegram update: {type(exc).__name__}") from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from telegram import CallbackQuery, Message, MessageEntity, Update
 from telegram.constants import ChatType
@@ -103,6 +104,27 @@ def _message_event(
         reply=reply,
         meta={"language_code": user.language_code} if user.language_code else {},
     )
+
+
+def fill_legacy_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Fields older Bot API payloads (and Telegram's own webhook guide) leave out, filled in.
+
+    ``User.is_bot`` (Bot API 3.0) and ``Chat.type`` are required by the current API and by PTB;
+    without them a genuine person's message would be refused. A missing ``is_bot`` means a person
+    (bots always carry it); a missing chat type follows from the id (private chats are positive).
+    """
+    for key in ("message", "callback_query"):
+        item = data.get(key)
+        if not isinstance(item, dict):
+            continue
+        for party in (item.get("from"), (item.get("message") or {}).get("from") if key != "message" else None):
+            if isinstance(party, dict) and "is_bot" not in party:
+                party["is_bot"] = False
+        for msg in (item, item.get("reply_to_message"), item.get("message")):
+            chat = msg.get("chat") if isinstance(msg, dict) else None
+            if isinstance(chat, dict) and "type" not in chat and isinstance(chat.get("id"), int):
+                chat["type"] = "private" if chat["id"] > 0 else "group"
+    return data
 
 
 def _feedback_event(query: CallbackQuery, key: str, channel: str, bot: BotInfo) -> InboundEvent | None:

@@ -65,8 +65,9 @@ class _Fault:
 class FakeSlack:
     """The Slack Web API under ``/api/<method>``; every request is recorded in ``calls``."""
 
-    def __init__(self, token: str = BOT_TOKEN, app_token: str = APP_TOKEN) -> None:
+    def __init__(self, token: str = BOT_TOKEN, app_token: str = APP_TOKEN, bot_user: str = BOT_USER) -> None:
         self.token = token
+        self.bot_user = bot_user
         self.app_token = app_token
         #: Socket Mode: open connections, and the envelope ids the client acknowledged
         self.sockets: list[web.WebSocketResponse] = []
@@ -205,7 +206,7 @@ class FakeSlack:
 
     def _auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"url": "https://acme.slack.com/", "team": "Acme", "user": "switchboard",
-                "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}
+                "team_id": TEAM, "user_id": self.bot_user, "bot_id": BOT_ID}
 
     def _chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         channel = _required(p, "channel")
