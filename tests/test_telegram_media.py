@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.fakes.telegram import SECRET, post_update, text_update, user
+from tests.fakes.telegram import post_update, text_update, user
 from tests.test_telegram_gateway import CHAT, chats, gateway
 
 _LINK = re.compile(r"https?://\S+?(?=\])")
@@ -49,18 +49,18 @@ async def test_a_voice_note_alone_is_answered_with_a_link_that_hides_the_token()
 
 
 async def test_a_photo_sends_its_caption_first_and_the_largest_size() -> None:
-    async with gateway() as (gw, tg):
+    async with gateway() as (gw, _tg):
         await post_update(f"{gw.url}/webhooks/tg", media_update(caption="What is this plant?", **PHOTO))
         await gw.idle()
         [said] = chats(gw)
         caption, line = said.split("\n\n")
         assert caption == "What is this plant?"
-        assert line.startswith("[The user sent a photo (image/jpeg, 1280×960): ")
+        assert line.startswith("[The user sent a photo (image/jpeg, 1280x960): ")
         assert (await fetch(_LINK.findall(said)[0]))[1] == b"content of AgACbig"
 
 
 async def test_a_sticker_is_its_emoji() -> None:
-    async with gateway() as (gw, tg):
+    async with gateway() as (gw, _tg):
         sticker = {"file_id": "CAACsticker", "file_unique_id": "st", "type": "regular", "width": 512,
                    "height": 512, "is_animated": False, "is_video": False, "emoji": "👍"}
         await post_update(f"{gw.url}/webhooks/tg", media_update(sticker=sticker))
@@ -71,7 +71,7 @@ async def test_a_sticker_is_its_emoji() -> None:
 
 
 async def test_locations_and_contacts_are_described_without_files() -> None:
-    async with gateway() as (gw, tg):
+    async with gateway() as (gw, _tg):
         await post_update(f"{gw.url}/webhooks/tg", media_update(location={"latitude": 52.52, "longitude": 13.405}))
         await post_update(f"{gw.url}/webhooks/tg", media_update(
             contact={"phone_number": "+4915112345678", "first_name": "Grace", "last_name": "Hopper"}))

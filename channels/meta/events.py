@@ -4,8 +4,9 @@ Every ``entry`` and every ``messaging`` item is read. Echoes of our own sends, d
 delivery and read receipts, reactions, referrals, opt-ins, handover and policy notices produce
 nothing (docs/setup/meta.md says why); so does ``standby`` (another app owns the thread). A
 message's attachments become media lines with signed links (:mod:`channels.meta.media`). A quick
-reply sends its payload (its text when the payload is a code); a postback sends its payload, or its button title when the payload is a
-code such as ``GET_STARTED``. The 👍/👎 quick replies under an answer become feedback events.
+reply sends its payload (its text when the payload is a code); a postback sends its payload, or
+its button title when the payload is a code such as ``GET_STARTED``. The 👍/👎 quick replies
+under an answer become feedback events.
 A sender known only as ``user_ref`` (the website Chat Plugin) is answered through ``user_ref``.
 """
 

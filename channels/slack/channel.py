@@ -16,8 +16,8 @@ from gateway import markdown
 from gateway.channel import Channel, ChannelSettings, InboundRequest, Progress, Reply, Services, WebhookResult
 from gateway.errors import ChannelError, ChannelPermanentError, ConfigError, WebhookRejected
 from gateway.events import InboundEvent
-from gateway.media_links import MediaSource
 from gateway.handoff import thread_key
+from gateway.media_links import MediaSource
 from gateway.text import split_text
 
 

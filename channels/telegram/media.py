@@ -23,7 +23,7 @@ def media_lines(msg: Message, link: Linker) -> list[Attachment | str]:
     """The media of one message, in the order a person sees them (none for plain text)."""
     if msg.photo:
         best = msg.photo[-1]  # sizes come smallest first
-        return [Attachment("photo", link(best.file_id), "image/jpeg", details=f"{best.width}×{best.height}")]
+        return [Attachment("photo", link(best.file_id), "image/jpeg", details=f"{best.width}x{best.height}")]
     if msg.sticker:
         s = msg.sticker
         mime = "video/webm" if s.is_video else "application/x-tgsticker" if s.is_animated else "image/webp"
@@ -42,7 +42,7 @@ def media_lines(msg: Message, link: Linker) -> list[Attachment | str]:
         return [Attachment("video", link(v.file_id), v.mime_type, v.file_name, media.duration(v.duration))]
     if msg.audio:
         a = msg.audio
-        title = " – ".join(x for x in (a.performer, a.title) if x) or a.file_name
+        title = " - ".join(x for x in (a.performer, a.title) if x) or a.file_name
         return [Attachment("audio file", link(a.file_id), a.mime_type, title, media.duration(a.duration))]
     if msg.document:
         d = msg.document

@@ -106,24 +106,31 @@ def _message_event(
     )
 
 
-def fill_legacy_fields(data: dict[str, Any]) -> dict[str, Any]:
+def fill_legacy_fields(data: Any) -> Any:
     """Fields older Bot API payloads (and Telegram's own webhook guide) leave out, filled in.
 
-    ``User.is_bot`` (Bot API 3.0) and ``Chat.type`` are required by the current API and by PTB;
-    without them a genuine person's message would be refused. A missing ``is_bot`` means a person
-    (bots always carry it); a missing chat type follows from the id (private chats are positive).
+    PTB requires what the current Bot API always sends: ``User.is_bot`` (Bot API 3.0),
+    ``Chat.type`` and the files' ``file_unique_id`` (4.5). Without them a genuine person's message
+    would be refused, so: a user without ``is_bot`` is a person (bots always carry it), a chat's
+    type follows from its id (private chats are positive), a file's unique id is its file id,
+    and a button press without ``chat_instance`` (Bot API 2.0) gets an empty one.
     """
-    for key in ("message", "callback_query"):
-        item = data.get(key)
-        if not isinstance(item, dict):
-            continue
-        for party in (item.get("from"), (item.get("message") or {}).get("from") if key != "message" else None):
-            if isinstance(party, dict) and "is_bot" not in party:
-                party["is_bot"] = False
-        for msg in (item, item.get("reply_to_message"), item.get("message")):
-            chat = msg.get("chat") if isinstance(msg, dict) else None
-            if isinstance(chat, dict) and "type" not in chat and isinstance(chat.get("id"), int):
-                chat["type"] = "private" if chat["id"] > 0 else "group"
+    if isinstance(data, list):
+        for item in data:
+            fill_legacy_fields(item)
+    elif isinstance(data, dict):
+        if "first_name" in data and isinstance(data.get("id"), int) and "is_bot" not in data:
+            data["is_bot"] = False
+        if "file_id" in data and "file_unique_id" not in data:
+            data["file_unique_id"] = data["file_id"]
+        query = data.get("callback_query")
+        if isinstance(query, dict) and "chat_instance" not in query:
+            query["chat_instance"] = ""
+        chat = data.get("chat")
+        if isinstance(chat, dict) and "type" not in chat and isinstance(chat.get("id"), int):
+            chat["type"] = "private" if chat["id"] > 0 else "group"
+        for value in data.values():
+            fill_legacy_fields(value)
     return data
 
 

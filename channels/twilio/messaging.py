@@ -19,10 +19,10 @@ from channels.twilio.base import (
     form_params,
 )
 from channels.twilio.rest import WHATSAPP_WINDOW_CLOSED, TwilioRejected, TwilioRest, WhatsAppWindowClosed
+from gateway import media
 from gateway.channel import InboundRequest, WebhookResult
 from gateway.config import check_url
 from gateway.errors import WebhookRejected
-from gateway import media
 from gateway.events import Identity, InboundEvent
 from gateway.media import Attachment, message_text
 

@@ -112,7 +112,8 @@ class FakeGraph(FakeServer):
         return [b["message"]["text"] for b in self.sent() if b["recipient"].get("id") == recipient and "message" in b]
 
     def actions_to(self, recipient: str) -> list[str]:
-        return [b["sender_action"] for b in self.sent() if b["recipient"].get("id") == recipient and "sender_action" in b]
+        return [b["sender_action"] for b in self.sent()
+                if b["recipient"].get("id") == recipient and "sender_action" in b]
 
     async def _messages(self, request: web.Request) -> web.Response:
         query = dict(request.query)
@@ -123,7 +124,8 @@ class FakeGraph(FakeServer):
             if fault.count > 0 and "message" in body:  # typing indicators never fail here
                 fault.count -= 1
                 return self._error(query, body, fault.status, fault.error, fault.headers)
-        recipient = (body.get("recipient") or {}).get("id") or (body.get("recipient") or {}).get("user_ref")
+        to = body.get("recipient") or {}
+        recipient = to.get("id") or to.get("user_ref")
         if not recipient:
             return self._error(query, body, 400, {"message": "(#100) param recipient must be non-empty.", "code": 100})
         if "sender_action" in body:
