@@ -47,6 +47,13 @@ async def test_a_comment_comes_before_the_files(slack: FakeSlack) -> None:
         assert '[The user sent an image "screenshot.png" (image/png, 1.2 MB): ' in said
 
 
+async def test_a_me_message_is_a_person_writing(slack: FakeSlack) -> None:
+    async with gateway(slack) as (gw, http):
+        await post(gw, http, event_body(message("waves hello", subtype="me_message"), event_id="EvME"))
+        await gw.idle()
+        assert [c["message"] for c in chats(gw)] == ["waves hello"]
+
+
 async def test_slackbot_and_hidden_messages_are_ignored(slack: FakeSlack) -> None:
     async with gateway(slack) as (gw, http):
         reminder = message("Reminder: file the report.", user="USLACKBOT")

@@ -14,9 +14,10 @@ from channels.slack.files import Linker, file_lines
 from gateway.events import Identity, InboundEvent
 from gateway.media import message_text
 
-#: message subtypes that are still a person writing; every other subtype (edits, deletions,
-#: joins, bot messages...) is ignored so the bot never answers itself or another bot.
-_PERSON_SUBTYPES = frozenset({"thread_broadcast", "file_share"})
+#: message subtypes that are still a person writing (``me_message`` is ``/me waves``); every other
+#: subtype (edits, deletions, joins, bot messages...) is ignored so the bot never answers itself
+#: or another bot.
+_PERSON_SUBTYPES = frozenset({"thread_broadcast", "file_share", "me_message"})
 #: Slackbot writes as this user id, without a bot_id (reminders, slash-command echoes, help)
 SLACKBOT = "USLACKBOT"
 #: ``message`` events in these conversation types can be thread follow-ups.
