@@ -87,3 +87,16 @@ async def test_echoes_of_our_own_media_edits_and_reactions_are_ignored() -> None
         await post_signed(f"{gw.url}/webhooks/fb", payload([echo, edit, reaction]))
         await gw.idle()
         assert chats(gw) == [] and graph.sent() == []
+
+
+async def test_an_instagram_story_reply_names_the_story() -> None:
+    async with gateway("instagram") as (gw, graph):
+        item = attachment_item(mid="m.story", text="Love this!")
+        del item["message"]["attachments"]
+        item["message"]["reply_to"] = {"story": {"url": graph.cdn_url("story9.mp4"), "id": "179"}}
+        await post_signed(f"{gw.url}/webhooks/fb", payload([item], obj="instagram"))
+        await gw.idle()
+        [said] = chats(gw)
+        caption, line = said.split("\n\n")
+        assert caption == "Love this!" and line.startswith("[The user replied to a story: ")
+        assert await fetch(_LINK.findall(said)[0]) == (200, b"cdn file story9.mp4")

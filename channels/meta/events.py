@@ -17,7 +17,7 @@ import re
 from typing import Any
 from urllib.parse import quote, unquote
 
-from channels.meta.media import Linker, media_lines, sticker_text
+from channels.meta.media import Linker, media_lines, sticker_text, story_reply_line
 from gateway.events import EventKind, Identity, InboundEvent
 from gateway.media import message_text
 
@@ -86,6 +86,9 @@ def _event(
         spoken = payload if payload and not (_CODE.fullmatch(payload) and text_part) else text_part
         caption = spoken or sticker_text(message)
         items = media_lines(message, str(key), link) if isinstance(key, str) and key else []
+        story = story_reply_line(message, str(key), link) if isinstance(key, str) and key else None
+        if story:
+            items.append(story)
         if message.get("is_unsupported") and not items:
             items = ["[The user sent a kind of message the platform does not pass on to apps]"]
         text: str | None = message_text(caption, items)

@@ -70,6 +70,17 @@ def media_lines(message: dict[str, Any], mid: str, link: Linker) -> list[Attachm
     return lines
 
 
+def story_reply_line(message: dict[str, Any], mid: str, link: Linker) -> str | None:
+    """Instagram: the story a message answers (``reply_to.story``), which the text alone lacks."""
+    reply_to = message.get("reply_to")
+    story = reply_to.get("story") if isinstance(reply_to, dict) else None
+    url = story.get("url") if isinstance(story, dict) else None
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        return None
+    # index -1: Graph lists no attachment for it, so an expired story link answers 404, as the story is gone
+    return f"[The user replied to a story: {link(reference(url, mid, -1))}]"
+
+
 def _attachments(message: dict[str, Any]) -> list[dict[str, Any]]:
     items = message.get("attachments")
     return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
