@@ -71,7 +71,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
-    app.router.add_get(MEDIA_ROUTE, _media)
+    app.router.add_get(MEDIA_ROUTE, _media, allow_head=False)  # HEAD would download the whole file
     for channel in services.channels.values():
         app.router.add_routes(channel.routes())
 
