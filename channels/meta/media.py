@@ -51,9 +51,11 @@ def media_lines(message: dict[str, Any], mid: str, link: Linker) -> list[Attachm
         kind, payload = item.get("type"), item.get("payload")
         payload = payload if isinstance(payload, dict) else {}
         url = payload.get("url")
-        if kind == "fallback":  # a link the person shared: public, nothing to proxy
+        if kind == "fallback" and isinstance(url, str) and url:  # a shared link: public, nothing to proxy
             title = payload.get("title")
             lines.append(f"[The user shared a link{': ' + str(title) if title else ''}: {url}]")
+        elif kind == "fallback":  # Meta's word for a share it does not describe
+            lines.append("[The user shared something the platform does not pass on to apps]")
         elif kind == "location" and isinstance(payload.get("coordinates"), dict):
             where = payload["coordinates"]
             lines.append(media.location(float(where.get("lat", 0)), float(where.get("long", 0)),
