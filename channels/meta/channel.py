@@ -26,7 +26,6 @@ from gateway.channel import (
     InboundRequest,
     Progress,
     Reply,
-    Services,
     WebhookResult,
 )
 from gateway.config import check_url
@@ -54,7 +53,7 @@ class MetaSettings(ChannelSettings):
         return check_url(value).rstrip("/")
 
 
-class MetaChannel(Channel):
+class MetaChannel(Channel[MetaSettings]):
     """What Messenger and Instagram share; subclasses name the type, payload object and limits."""
 
     Settings = MetaSettings
@@ -64,12 +63,6 @@ class MetaChannel(Channel):
     label: ClassVar[str] = ""
     #: a byte limit on top of the character limit, where the platform counts bytes
     max_text_bytes: ClassVar[int | None] = None
-    settings: MetaSettings
-
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
-        super().__init__(name, settings, services)
-        assert isinstance(settings, MetaSettings)
-        self.settings = settings
 
     # -- inbound ---------------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
