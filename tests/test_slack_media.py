@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+
+import pytest
 
 from tests.fakes.slack import FakeSlack, event_body, message
-from tests.test_slack_e2e import chats, gateway, post, slack, texts
+from tests.test_slack_e2e import chats, gateway, post, texts
 
-__all__ = ["slack"]  # the fixture
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
 
 _LINK = re.compile(r"https?://\S+?(?=\])")
 
