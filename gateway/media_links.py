@@ -35,6 +35,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.errors import ChannelError, StoreUnavailable, WebhookRejected
+from gateway.store import KeyValueStore
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,6 @@ class MediaResolver(Protocol):
     async def resolve_media(self, ref: str, *, stale: bool = False) -> MediaSource:
         """The source of ``ref``; ``stale`` when the previous source answered 403/404/410."""
         ...
-
-
-class ValueStore(Protocol):
-    async def get_value(self, key: str) -> str | None: ...
-
-    async def set_value(self, key: str, value: str, ttl: float | None = None) -> None: ...
-
-    async def incr(self, key: str, ttl: float) -> int: ...
 
 
 class MediaLinks:
@@ -108,7 +101,7 @@ class MediaLinks:
         return base64.urlsafe_b64encode(mac[:24]).decode()
 
 
-async def load_key(configured: str | None, store: ValueStore, wait: float = 10.0) -> bytes:
+async def load_key(configured: str | None, store: KeyValueStore, wait: float = 10.0) -> bytes:
     """The HMAC key: the configured secret, else the store's (created once, by one instance)."""
     if configured:
         return hashlib.sha256(b"switchboard media links\n" + configured.encode()).digest()

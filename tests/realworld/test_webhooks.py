@@ -20,13 +20,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes import meta as fake_meta
 from tests.fakes import slack as fake_slack
 from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, FakeGraph
 from tests.fakes.slack import FakeSlack, signed_headers
 from tests.fakes.telegram import SECRET, FakeTelegram, post_update
 from tests.fakes.twilio import AUTH_TOKEN, FakeTwilio
-from tests.harness import GatewayUnderTest, running_gateway
 
 CORPUS = Path(__file__).parent / "webhooks"
 SAMPLES = sorted(CORPUS.glob("*/*.json"))
