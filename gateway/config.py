@@ -59,6 +59,9 @@ class GatewaySettings(_Frozen):
     media_secret: str | None = pydantic.Field(None, min_length=16)
     #: seconds a media link the agent received keeps working
     media_link_ttl: float = pydantic.Field(7 * 24 * 3600, gt=0)
+    #: seconds a webhook waits for the store (parse and journal) before answering 503, so the
+    #: platform retries instead of counting a timeout; well inside Slack's 3 s ack deadline
+    webhook_store_timeout: float = pydantic.Field(1.0, gt=0)
 
     @pydantic.field_validator("public_url")
     @classmethod
