@@ -60,6 +60,8 @@ _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 _PASSTHROUGH = {*URL_QUERY_ARGUMENT_PARSERS, "db", "username", "password", "client_name", "ssl_ca_certs"}
 #: connections per gateway process; more commands than this wait (up to ``timeout``) for one
 MAX_CONNECTIONS = 64
+#: more connections, for journaling webhooks only
+INTAKE_CONNECTIONS = 64
 try:
     from redis.driver_info import DriverInfo
 
@@ -112,21 +114,26 @@ class RedisStore(RedisPeople, StoreBase, Store):
             # after a Redis restart; timeouts are not retried because the command may have run.
             # A blocking pool: under a burst, commands queue for a free connection instead of
             # failing with "Too many connections" (redis-py's default pool refuses past 100).
-            pool = aioredis.BlockingConnectionPool.from_url(
-                plain,
-                max_connections=MAX_CONNECTIONS,
-                timeout=timeout,
-                decode_responses=True,
-                socket_connect_timeout=connect_timeout,
-                socket_timeout=timeout,
-                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1, (rex.ConnectionError,)),
-                **_DRIVER,
-            )
-            self._client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # owns it: aclose() closes it
+            def pool(size: int) -> aioredis.BlockingConnectionPool:
+                return aioredis.BlockingConnectionPool.from_url(
+                    plain,
+                    max_connections=size,
+                    timeout=timeout,
+                    decode_responses=True,
+                    socket_connect_timeout=connect_timeout,
+                    socket_timeout=timeout,
+                    retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1, (rex.ConnectionError,)),
+                    **_DRIVER,
+                )
+
+            self._client: aioredis.Redis = aioredis.Redis.from_pool(pool(MAX_CONNECTIONS))  # owns it
+            # Acks first: webhooks journal through connections of their own, so that under a
+            # burst an acknowledgement never waits for a connection behind turn work.
+            self._intake: aioredis.Redis = aioredis.Redis.from_pool(pool(INTAKE_CONNECTIONS))
         except ValueError as exc:
             raise bad_url(url, f"not a valid Redis URL: {exc}") from None
         client = self._client
-        self._add = client.register_script(lua.JOURNAL_ADD)
+        self._add = self._intake.register_script(lua.JOURNAL_ADD)
         self._head = client.register_script(lua.JOURNAL_HEAD)
         #: journal key → conversation key of the heads this process read (journal_finish needs it)
         self._conversation_of: dict[str, str] = {}
@@ -155,6 +162,7 @@ class RedisStore(RedisPeople, StoreBase, Store):
         await self.ping()
 
     async def close(self) -> None:
+        await self._intake.aclose()
         await self._client.aclose()
 
     async def ping(self) -> None:
