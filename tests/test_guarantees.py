@@ -196,7 +196,8 @@ async def test_two_workers_on_one_port_answer_everything_once_in_order(tmp_path:
         port = free_port()
         cfg = gateway_config(tmp_path, "w", port, redis_server.url, emulator.base_url)
         gateway = GatewayProcess(cfg, port, env={"ECHO_OUT": str(out)}, args=("--workers", "2"))
-        await gateway.start()
+        await gateway.start()  # ready once one worker answers: wait for the other to listen too
+        await wait_until(lambda: gateway.read_log().count("Switchboard listening on") == 2, "both workers", 30)
         users = [f"user{u}" for u in range(20)]
         sent_order: dict[str, list[str]] = defaultdict(list)
         try:
