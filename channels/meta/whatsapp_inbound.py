@@ -85,7 +85,7 @@ def parse_retry(payload: str | None) -> dict[str, str] | None:
 def read_payload(body: dict[str, Any], *, channel: str, phone_number_id: str, link: Linker) -> Batch:
     """The events (oldest first) and failed statuses of one webhook body."""
     batch = Batch()
-    found: list[tuple[int, InboundEvent]] = []
+    found: list[tuple[int, dict[str, Any], dict[str, str]]] = []
     for entry in _objects(body.get("entry")):
         for change in _objects(entry.get("changes")):
             value = change.get("value")
@@ -97,13 +97,14 @@ def read_payload(body: dict[str, Any], *, channel: str, phone_number_id: str, li
                 batch.foreign.add(number or "?")
                 continue
             names = {str(c.get("wa_id")): _profile_name(c) for c in _objects(value.get("contacts"))}
-            for message in _objects(value.get("messages")):
-                event = _event(message, channel, phone_number_id, names, link)
-                if event is not None:
-                    found.append((_int(message.get("timestamp")), event))
+            found += [(_int(m.get("timestamp")), m, names) for m in _objects(value.get("messages"))]
             batch.failed += [s for s in map(_failed, _objects(value.get("statuses"))) if s is not None]
-    found.sort(key=lambda pair: pair[0])  # stable: one timestamp keeps the batch's order
-    batch.events = [event for _, event in found]
+    # Oldest first, and made in that order: the journal orders a conversation by received_at.
+    found.sort(key=lambda item: item[0])  # stable: one timestamp keeps the batch's order
+    for _, message, names in found:
+        event = _event(message, channel, phone_number_id, names, link)
+        if event is not None:
+            batch.events.append(event)
     return batch
 
 
