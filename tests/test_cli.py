@@ -77,7 +77,8 @@ def test_check_reports_each_problem_on_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert lines == [
         "switchboard: channels.a.type: unknown channel type 'pager' "
-        "(known: email, instagram, messenger, slack, telegram, twilio-sms, twilio-voice, twilio-whatsapp, web, whatsapp)",
+        "(known: email, instagram, messenger, slack, telegram, twilio-sms, twilio-voice, twilio-whatsapp, web, "
+        "whatsapp)",
         "switchboard: channels.b.allowed_origin: unknown key",
     ]
     assert "Traceback" not in result.stderr

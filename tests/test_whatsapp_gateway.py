@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from channels.meta import WhatsAppChannel
+from gateway.errors import ChannelPermanentError
 from tests.fakes.whatsapp import (
     APP_SECRET,
     PHONE_NUMBER_ID,
@@ -199,3 +203,54 @@ async def test_a_window_closed_at_send_time_is_counted_not_retried() -> None:
         assert [c.status for c in wa.calls if "to" in c.body] == [400]
         counted = r'switchboard_delivery_failures_total\{channel="wa",reason="WhatsAppWindowClosed"\} 1'
         assert re.search(counted, gw.services.metrics.render().decode())
+
+
+async def test_typing_is_renewed_while_a_slow_answer_is_still_coming(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("channels.meta.whatsapp.TYPING_RENEW", 0.05)
+    async with gateway() as (gw, wa):
+        gw.emulator.faults.token_delay = 0.05  # the answer streams for about a second
+        item = text("take your time")
+        await send(gw, payload([item]))
+        await gw.idle()
+        reads = wa.reads()
+        assert len(reads) >= 3 and all(r == {"messaging_product": "whatsapp", "status": "read",
+                                             "message_id": item["id"], "typing_indicator": {"type": "text"}}
+                                       for r in reads)
+        assert len(wa.messages_to(WA_ID)) == 1
+
+
+async def test_inbound_media_is_fetched_with_the_token_the_agent_never_sees() -> None:
+    async with gateway() as (gw, wa):
+        wa.media["1003383421387256"] = ("audio/ogg", b"OggS voice bytes")
+        channel = gw.channel("wa")
+        assert isinstance(channel, WhatsAppChannel)
+        url, headers = await channel.media_source("1003383421387256")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as resp:
+                assert resp.status == 401  # Meta's media URL is useless without the token
+            async with http.get(url, headers=headers) as resp:
+                assert resp.status == 200 and await resp.read() == b"OggS voice bytes"
+        with pytest.raises(ChannelPermanentError):
+            await channel.media_source("no-such-media")
+
+
+SAMPLES = json.loads((Path(__file__).parent / "data/whatsapp/webhooks.json").read_text())["samples"]
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda s: s["name"])
+async def test_metas_documented_webhook_examples(sample: dict[str, Any]) -> None:
+    async with gateway() as (gw, wa):
+        body = json.dumps(sample["payload"]).encode()
+        assert await send(gw, body) == 200
+        assert await send(gw, body) == 200  # a redelivery changes nothing
+        await gw.idle()
+        expect, asked = sample["expect"], chats(gw)
+        if expect.get("ignored"):
+            assert asked == [] and wa.messages_to(WA_ID) == []
+            return
+        [question] = asked
+        if "text" in expect:
+            assert question == expect["text"]
+        else:
+            assert question.startswith(expect["text_starts"])
+        assert len(wa.messages_to(WA_ID)) == 1
