@@ -138,7 +138,9 @@ class Reply:
     """Delivers one answer into a channel. The turn runner calls, in order:
 
     ``start()`` once, ``update(text)`` with the growing Markdown text (each call extends the
-    previous one), then ``finish(answer)`` or ``fail(apology)``.
+    previous one), then ``finish(answer)`` or ``fail(apology)``. Whoever opened the reply calls
+    ``close()`` when the turn is over, however it ended. Streaming channels build theirs on
+    :class:`gateway.editing.EditingReply`.
     """
 
     def __init__(self, channel: Channel, event: InboundEvent, progress: Progress) -> None:
@@ -160,6 +162,9 @@ class Reply:
         """No answer can be produced; tell the user ``message`` instead."""
         await self.finish(Answer(text=message))
 
+    async def close(self) -> None:
+        """The turn is over: stop background work (typing, throttled edits). Safe to call twice."""
+
 
 class BufferedReply(Reply):
     """Collects the answer and sends it once, split to the channel's limit.
@@ -175,9 +180,13 @@ class BufferedReply(Reply):
         parts = self.channel.split(self.channel.render(answer.text))
         sent = int(self.progress.data.get("parts_sent", 0))
         for index in range(sent, len(parts)):
-            await self.channel.send_text(self.event, parts[index])
+            await self.send_part(parts[index], answer, last=index == len(parts) - 1)
             self.progress.data["parts_sent"] = index + 1
             await self.progress.save()
+
+    async def send_part(self, text: str, answer: Answer, *, last: bool) -> None:
+        """Send one rendered part; override to attach something to the ``last`` (feedback buttons)."""
+        await self.channel.send_text(self.event, text)
 
 
 class Channel(ABC):

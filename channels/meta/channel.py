@@ -119,11 +119,9 @@ class MetaReply(BufferedReply):
 
     channel: MetaChannel
 
-    async def finish(self, answer: Answer) -> None:
-        parts = self.channel.split(self.channel.render(answer.text))
-        sent = int(self.progress.data.get("parts_sent", 0))
+    async def send_part(self, text: str, answer: Answer, *, last: bool) -> None:
         buttons = None
-        if answer.message_id and self.channel.settings.feedback_buttons:
+        if last and answer.message_id and self.channel.settings.feedback_buttons:
             buttons = [
                 {
                     "content_type": "text",
@@ -132,11 +130,7 @@ class MetaReply(BufferedReply):
                 }
                 for sign, title in (("+", "👍"), ("-", "👎"))
             ]
-        for index in range(sent, len(parts)):
-            last = index == len(parts) - 1
-            await self.channel.send_message(self.event, parts[index], buttons if last else None)
-            self.progress.data["parts_sent"] = index + 1
-            await self.progress.save()
+        await self.channel.send_message(self.event, text, buttons)
 
     async def fail(self, message: str) -> None:
         # Not through finish(): parts of a broken answer may already count as sent.

@@ -9,7 +9,7 @@ from typing import Any
 from channels.slack.api import SlackApi, SlackRefused
 from channels.slack.blocks import with_feedback_note
 from channels.slack.inbound import BotIdentity, Trigger, action_events, classify, message_event, thread_of
-from channels.slack.reply import SlackReply
+from channels.slack.reply import slack_reply
 from channels.slack.settings import SlackSettings
 from channels.slack.signature import verify_signature
 from gateway import markdown
@@ -170,7 +170,7 @@ class SlackChannel(Channel):
             from channels.slack.native import NativeStreamReply
 
             return NativeStreamReply(self, event, progress)
-        return SlackReply(self, event, progress)
+        return slack_reply(self, event, progress)
 
     async def send_text(self, event: InboundEvent, text: str) -> None:
         """One finished part as a message in the event's thread (used outside streaming)."""

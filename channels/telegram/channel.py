@@ -18,7 +18,7 @@ from telegram.constants import UpdateType
 from telegram.request import HTTPXRequest
 
 from channels.telegram.api import call, feedback_keyboard
-from channels.telegram.reply import TelegramReply
+from channels.telegram.reply import telegram_reply
 from channels.telegram.updates import OWN_COMMANDS, BotInfo, events_from_update
 from gateway.channel import (
     Channel,
@@ -240,11 +240,15 @@ class TelegramChannel(Channel):
         return to_telegram_html(markdown)
 
     def open_reply(self, event: InboundEvent, progress: Progress) -> Reply:
-        return TelegramReply(self, event, progress)
+        return telegram_reply(self, event, progress)
 
     async def typing(self, event: InboundEvent) -> None:
         try:
-            await call(self.bot.send_chat_action(int(event.reply["chat_id"]), "typing"))
+            await call(
+                self.bot.send_chat_action(
+                    int(event.reply["chat_id"]), "typing", message_thread_id=event.reply.get("thread_id")
+                )
+            )
         except ChannelError as exc:
             self.log.debug("typing action failed: %s", exc)
 
