@@ -177,12 +177,17 @@ class BufferedReply(Reply):
         await self.channel.typing(self.event)
 
     async def finish(self, answer: Answer) -> None:
-        parts = self.channel.split(self.channel.render(answer.text))
+        parts = self.parts(answer)
         sent = int(self.progress.data.get("parts_sent", 0))
         for index in range(sent, len(parts)):
             await self.send_part(parts[index], answer, last=index == len(parts) - 1)
             self.progress.data["parts_sent"] = index + 1
             await self.progress.save()
+
+    def parts(self, answer: Answer) -> list[str]:
+        """The rendered parts of ``answer``; the same answer must always give the same parts (resumes
+        count them). Override to shape them, e.g. a shorter last part where buttons ride on it."""
+        return self.channel.split(self.channel.render(answer.text))
 
     async def send_part(self, text: str, answer: Answer, *, last: bool) -> None:
         """Send one rendered part; override to attach something to the ``last`` (feedback buttons)."""

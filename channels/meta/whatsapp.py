@@ -205,23 +205,22 @@ class WhatsAppReply(BufferedReply):
         if time.monotonic() - self._typed_at > TYPING_RENEW:
             await self.start()
 
-    async def finish(self, answer: Answer) -> None:
-        parts = self.channel.split(self.channel.render(answer.text))
-        buttons = self.channel.buttons(answer)
-        if buttons and parts and len(parts[-1]) > INTERACTIVE_BODY_LIMIT:
+    def parts(self, answer: Answer) -> list[str]:
+        parts = super().parts(answer)
+        if self.channel.buttons(answer) and parts and len(parts[-1]) > INTERACTIVE_BODY_LIMIT:
             last = parts.pop()
             tail = split_text(last, INTERACTIVE_BODY_LIMIT)[-1]
             head = last[: last.rfind(tail)].rstrip()
             parts += [head, tail] if head else [tail]
-        sent = int(self.progress.data.get("parts_sent", 0))
-        for index in range(sent, len(parts)):
-            if buttons and index == len(parts) - 1:
-                await self.channel.send(self.event, {"type": "interactive", "interactive": {
-                    "type": "button", "body": {"text": parts[index]}, "action": {"buttons": buttons}}})
-            else:
-                await self.channel.send_text(self.event, parts[index])
-            self.progress.data["parts_sent"] = index + 1
-            await self.progress.save()
+        return parts
+
+    async def send_part(self, text: str, answer: Answer, *, last: bool) -> None:
+        buttons = self.channel.buttons(answer) if last else []
+        if buttons:
+            await self.channel.send(self.event, {"type": "interactive", "interactive": {
+                "type": "button", "body": {"text": text}, "action": {"buttons": buttons}}})
+        else:
+            await self.channel.send_text(self.event, text)
 
     async def fail(self, message: str) -> None:
         # Not through finish(): parts of a broken answer may already count as sent.
