@@ -25,6 +25,7 @@ from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import SECRET as TELEGRAM_SECRET
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.fakes.whatsapp import PHONE_NUMBER_ID, FakeWhatsApp
 from tests.harness import GatewayUnderTest, running_gateway
 
 _T = TypeVar("_T")
@@ -144,6 +145,7 @@ class LiveGateway:
         self.telegram: FakeTelegram | None = None
         self.messenger: FakeGraph | None = None
         self.instagram: FakeGraph | None = None
+        self.whatsapp: FakeWhatsApp | None = None
         self.problem_log = ProblemLog()
         self._baseline: dict[str, int] = {}
 
@@ -182,6 +184,7 @@ class LiveGateway:
             self.telegram = await stack.enter_async_context(FakeTelegram())
             self.messenger = await stack.enter_async_context(FakeGraph(max_text=2000))
             self.instagram = await stack.enter_async_context(FakeGraph(max_text=1000))
+            self.whatsapp = await stack.enter_async_context(FakeWhatsApp())
             self.gw = await stack.enter_async_context(
                 running_gateway(self.channel_config(), gateway={"admin_token": ADMIN_TOKEN,
                                                                 **self._gateway_options})
@@ -190,7 +193,7 @@ class LiveGateway:
             await self._stop.wait()
 
     def channel_config(self) -> dict[str, dict[str, Any]]:
-        assert self.slack and self.twilio and self.telegram and self.messenger and self.instagram
+        assert self.slack and self.twilio and self.telegram and self.messenger and self.instagram and self.whatsapp
         twilio = {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}
         return {
             "slack": {"type": "slack", "bot_token": self.slack.token, "signing_secret": SLACK_SECRET,
@@ -204,6 +207,8 @@ class LiveGateway:
                    "verify_token": VERIFY_TOKEN, "api_base": self.messenger.api_base},
             "ig": {"type": "instagram", "page_access_token": self.instagram.token, "app_secret": APP_SECRET,
                    "verify_token": VERIFY_TOKEN, "api_base": self.instagram.api_base},
+            "wac": {"type": "whatsapp", "phone_number_id": PHONE_NUMBER_ID, "access_token": self.whatsapp.token,
+                    "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN, "api_base": self.whatsapp.api_base},
             "web": {"type": "web", "allowed_origins": [ALLOWED_ORIGIN], "rate_per_minute": 100_000,
                     "max_concurrent_per_client": 1000},
         }
@@ -244,10 +249,10 @@ class LiveGateway:
 
     def outbound_calls(self) -> dict[str, int]:
         """Requests each platform fake received (start-up calls such as ``auth.test`` included)."""
-        assert self.slack and self.twilio and self.telegram and self.messenger and self.instagram
+        assert self.slack and self.twilio and self.telegram and self.messenger and self.instagram and self.whatsapp
         return {"slack": len(self.slack.calls), "twilio": len(self.twilio.requests),
                 "telegram": len(self.telegram.calls), "messenger": len(self.messenger.calls),
-                "instagram": len(self.instagram.calls)}
+                "instagram": len(self.instagram.calls), "whatsapp-cloud": len(self.whatsapp.calls)}
 
     def counts(self) -> dict[str, int]:
         """Agent and platform calls so far; compare two with :meth:`calls_since`."""

@@ -26,6 +26,8 @@ from tests.fakes.slack import event_body, message, signed_headers
 from tests.fakes.telegram import SECRET as TELEGRAM_SECRET
 from tests.fakes.telegram import callback_update, text_update
 from tests.fakes.twilio import AUTH_TOKEN, call_params, message_params
+from tests.fakes.whatsapp import payload as wa_payload
+from tests.fakes.whatsapp import text as wa_text
 from tests.fuzz.live import SMS_FROM, WA_FROM
 
 Headers = list[tuple[bytes, bytes]]
@@ -126,6 +128,10 @@ def _meta_valid(obj: str) -> Callable[[int], bytes]:
     return build
 
 
+def _whatsapp_cloud_valid(n: int) -> bytes:
+    return wa_payload([wa_text(f"question {n}", wa_id=f"1555000{n}", wamid=f"wamid.fuzz.{n}")])
+
+
 def _web_valid(n: int) -> bytes:
     return json.dumps({"sessionId": f"fuzz-session-{n}", "message": f"question {n}"}).encode()
 
@@ -151,6 +157,7 @@ WEBHOOKS: tuple[Surface, ...] = (
     Surface("telegram", "/webhooks/tg", JSON, _telegram_valid, sign_telegram),
     Surface("messenger", "/webhooks/fb", JSON, _meta_valid("page"), sign_meta),
     Surface("instagram", "/webhooks/ig", JSON, _meta_valid("instagram"), sign_meta),
+    Surface("whatsapp-cloud", "/webhooks/wac", JSON, _whatsapp_cloud_valid, sign_meta),
 )
 
 #: the unsigned browser-facing endpoints of the web chat
