@@ -204,3 +204,12 @@ def test_relative_links_and_anchors_resolve(path: Path) -> None:
 def test_every_store_and_tool_entry_point_loads(group: str) -> None:
     for ep in entry_points(group=group):
         assert callable(ep.load()), ep.name
+
+
+def test_every_command_entry_point_is_a_documented_subcommand() -> None:
+    from gateway.plugins import load_command
+
+    for ep in entry_points(group="switchboard.commands"):
+        command = load_command(ep.name, ep)
+        assert command.help, ep.name
+        assert f"switchboard {ep.name} " in README, f"README's command table lacks `switchboard {ep.name}`"

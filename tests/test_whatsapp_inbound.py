@@ -19,7 +19,7 @@ from channels.meta.events import feedback_payload
 from channels.meta.whatsapp_inbound import UNSUPPORTED, retry_payload
 from gateway.channel import InboundRequest
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited, ConfigError, WebhookRejected
-from gateway.events import InboundEvent
+from gateway.events import Identity, InboundEvent
 from gateway.identity import user_id_for
 from tests.fakes.services import StubServices
 from tests.fakes.whatsapp import (
@@ -208,6 +208,19 @@ async def test_a_failed_status_is_counted_once_however_often_meta_sends_it(chann
     assert len(notes) == 1 and "131047" in notes[0] and "more than 24 hours have passed" in notes[0]
     metrics = channel.services.metrics.render().decode()
     assert 'switchboard_delivery_failures_total{channel="wa",reason="WhatsAppWindowClosed"} 1.0' in metrics
+
+
+async def test_forgetting_the_person_forgets_that_their_window_was_closed(channel: WhatsAppChannel,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    def notes() -> int:
+        return sum("24-hour window" in r.getMessage() for r in caplog.records)
+
+    await parse(channel, payload(statuses=[status("wamid.one", "failed", error=WINDOW_CLOSED_ERROR)]))
+    await parse(channel, payload(statuses=[status("wamid.two", "failed", error=WINDOW_CLOSED_ERROR)]))
+    assert notes() == 1  # the second answer of the hour is counted, not logged again
+    await channel.forget(Identity("wa", PHONE_NUMBER_ID, WA_ID))
+    await parse(channel, payload(statuses=[status("wamid.three", "failed", error=WINDOW_CLOSED_ERROR)]))
+    assert notes() == 2  # nothing about the person was kept
 
 
 # -- errors -------------------------------------------------------------------------------------------

@@ -18,11 +18,9 @@ from channels.meta.webhook import HubSettings, HubWebhookChannel
 from gateway.channel import (
     Answer,
     BufferedReply,
-    ChannelSettings,
     InboundRequest,
     Progress,
     Reply,
-    Services,
     WebhookResult,
 )
 from gateway.config import check_url
@@ -45,7 +43,7 @@ class MetaSettings(HubSettings):
         return check_url(value).rstrip("/")
 
 
-class MetaChannel(HubWebhookChannel):
+class MetaChannel(HubWebhookChannel[MetaSettings]):
     """What Messenger and Instagram share; subclasses name the type, payload object and limits."""
 
     Settings = MetaSettings
@@ -55,12 +53,6 @@ class MetaChannel(HubWebhookChannel):
     label: ClassVar[str] = ""
     #: a byte limit on top of the character limit, where the platform counts bytes
     max_text_bytes: ClassVar[int | None] = None
-    settings: MetaSettings
-
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
-        super().__init__(name, settings, services)
-        assert isinstance(settings, MetaSettings)
-        self.settings = settings
 
     # -- inbound ---------------------------------------------------------------------------------
     async def parse(self, request: InboundRequest) -> WebhookResult:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import pydantic
 from aiohttp import web
@@ -35,10 +35,12 @@ def signature_matches(body: bytes, header: str, app_secret: str) -> bool:
     return hmac.compare_digest(header.strip().lower().encode("utf-8", "surrogateescape"), expected.encode())
 
 
-class HubWebhookChannel(Channel):
+HubS = TypeVar("HubS", bound=HubSettings)
+
+
+class HubWebhookChannel(Channel[HubS]):
     """A channel whose webhook Meta subscribes and signs: the handshake route and the check."""
 
-    settings: HubSettings
     #: the status a missing or wrong signature gets (SPEC allows 401 or 403)
     bad_signature_status: ClassVar[int] = 403
 

@@ -30,11 +30,10 @@ from channels.meta.cloud_api import (
 )
 from channels.meta.events import feedback_payload
 from channels.meta.webhook import HubSettings, HubWebhookChannel
-from channels.meta.whatsapp_inbound import OBJECT, FailedStatus, read_payload, retry_payload
+from channels.meta.whatsapp_inbound import IDENTITY_TYPE, OBJECT, FailedStatus, read_payload, retry_payload
 from gateway.channel import (
     Answer,
     BufferedReply,
-    ChannelSettings,
     InboundRequest,
     Progress,
     Reply,
@@ -43,7 +42,7 @@ from gateway.channel import (
 )
 from gateway.config import check_url
 from gateway.errors import ChannelError, WebhookRejected
-from gateway.events import InboundEvent
+from gateway.events import Identity, InboundEvent
 from gateway.text import split_text
 
 DEFAULT_API_VERSION = "v24.0"
@@ -72,19 +71,16 @@ class WhatsAppSettings(HubSettings):
         return check_url(value).rstrip("/")
 
 
-class WhatsAppChannel(HubWebhookChannel):
+class WhatsAppChannel(HubWebhookChannel[WhatsAppSettings]):
     """One WhatsApp Business phone number."""
 
     type = "whatsapp"
     Settings = WhatsAppSettings
     max_text_length = TEXT_LIMIT
     bad_signature_status = 401
-    settings: WhatsAppSettings
 
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
+    def __init__(self, name: str, settings: WhatsAppSettings, services: Services) -> None:
         super().__init__(name, settings, services)
-        assert isinstance(settings, WhatsAppSettings)
-        self.settings = settings
         self._foreign_logged: set[str] = set()
 
     def describe(self) -> str:
@@ -124,6 +120,14 @@ class WhatsAppChannel(HubWebhookChannel):
         api = self.api
         return await api.media_url(media_id), api.auth_headers
 
+    def _window_key(self, wa_id: str) -> str:
+        return f"wa:window:{self.name}:{wa_id}"
+
+    async def forget(self, identity: Identity) -> None:
+        """The closed-window note's marker, which names the person's number."""
+        if identity.channel_type == IDENTITY_TYPE and identity.namespace == self.settings.phone_number_id:
+            await self.services.store.delete_value(self._window_key(identity.id))
+
     async def _delivery_failed(self, failed: FailedStatus) -> None:
         """A message WhatsApp accepted, then could not deliver: log once, count every time."""
         store, seen = self.services.store, f"wa:failed:{self.name}:{failed.wamid}"
@@ -131,7 +135,7 @@ class WhatsAppChannel(HubWebhookChannel):
             return  # Meta redelivered this status
         if failed.code == WINDOW_CLOSED:
             reason = WhatsAppWindowClosed.__name__
-            if await store.incr(f"wa:window:{self.name}:{failed.recipient}", WINDOW_NOTE_TTL) == 1:
+            if await store.incr(self._window_key(failed.recipient), WINDOW_NOTE_TTL) == 1:
                 self.log.warning(window_closed_note(failed.recipient, f"message {failed.wamid}: {failed.reason}"))
         else:
             reason = WhatsAppRejected.__name__

@@ -106,18 +106,15 @@ class TelegramSettings(ChannelSettings):
         return self
 
 
-class TelegramChannel(Channel):
+class TelegramChannel(Channel[TelegramSettings]):
     """A Telegram bot; see docs/setup/telegram.md."""
 
     type = "telegram"
     Settings = TelegramSettings
     max_text_length = 4096
-    settings: TelegramSettings
 
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
+    def __init__(self, name: str, settings: TelegramSettings, services: Services) -> None:
         super().__init__(name, settings, services)
-        assert isinstance(settings, TelegramSettings)
-        self.settings = settings
         base = settings.api_base
         _REDACT_TOKENS.tokens.add(settings.bot_token)
         tls = {"verify": _tls_context()}
@@ -235,9 +232,9 @@ class TelegramChannel(Channel):
 
     # -- outbound --------------------------------------------------------------------------------
     def render(self, markdown: str) -> str:
-        from gateway.markdown import to_telegram_html
+        from gateway.markdown import to_chat_html
 
-        return to_telegram_html(markdown)
+        return to_chat_html(markdown)
 
     def open_reply(self, event: InboundEvent, progress: Progress) -> Reply:
         return telegram_reply(self, event, progress)
