@@ -14,6 +14,7 @@ import pytest
 
 from channels.meta import WhatsAppChannel
 from gateway.errors import ChannelPermanentError
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes.whatsapp import (
     APP_SECRET,
     PHONE_NUMBER_ID,
@@ -28,7 +29,6 @@ from tests.fakes.whatsapp import (
     status,
     text,
 )
-from tests.harness import GatewayUnderTest, running_gateway
 
 
 def wa_config(wa: FakeWhatsApp, **extra: Any) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from gateway.cli import free_port
+from switchboard.testing import running_gateway, wait_until
 from tests.fakes.whatsapp import WA_ID, FakeWhatsApp, payload, post_signed, text
-from tests.harness import running_gateway
 from tests.processes import GatewayProcess, write_config
 from tests.test_whatsapp_gateway import wa_config
 
@@ -29,12 +29,6 @@ async def emulator() -> AsyncIterator[Any]:
     async with emu.serve("127.0.0.1", 0) as url:
         emu.base_url = url
         yield emu
-
-
-async def wait_until(predicate: Any, timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
 
 
 def chats(emulator: Any) -> list[dict[str, Any]]:
@@ -57,7 +51,7 @@ async def test_kill_9_between_parts_then_restart_sends_only_the_missing_parts(tm
         try:
             status, _ = await post_signed(f"{first.url}/webhooks/wa", payload([text("long 9000")]))
             assert status == 200
-            await wait_until(lambda: len(wa.messages_to(WA_ID)) >= 1)
+            await wait_until(lambda: len(wa.messages_to(WA_ID)) >= 1, "the first part", 30)
             await asyncio.sleep(0.1)  # the first part is saved as sent; the second is on its way
             await first.kill()
             before = len(wa.messages_to(WA_ID))
@@ -65,7 +59,8 @@ async def test_kill_9_between_parts_then_restart_sends_only_the_missing_parts(tm
             second = GatewayProcess(cfg, port)
             await second.start()
             try:
-                await wait_until(lambda: any(m["type"] == "interactive" for m in wa.messages_to(WA_ID)))
+                await wait_until(lambda: any(m["type"] == "interactive" for m in wa.messages_to(WA_ID)),
+                                 "the last part", 30)
                 await asyncio.sleep(1)  # nothing more may arrive
             finally:
                 await second.stop()

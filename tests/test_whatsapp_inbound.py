@@ -21,7 +21,7 @@ from gateway.channel import InboundRequest
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited, ConfigError, WebhookRejected
 from gateway.events import Identity, InboundEvent
 from gateway.identity import user_id_for
-from tests.fakes.services import StubServices
+from switchboard.testing import StubServices
 from tests.fakes.whatsapp import (
     APP_SECRET,
     DISPLAY_NUMBER,

@@ -10,12 +10,11 @@ import aiohttp
 from gateway.commands import LINK_TEXTS
 from gateway.handoff import RESOLVED_TEXT, STARTED_TEXT
 from gateway.linking import LinkResult
-from tests.controls_harness import controlled_gateway
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes import slack as fs
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
 from tests.fakes.whatsapp import WA_ID, FakeWhatsApp, payload, post_signed, text
-from tests.harness import GatewayUnderTest, running_gateway
 from tests.test_whatsapp_gateway import wa_config
 
 SUPPORT, STAFF = "CSUPPORT1", "USTAFF01"
@@ -34,7 +33,7 @@ async def test_a_handoff_relays_staff_replies_to_the_whatsapp_user() -> None:
         channels = {"desk": {"type": "slack", "bot_token": slack.token, "signing_secret": fs.SECRET,
                              "api_base": slack.api_base},
                     "wa": wa_config(wa)}
-        async with controlled_gateway(channels, {"handoff": {"slack_channel": "desk",
+        async with running_gateway(channels, {"handoff": {"slack_channel": "desk",
                                                              "support_channel_id": SUPPORT}}) as gw:
             await whatsapp(gw, wa, "hi")
             assert await whatsapp(gw, wa, "/human") == STARTED_TEXT

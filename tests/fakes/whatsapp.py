@@ -35,8 +35,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from switchboard.testing import FakeServer
 from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, post_signed, signature
-from tests.fakes.server import FakeServer
 
 __all__ = ["APP_SECRET", "VERIFY_TOKEN", "post_signed", "signature"]
 

@@ -19,6 +19,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, FakeGraph
 from tests.fakes.slack import SECRET as SLACK_SECRET
 from tests.fakes.slack import FakeSlack
@@ -26,7 +27,6 @@ from tests.fakes.telegram import SECRET as TELEGRAM_SECRET
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.fakes.whatsapp import PHONE_NUMBER_ID, FakeWhatsApp
-from tests.harness import GatewayUnderTest, running_gateway
 
 _T = TypeVar("_T")
 
