@@ -28,15 +28,15 @@ import pytest
 from adapters.emulator import Emulator
 from gateway.cli import free_port
 from switchboard.testing import wait_until
+from switchboard.testing.whatsapp import PHONE_NUMBER_ID, WINDOW_CLOSED_ERROR, FakeWhatsApp, status
+from switchboard.testing.whatsapp import payload as wa_payload
+from switchboard.testing.whatsapp import text as wa_text
 from tests.conftest import PLUGINS_DIR
 from tests.fakes.meta import FakeGraph, payload, text_item
 from tests.fakes.meta import signature as meta_signature
 from tests.fakes.slack import FakeSlack, event_body, message, signed_headers
 from tests.fakes.telegram import FakeTelegram, text_update
 from tests.fakes.twilio import ACCOUNT_SID, FakeTwilio, call_params, message_params
-from tests.fakes.whatsapp import PHONE_NUMBER_ID, WINDOW_CLOSED_ERROR, FakeWhatsApp, status
-from tests.fakes.whatsapp import payload as wa_payload
-from tests.fakes.whatsapp import text as wa_text
 from tests.processes import GatewayProcess, write_config
 
 BOT_ID = 7000001

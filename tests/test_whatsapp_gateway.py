@@ -15,7 +15,7 @@ import pytest
 from channels.meta import WhatsAppChannel
 from gateway.errors import ChannelPermanentError
 from switchboard.testing import GatewayUnderTest, running_gateway
-from tests.fakes.whatsapp import (
+from switchboard.testing.whatsapp import (
     APP_SECRET,
     PHONE_NUMBER_ID,
     VERIFY_TOKEN,

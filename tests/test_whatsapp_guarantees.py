@@ -16,7 +16,7 @@ import pytest
 
 from gateway.cli import free_port
 from switchboard.testing import running_gateway, wait_until
-from tests.fakes.whatsapp import WA_ID, FakeWhatsApp, payload, post_signed, text
+from switchboard.testing.whatsapp import WA_ID, FakeWhatsApp, payload, post_signed, text
 from tests.processes import GatewayProcess, write_config
 from tests.test_whatsapp_gateway import wa_config
 

@@ -22,7 +22,7 @@ from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimit
 from gateway.events import Identity, InboundEvent
 from gateway.identity import user_id_for
 from switchboard.testing import StubServices
-from tests.fakes.whatsapp import (
+from switchboard.testing.whatsapp import (
     APP_SECRET,
     DISPLAY_NUMBER,
     PHONE_NUMBER_ID,

@@ -11,10 +11,10 @@ from gateway.commands import LINK_TEXTS
 from gateway.handoff import RESOLVED_TEXT, STARTED_TEXT
 from gateway.linking import LinkResult
 from switchboard.testing import GatewayUnderTest, running_gateway
+from switchboard.testing.whatsapp import WA_ID, FakeWhatsApp, payload, post_signed, text
 from tests.fakes import slack as fs
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
-from tests.fakes.whatsapp import WA_ID, FakeWhatsApp, payload, post_signed, text
 from tests.test_whatsapp_gateway import wa_config
 
 SUPPORT, STAFF = "CSUPPORT1", "USTAFF01"

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from switchboard.testing import GatewayUnderTest, running_gateway
+from switchboard.testing.whatsapp import PHONE_NUMBER_ID, FakeWhatsApp
 from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, FakeGraph
 from tests.fakes.slack import SECRET as SLACK_SECRET
 from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import SECRET as TELEGRAM_SECRET
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from tests.fakes.whatsapp import PHONE_NUMBER_ID, FakeWhatsApp
 
 _T = TypeVar("_T")
 

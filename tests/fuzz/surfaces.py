@@ -19,6 +19,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from multidict import MultiDict
 
+from switchboard.testing.whatsapp import payload as wa_payload
+from switchboard.testing.whatsapp import text as wa_text
 from tests.fakes.meta import APP_SECRET, PSID, payload, text_item
 from tests.fakes.meta import signature as meta_signature
 from tests.fakes.slack import SECRET as SLACK_SECRET
@@ -26,8 +28,6 @@ from tests.fakes.slack import event_body, message, signed_headers
 from tests.fakes.telegram import SECRET as TELEGRAM_SECRET
 from tests.fakes.telegram import callback_update, text_update
 from tests.fakes.twilio import AUTH_TOKEN, call_params, message_params
-from tests.fakes.whatsapp import payload as wa_payload
-from tests.fakes.whatsapp import text as wa_text
 from tests.fuzz.live import SMS_FROM, WA_FROM
 
 Headers = list[tuple[bytes, bytes]]

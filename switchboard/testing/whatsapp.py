@@ -1,4 +1,6 @@
-"""An in-process fake of the WhatsApp Cloud API, and builders of the webhooks Meta sends.
+"""An in-process fake of the WhatsApp Cloud API, and builders of the signed webhooks Meta sends.
+
+    from switchboard.testing.whatsapp import FakeWhatsApp, payload, post_signed, text
 
     async with FakeWhatsApp() as wa:
         config = {"type": "whatsapp", "phone_number_id": PHONE_NUMBER_ID, "access_token": wa.token,
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import itertools
 import json
 import time
@@ -32,14 +36,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from switchboard.testing import FakeServer
-from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, post_signed, signature
+from switchboard.testing.fakes import FakeServer
 
-__all__ = ["APP_SECRET", "VERIFY_TOKEN", "post_signed", "signature"]
-
+APP_SECRET = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+VERIFY_TOKEN = "verify-me-please"
 ACCESS_TOKEN = "EAAJB-fake-system-user-token"
 API_VERSION = "v24.0"
 PHONE_NUMBER_ID = "106540352242922"
@@ -280,3 +284,17 @@ def payload(messages: Sequence[dict[str, Any]] = (), statuses: Sequence[dict[str
         value["statuses"] = list(statuses)
     return json.dumps({"object": "whatsapp_business_account",
                        "entry": [{"id": WABA_ID, "changes": [{"value": value, "field": "messages"}]}]}).encode()
+
+
+def signature(body: bytes, secret: str = APP_SECRET) -> str:
+    """``X-Hub-Signature-256`` as Meta computes it (independently of the channel's own check)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def post_signed(url: str, body: bytes, secret: str | None = APP_SECRET) -> tuple[int, str]:
+    """POST a webhook like Meta does; ``secret=None`` sends no signature."""
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Hub-Signature-256"] = signature(body, secret)
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as resp:
+        return resp.status, await resp.text()
