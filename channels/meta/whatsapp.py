@@ -111,9 +111,9 @@ class WhatsAppChannel(HubWebhookChannel[WhatsAppSettings]):
         return WebhookResult(events=batch.events, body="EVENT_RECEIVED")
 
     def media_link(self, media_id: str) -> str | None:
-        """The signed gateway link to an inbound media item (None while the gateway has none)."""
-        links: Any = getattr(self.services, "media", None)
-        return str(links.link(self.name, media_id)) if links is not None else None
+        """The signed gateway link to an inbound media item: none until the core's media proxy
+        (gateway.media_links) is wired to :meth:`media_source`, so no line ever carries a dead link."""
+        return None
 
     async def media_source(self, media_id: str) -> tuple[str, dict[str, str]]:
         """Where an inbound media item is now: Graph's short-lived URL, and the token it needs."""
