@@ -167,13 +167,15 @@ class WhatsAppChannel(HubWebhookChannel[WhatsAppSettings]):
         except ChannelError as exc:
             self.log.debug("marking %s read failed: %s", wamid, exc)
 
-    async def send_text(self, event: InboundEvent, text: str) -> None:
-        await self.send(event, {"type": "text", "text": {"body": text, "preview_url": False}})
+    async def send_text(self, event: InboundEvent, text: str) -> str | None:
+        return await self.send(event, {"type": "text", "text": {"body": text, "preview_url": False}})
 
-    async def send(self, event: InboundEvent, message: dict[str, Any]) -> None:
+    async def send(self, event: InboundEvent, message: dict[str, Any]) -> str | None:
+        """Send one message to the person; its ``wamid``. (The Cloud API cannot list what was sent,
+        so a part interrupted by a crash is sent again: ``finds_sent`` stays False.)"""
         to = str(event.reply["to"])
         try:
-            await self.api.send(to, message)
+            return await self.api.send(to, message)
         except WhatsAppWindowClosed as exc:
             # Not retried: the core counts it under delivery_failures{reason="WhatsAppWindowClosed"}.
             self.log.warning(window_closed_note(to, str(exc)))
@@ -218,13 +220,12 @@ class WhatsAppReply(BufferedReply):
             parts += [head, tail] if head else [tail]
         return parts
 
-    async def send_part(self, text: str, answer: Answer, *, last: bool) -> None:
+    async def send_part(self, text: str, answer: Answer, *, last: bool) -> str | None:
         buttons = self.channel.buttons(answer) if last else []
         if buttons:
-            await self.channel.send(self.event, {"type": "interactive", "interactive": {
+            return await self.channel.send(self.event, {"type": "interactive", "interactive": {
                 "type": "button", "body": {"text": text}, "action": {"buttons": buttons}}})
-        else:
-            await self.channel.send_text(self.event, text)
+        return await self.channel.send_text(self.event, text)
 
     async def fail(self, message: str) -> None:
         # Not through finish(): parts of a broken answer may already count as sent.
