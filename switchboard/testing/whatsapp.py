@@ -15,8 +15,9 @@ message (``text`` up to 4,096 characters; ``interactive`` reply buttons: at most
 optional ``typing_indicator: {"type": "text"}``) and answers ``{"success": true}``.
 ``GET /{version}/{media_id}`` gives a media item's download URL, which itself wants the token.
 Errors come in Graph's shape: a wrong token is code 190, bad parameters 100 or 131009;
-``fail_next`` makes the next sends fail with a chosen error. ``delay`` slows each send (a send
-whose caller hung up meanwhile is not recorded, like a request that never reached Meta).
+``fail_next`` makes the next sends fail with a chosen error. ``delay`` slows each send before it
+is taken (a send whose caller hung up meanwhile is not recorded, like a request that never reached
+Meta); ``latency`` answers a send that was taken that much later (the caller may die in between).
 
 The webhook builders use the example values of Meta's webhook reference pages (the business
 number id 106540352242922, display number 15550783881, WABA 102290129340398, WhatsApp user
@@ -76,6 +77,8 @@ class FakeWhatsApp(FakeServer):
     phone_number_id: str = PHONE_NUMBER_ID
     #: seconds each message send waits before it is taken
     delay: float = 0.0
+    #: seconds each message send is answered after it was taken
+    latency: float = 0.0
     calls: list[CloudCall] = field(default_factory=list)
     #: media id -> (content type, bytes) of inbound media the fake can serve
     media: dict[str, tuple[str, bytes]] = field(default_factory=dict)
@@ -147,6 +150,8 @@ class FakeWhatsApp(FakeServer):
             return self._error(path, body, 400, problem[0], problem[1])
         self.calls.append(CloudCall(path, body, 200))
         wamid = f"wamid.{self._encode(next(self._ids))}"
+        if self.latency:
+            await asyncio.sleep(self.latency)
         return web.json_response({"messaging_product": "whatsapp",
                                   "contacts": [{"input": body["to"], "wa_id": body["to"]}],
                                   "messages": [{"id": wamid}]})
