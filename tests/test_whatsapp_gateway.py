@@ -99,14 +99,22 @@ async def test_a_retried_wamid_is_answered_once() -> None:
         assert chats(gw) == ["just once"] and wa.texts_to(WA_ID) == [answer("just once")]
 
 
-async def test_a_photo_without_caption_is_answered() -> None:
+async def test_a_photo_without_caption_is_answered_and_its_link_serves_the_photo() -> None:
     async with gateway() as (gw, wa):
+        wa.media["2754859441498128"] = ("image/jpeg", b"\xff\xd8 a real photo")
         photo = message("image", {"mime_type": "image/jpeg", "sha256": "81d3bd8a", "id": "2754859441498128"})
         await send(gw, payload([photo]))
         await gw.idle()
         [asked] = chats(gw)
-        assert asked.startswith("[The user sent a photo (image/jpeg)") and wa.token not in asked
+        link = re.fullmatch(r"\[The user sent a photo \(image/jpeg\): (\S+)\]", asked)
+        assert link and link.group(1).startswith(f"{gw.url}/media/wa/") and wa.token not in asked
         assert len(wa.texts_to(WA_ID)) == 1
+        async with aiohttp.ClientSession() as http:
+            async with http.get(link.group(1)) as resp:  # the agent follows the link
+                assert resp.status == 200 and resp.content_type == "image/jpeg"
+                assert await resp.read() == b"\xff\xd8 a real photo"
+            async with http.get(link.group(1).replace("sig=", "sig=x")) as resp:
+                assert resp.status == 403  # a link changed by anyone is refused
 
 
 async def test_statuses_are_never_turns_and_a_closed_window_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -224,14 +232,17 @@ async def test_inbound_media_is_fetched_with_the_token_the_agent_never_sees() ->
         wa.media["1003383421387256"] = ("audio/ogg", b"OggS voice bytes")
         channel = gw.channel("wa")
         assert isinstance(channel, WhatsAppChannel)
-        url, headers = await channel.media_source("1003383421387256")
+        source = await channel.resolve_media("1003383421387256")
         async with aiohttp.ClientSession() as http:
-            async with http.get(url) as resp:
+            async with http.get(source.url) as resp:
                 assert resp.status == 401  # Meta's media URL is useless without the token
-            async with http.get(url, headers=headers) as resp:
+            async with http.get(source.url, headers=dict(source.headers)) as resp:
                 assert resp.status == 200 and await resp.read() == b"OggS voice bytes"
         with pytest.raises(ChannelPermanentError):
-            await channel.media_source("no-such-media")
+            await channel.resolve_media("no-such-media")
+        gone = channel.media_link("no-such-media")
+        async with aiohttp.ClientSession() as http, http.get(gone) as resp:
+            assert resp.status == 404  # a media item Meta no longer has
 
 
 SAMPLES = json.loads((Path(__file__).parent / "data/whatsapp/webhooks.json").read_text())["samples"]

@@ -6,6 +6,7 @@ The payloads follow the examples of Meta's messages webhook reference (see tests
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -119,24 +120,28 @@ async def test_a_batch_is_answered_oldest_first(channel: WhatsAppChannel) -> Non
 
 @pytest.mark.parametrize(("kind", "content", "line"), [
     ("image", {"caption": "the dent", "mime_type": "image/jpeg", "sha256": "81d3", "id": "2754859441498128"},
-     "the dent\n\n[The user sent a photo (image/jpeg)]"),
+     "the dent\n\n[The user sent a photo (image/jpeg): LINK]"),
     ("audio", {"mime_type": "audio/ogg; codecs=opus", "sha256": "a1", "id": "1003383421387256", "voice": True},
-     "[The user sent a voice message (audio/ogg; codecs=opus)]"),
+     "[The user sent a voice message (audio/ogg; codecs=opus): LINK]"),
     ("audio", {"mime_type": "audio/mpeg", "sha256": "a1", "id": "1003383421387257"},
-     "[The user sent an audio file (audio/mpeg)]"),
+     "[The user sent an audio file (audio/mpeg): LINK]"),
     ("video", {"mime_type": "video/mp4", "sha256": "b2", "id": "1166846181421424"},
-     "[The user sent a video (video/mp4)]"),
+     "[The user sent a video (video/mp4): LINK]"),
     ("document", {"caption": "my invoice", "filename": "invoice-42.pdf", "mime_type": "application/pdf",
                   "sha256": "c3", "id": "1003383421387258"},
-     'my invoice\n\n[The user sent a file "invoice-42.pdf" (application/pdf)]'),
+     'my invoice\n\n[The user sent a file "invoice-42.pdf" (application/pdf): LINK]'),
     ("sticker", {"mime_type": "image/webp", "sha256": "d4", "id": "1003383421387259", "animated": False},
-     "[The user sent a sticker (image/webp)]"),
+     "[The user sent a sticker (image/webp): LINK]"),
 ])
-async def test_media_is_described_after_its_caption(channel: WhatsAppChannel, kind: str, content: dict[str, Any],
-                                                    line: str) -> None:
-    # Without the gateway's media proxy the line carries no link: Meta's URL needs the token.
+async def test_media_is_described_after_its_caption_with_a_signed_gateway_link(
+    channel: WhatsAppChannel, kind: str, content: dict[str, Any], line: str
+) -> None:
     event = await one(channel, message(kind, content))
-    assert event.text == line and "graph.facebook.com" not in event.text
+    link = re.search(r"https://gateway\.test/media/wa/(\S+)\?exp=(\d+)&sig=([^\]\s]+)", event.text)
+    assert link and event.text == line.replace("LINK", link.group(0))
+    # The link names the media id, signed by the gateway; Meta's URL and the token are nowhere.
+    assert channel.services.media.check("wa", *link.groups()) == content["id"]
+    assert "graph.facebook.com" not in event.text and channel.settings.access_token not in event.text
 
 
 async def test_location_and_contacts_become_lines(channel: WhatsAppChannel) -> None:

@@ -43,6 +43,7 @@ from gateway.channel import (
 from gateway.config import check_url
 from gateway.errors import ChannelError, WebhookRejected
 from gateway.events import Identity, InboundEvent
+from gateway.media_links import MediaSource
 from gateway.text import split_text
 
 DEFAULT_API_VERSION = "v24.0"
@@ -110,15 +111,15 @@ class WhatsAppChannel(HubWebhookChannel[WhatsAppSettings]):
             await self._delivery_failed(failed)
         return WebhookResult(events=batch.events, body="EVENT_RECEIVED")
 
-    def media_link(self, media_id: str) -> str | None:
-        """The signed gateway link to an inbound media item: none until the core's media proxy
-        (gateway.media_links) is wired to :meth:`media_source`, so no line ever carries a dead link."""
-        return None
+    def media_link(self, media_id: str) -> str:
+        """The signed gateway link the agent gets for an inbound media item (its id is the reference)."""
+        return self.services.media.link(self.name, media_id)
 
-    async def media_source(self, media_id: str) -> tuple[str, dict[str, str]]:
-        """Where an inbound media item is now: Graph's short-lived URL, and the token it needs."""
+    async def resolve_media(self, ref: str, *, stale: bool = False) -> MediaSource:
+        """Graph's download URL for the media id, always fresh (it lives five minutes), and the token
+        the download needs: neither ever reaches the agent."""
         api = self.api
-        return await api.media_url(media_id), api.auth_headers
+        return MediaSource(await api.media_url(ref), api.auth_headers)
 
     def _window_key(self, wa_id: str) -> str:
         return f"wa:window:{self.name}:{wa_id}"

@@ -39,8 +39,8 @@ OBJECT = "whatsapp_business_account"
 #: the Identity's channel_type, so the Chatbase userId reads ``wa.<phone_number_id>.<wa_id>``
 IDENTITY_TYPE = "wa"
 RETRY_PREFIX = "SB_RETRY:"
-#: a media id to the link the agent may follow (None: this gateway serves no media links)
-Linker = Callable[[str], "str | None"]
+#: a media id to the signed link the agent may follow
+Linker = Callable[[str], str]
 UNSUPPORTED = "[The user sent a kind of message the platform does not pass on to apps]"
 _MEDIA = ("image", "video", "audio", "document", "sticker")
 
