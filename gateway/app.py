@@ -19,6 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.agent import AgentClient
+from gateway.budget import Budget, agent_budget
 from gateway.channel import Channel
 from gateway.commands import Controls
 from gateway.config import Settings
@@ -33,13 +34,13 @@ from gateway.turns import TurnRunner
 log = logging.getLogger(__name__)
 
 SERVICES = web.AppKey("services", GatewayServices)
-AgentFactory = Callable[[aiohttp.ClientSession, Settings], AgentClient]
+AgentFactory = Callable[[aiohttp.ClientSession, Settings, Budget | None], AgentClient]
 
 
-def default_agent_factory(session: aiohttp.ClientSession, settings: Settings) -> AgentClient:
+def default_agent_factory(session: aiohttp.ClientSession, settings: Settings, budget: Budget | None) -> AgentClient:
     from adapters.chatbase import ChatbaseClient
 
-    return ChatbaseClient(session, settings.agent)
+    return ChatbaseClient(session, settings.agent, budget=budget)
 
 
 def build_channels(settings: Settings, services: GatewayServices) -> dict[str, Channel]:
@@ -90,7 +91,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
             await store.close()
 
     async def agent_ctx(app: web.Application) -> AsyncIterator[None]:
-        services.agent = agent_factory(services.http, settings)
+        services.agent = agent_factory(services.http, settings, agent_budget(settings.agent, services.store, metrics))
         yield
 
     async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
