@@ -135,12 +135,15 @@ async def test_kill_9_while_the_answer_streams_then_restart_answers_once(tmp_pat
         await asyncio.sleep(1)
     finally:
         await second.stop()
-    # The first stream never finished, so no conversation was saved: the resumed turn asks again
-    # in a fresh conversation, and the user receives exactly one answer.
+    # The first stream never finished, so the gateway never learned the conversation: the resumed
+    # turn finds it among the person's conversations, sees the answer the agent recorded, and
+    # delivers it without asking again.
     assert [d["text"] for d in delivered(out)] == [
         'You said: "tell me something". This is message 1 of this conversation.'
     ]
-    assert len(chats(emulator)) == 2
+    assert len(chats(emulator)) == 1
+    [conversation] = emulator.state.conversations.values()
+    assert [m.text for m in conversation.messages if m.role == "user"] == ["tell me something"]
 
 
 @pytest.mark.redis

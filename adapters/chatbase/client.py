@@ -15,7 +15,7 @@ import aiohttp
 
 from adapters.chatbase import documents
 from adapters.chatbase.transport import Transport, parse
-from gateway.agent import AgentClient, AgentEvent, Conversation, Feedback, Page
+from gateway.agent import AgentClient, AgentEvent, Conversation, Feedback, HistoryMessage, Page
 from gateway.budget import Budget
 from gateway.config import AgentSettings
 
@@ -150,6 +150,11 @@ class ChatbaseClient:
         path = f"{self._conversation(conversation_id)}/messages"
         doc = await self._http.call("GET", path, "list-messages", params=_page_params(cursor, limit))
         return parse(documents.page, doc, "list-messages")
+
+    async def history(self, conversation_id: str, *, limit: int = 100) -> list[HistoryMessage]:
+        """The newest ``limit`` messages (at most 100, one page), oldest first, parsed for recovery."""
+        page = await self.list_messages(conversation_id, limit=min(limit, 100))
+        return parse(lambda items: [documents.history_message(m) for m in items], page.items, "list-messages")
 
     async def health(self) -> bool:
         """True when the API answers its health endpoint; never raises, never retries."""
