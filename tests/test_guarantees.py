@@ -46,12 +46,13 @@ async def clean_redis() -> AsyncIterator[str]:
     await client.aclose()
 
 
-def gateway_config(tmp_path: Path, name: str, port: int, store: str, api_base: str, **gateway: Any) -> Path:
+def gateway_config(tmp_path: Path, name: str, port: int, store: str, api_base: str,
+                   agent: dict[str, Any] | None = None, **gateway: Any) -> Path:
     return write_config(tmp_path / f"{name}.toml", {
         "gateway": {"host": "127.0.0.1", "port": port, "public_url": f"http://127.0.0.1:{port}",
                     "store": store, "lease_ttl": 2, "sweep_interval": 0.5, "shutdown_grace": 2,
                     "user_rate_limit": 0, **gateway},
-        "agent": {"api_base": api_base, "api_key": "k", "agent_id": "a", "timeout": 10},
+        "agent": {"api_base": api_base, "api_key": "k", "agent_id": "a", "timeout": 10, **(agent or {})},
         "channels.echo": {"type": "echo", "token": TOKEN, "max_text_length": 120},
     })
 
