@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -128,6 +129,17 @@ async def test_kill_9_every_few_seconds_across_three_instances(tmp_path: Path) -
     for conversation in emulator.state.conversations.values():
         said = Counter(m.text for m in conversation.messages if m.role == "user")
         assert max(said.values()) == 1, f"asked twice: {said.most_common(2)}"
+    asks = [r for r in emulator.requests if r.path.endswith("/chat") and (r.json or {}).get("message")]
+    assert len(asks) == 600, "a message was sent to the agent twice"
+    resumed = _resumed_turns(tmp_path)
+    print(f"chaos: {len(asks)} asks, {sum(r.path.endswith('/tool-result') for r in emulator.requests)} tool results, "
+          f"{sum(r.path.endswith('/retry') for r in emulator.requests)} regenerations; resumed turns: {dict(resumed)}")
+
+
+def _resumed_turns(logs: Path) -> Counter[str]:
+    """How resumed turns went on (deliver, regenerate, continue, resend), from the gateways' logs."""
+    return Counter(m.group(1) for log in logs.glob("*.log")
+                   for m in re.finditer(r"resumed turn: (\w+)", log.read_text(errors="replace")))
 
 
 async def _chaos(tmp_path: Path, emulator: Emulator, redis_url: str, texts: dict[str, tuple[str, str]]) -> None:
@@ -168,6 +180,7 @@ async def _chaos(tmp_path: Path, emulator: Emulator, redis_url: str, texts: dict
             await asyncio.gather(chaos, return_exceptions=True)
             for p in procs:
                 await p.stop()
+    print(f"chaos: {kills} kills")
     assert kills >= 5, "the instances were not killed often enough to prove anything"
 
 
