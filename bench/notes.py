@@ -155,3 +155,13 @@ in the table below, or of the webhook path where stated):
 - SQLite: one `fsync` per write on one connection; group commit would serve the acknowledgements,
   the overhead tail and throughput at once (`adapters/stores/sqlite.py`).
 - The shared HTTP client's 100-connection pool (`gateway/app.py`, see scenario 4)."""
+
+BUDGET = """Every request to the agent first takes a token from the API key's bucket (Redis: one Lua call;
+one process: in memory), so the instances together keep to the limit instead of each retrying on
+its own. Before the first answer the bucket lets only half the budget go; the answers' rate-limit
+headers then refill it to what the API says remains (minus the calls granted since), and when
+nothing remains it waits until `X-RateLimit-Reset` and sends one probe whose answer opens the
+rest. People whose turn waits see the channel's waiting signal (Slack's placeholder), and
+`/metrics` shows `switchboard_agent_budget_waiting` and `switchboard_agent_budget_wait_seconds`.
+Before the budget, the same burst provoked 128 refused calls with one instance and 251-268 with
+three (issue 16)."""
