@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gateway.errors import StoreUnavailable
+from gateway.slots import parked
 
 if TYPE_CHECKING:
     from gateway.config import AgentSettings
@@ -200,31 +201,49 @@ class Budget:
         self._metrics = metrics
         # asyncio.Lock wakes waiters in arrival order: a turn that waits keeps its place.
         self._queue = asyncio.Lock()
+        self._wait = 0.0
 
     async def acquire(self) -> int:
-        """Wait for a token; returns its ticket (0 when the store could not be asked)."""
+        """Wait for a token; returns its ticket (0 when the store could not be asked).
+
+        A call that has to wait queues behind the ones already waiting in this process and gives
+        its turn's slot back meanwhile (:func:`gateway.slots.parked`).
+        """
         started = time.monotonic()
-        gauge = self._metrics.budget_waiting if self._metrics else None
-        if gauge is not None:
-            gauge.inc()
         try:
-            async with self._queue:
-                while True:
-                    try:
-                        grant = await self.bucket.take(self.key, self.limit)
-                    except StoreUnavailable as exc:
-                        # The journal lives in the same store; a turn that runs now was already
-                        # journaled, so letting its call go is better than stalling it.
-                        log.warning("rate budget unavailable (%s); calling the agent without it", exc)
-                        return 0
-                    if grant.wait <= 0:
-                        return grant.ticket
-                    await asyncio.sleep(min(grant.wait, _MAX_POLL))
-        finally:
+            if not self._queue.locked():  # nobody queued before us: try at once
+                async with self._queue:
+                    ticket = await self._take()
+                if ticket is not None:
+                    return ticket
+            gauge = self._metrics.budget_waiting if self._metrics else None
             if gauge is not None:
-                gauge.dec()
+                gauge.inc()
+            try:
+                async with parked(), self._queue:
+                    while (ticket := await self._take()) is None:
+                        await asyncio.sleep(min(self._wait, _MAX_POLL))
+                    return ticket
+            finally:
+                if gauge is not None:
+                    gauge.dec()
+        finally:
             if self._metrics is not None:
                 self._metrics.budget_wait_seconds.observe(time.monotonic() - started)
+
+    async def _take(self) -> int | None:
+        """A ticket, or None after noting how long to wait in ``_wait``."""
+        try:
+            grant = await self.bucket.take(self.key, self.limit)
+        except StoreUnavailable as exc:
+            # The journal lives in the same store; a turn that runs now was already journaled,
+            # so letting its call go is better than stalling it.
+            log.warning("rate budget unavailable (%s); calling the agent without it", exc)
+            return 0
+        if grant.wait <= 0:
+            return grant.ticket
+        self._wait = grant.wait
+        return None
 
     async def observe(self, seen: Observation) -> None:
         """Feed back what a response said; a 429 is counted as a rejected call."""

@@ -24,6 +24,7 @@ from gateway.channel import Answer, Progress, Reply
 from gateway.errors import StoreUnavailable
 from gateway.events import InboundEvent
 from gateway.policy import MAX_EVENT_ATTEMPTS, apologise, attempt_turn
+from gateway.slots import TurnSlot
 from gateway.store import JournalEntry, JournalStatus, Store
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class Dispatcher:
             if entry is None:
                 entry = await self._last_look(conversation_key, me)
             while entry is not None:
-                async with self._slots:
+                async with TurnSlot(self._slots):
                     await self._process(entry)
                 entry = await self._last_look(conversation_key, me)
         except StoreUnavailable as exc:
@@ -228,7 +229,7 @@ class Dispatcher:
         lane = self._lanes.setdefault(key, _Lane())
         lane.users += 1
         try:
-            async with lane.lock, self._slots:
+            async with lane.lock, TurnSlot(self._slots):
                 return await self._timed_turn(self.channels[event.channel], event, reply)
         finally:
             lane.users -= 1

@@ -18,6 +18,7 @@ from gateway.budget import Budget, LocalBucket, Observation, RateBucket, RateLim
 from gateway.config import parse_settings
 from gateway.errors import ConfigError
 from gateway.metrics import Metrics
+from gateway.slots import TurnSlot
 from tests.conftest_stores import REDIS_TEST_URL, flush_test_redis
 
 SLOW = RateLimit(100, 1000.0)
@@ -141,3 +142,21 @@ async def test_waiting_calls_keep_their_order_and_show_in_metrics() -> None:
 
 def _sample(metrics: Metrics, name: str) -> Any:
     return metrics.registry.get_sample_value(name)
+
+
+async def test_a_turn_waiting_for_the_budget_lends_its_slot_to_another_turn() -> None:
+    slots = asyncio.Semaphore(1)
+    budget = Budget(LocalBucket(), "k", RateLimit(2, 0.4))  # uninformed: one call, then one per 0.4 s
+    events: list[str] = []
+
+    async def turn(name: str) -> None:
+        async with TurnSlot(slots):
+            events.append(f"{name} runs")
+            await budget.acquire()
+            events.append(f"{name} calls")
+
+    await asyncio.gather(turn("a"), turn("b"), turn("c"))
+    # b and c each started (and would show their typing signal) while a call was still waiting.
+    assert events[:4] == ["a runs", "a calls", "b runs", "c runs"]
+    assert events[4:] == ["b calls", "c calls"]
+    assert not slots.locked()  # every slot came back
