@@ -11,7 +11,9 @@ that bound.
 
 from __future__ import annotations
 
+import re
 import time
+from collections import Counter
 from typing import Any
 
 from bench import stats
@@ -34,16 +36,22 @@ async def budget(stack: Stack, p: Params) -> dict[str, Any]:
             await stack.wait_done(p.budget_count, p.deadline)
             errors = sum(len(g.log_lines("ERROR")) for g in gateways)
         done = stats.completions(await stack.calls())
+        tokens = await stack.tokens()
         emulator = await stack.emulator_state()
         calls = [r for r in emulator["requests"] if r["path"].endswith("/chat")]
+        paths = Counter(r["method"] + " " + re.sub(r"/conversations/[^/]+", "/conversations/{id}", r["path"])
+                        for r in emulator["requests"])
         refused = int(emulator["faults"]["rate_limit"]["refused"])
         e2e = stats.end_to_end(sent, done, channel_of)
-        last = max(done.values()) - min(r[1] for r in sent)
+        first_sent = min(r[1] for r in sent)
+        last = max(done.values()) - first_sent
         bound = (p.budget_count - 1) // p.budget_limit * p.budget_window + min(e2e)
         out["runs"][str(n)] = {
             "store": store, "delivered": len(done), "webhook_errors": stats.errors(sent),
-            "agent_calls": len(calls), "refused": refused, "refused_share": refused / max(1, len(calls)),
+            "agent_calls": len(calls), "api_requests": dict(paths), "refused": refused, "refused_share": refused / max(1, len(calls)),
             "last_answer_s": last, "budget_bound_s": bound, "ratio": last / bound,
             "fastest_answer_s": min(e2e), "error_log_lines": errors, "seconds": time.monotonic() - began,
+            # when each answer's first token was written, seconds after the first webhook was sent
+            "answer_starts_s": sorted(round(a[1] - first_sent, 3) for a in tokens["answers"] if a[1] is not None),
         }
     return out

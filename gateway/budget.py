@@ -8,12 +8,13 @@ this process, which is the only one using them). The bucket is:
 * **conservative when uninformed** (before the first answer and whenever no rate-limit header was
   seen for a window): capacity ``limit/2`` refilled at ``limit/(2*window)`` per second, which can
   never send more than ``limit`` in any window whatever the API's own algorithm;
-* **refilled from what the API says** once headers flow: every grant carries a ticket (a sequence
-  number in the bucket), and a response to ticket ``n`` saying ``X-RateLimit-Remaining: R`` sets
-  the tokens to ``R - (grants since n)``, up as well as down (the newest ticket wins; older ones
-  can only lower). When that reaches zero the bucket is blocked until ``X-RateLimit-Reset`` (Unix
-  milliseconds) plus one slot's time; after a block one token is granted as a probe, and its
-  answer refills the rest. A 429 blocks for its ``Retry-After``.
+* **refilled from what the API says** once headers flow (and no longer by time): every grant
+  carries a ticket (a sequence number in the bucket), and a response to ticket ``n`` saying
+  ``X-RateLimit-Remaining: R`` sets the tokens to ``R - (grants since n)``, up as well as down (the
+  newest ticket wins; older ones can only lower). When that reaches zero the bucket is blocked
+  until ``X-RateLimit-Reset`` (Unix milliseconds) plus one slot's time; after a block one token is
+  granted as a probe, and its answer refills the rest. A 429 blocks for its ``Retry-After``.
+  Without a header for a whole window the bucket is uninformed again.
 
 :class:`Budget` is what the agent client calls: it queues this process's callers in arrival
 order (only the head polls the store), and exports the queue depth and the time waited.
@@ -150,7 +151,9 @@ class BucketState:
             self.tokens -= 1.0
             self.seq += 1
             return Grant(0.0, self.seq)
-        return Grant((1.0 - self.tokens) / _shape(self, now, limit)[1])
+        rate = _shape(self, now, limit)[1]
+        # Informed: the answers to the calls in flight will say more; look again a slot later.
+        return Grant((1.0 - self.tokens) / rate if rate else limit.window / limit.requests)
 
     def observe(self, now: float, limit: RateLimit, seen: Observation) -> None:
         self.refill(now, limit)
@@ -172,9 +175,11 @@ class BucketState:
 
 
 def _shape(state: BucketState, now: float, limit: RateLimit) -> tuple[float, float]:
-    """(capacity, refill per second): the full budget when informed, half of it otherwise."""
+    """(capacity, refill per second): half the budget refilled by time when uninformed; the whole
+    budget refilled only by the API's answers when informed (a sliding window frees slots when
+    old calls age out, not at a steady rate, so a time refill would overshoot after a burst)."""
     if now < state.informed:
-        return float(limit.requests), limit.requests / limit.window
+        return float(limit.requests), 0.0
     return limit.requests / 2, limit.requests / (2 * limit.window)
 
 

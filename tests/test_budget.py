@@ -160,3 +160,12 @@ async def test_a_turn_waiting_for_the_budget_lends_its_slot_to_another_turn() ->
     assert events[:4] == ["a runs", "a calls", "b runs", "c runs"]
     assert events[4:] == ["b calls", "c calls"]
     assert not slots.locked()  # every slot came back
+
+
+async def test_once_informed_only_the_api_refills_the_bucket(bucket: RateBucket) -> None:
+    limit = RateLimit(100, 1.0)  # uninformed, time would add 50 tokens a second
+    grant = await bucket.take("k", limit)
+    await bucket.observe("k", limit, Observation(grant.ticket, remaining=2, reset_at=time.time() + 1))
+    assert len(await take_all(bucket, limit=limit)) == 2
+    await asyncio.sleep(0.2)  # a sliding window does not free slots at a steady rate
+    assert (await bucket.take("k", limit)).wait > 0

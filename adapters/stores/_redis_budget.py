@@ -31,7 +31,7 @@ local raw = redis.call('HMGET', KEYS[1], 't', 's', 'b', 'i', 'n', 'a')
 local st = {t = tonumber(raw[1]) or -1, s = tonumber(raw[2]) or 0, b = tonumber(raw[3]) or 0,
             i = tonumber(raw[4]) or 0, n = tonumber(raw[5]) or 0, a = tonumber(raw[6]) or 0}
 local function shape()
-  if now < st.i then return L, L / W end
+  if now < st.i then return L, 0 end
   return L / 2, L / (2 * W)
 end
 local function refill()
@@ -64,7 +64,7 @@ elseif st.t >= 1 then
   ticket = st.n
 else
   local _, rate = shape()
-  wait = (1 - st.t) / rate
+  if rate > 0 then wait = (1 - st.t) / rate else wait = W / L end
 end
 save()
 return {tostring(wait), ticket}
