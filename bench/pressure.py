@@ -48,7 +48,8 @@ async def budget(stack: Stack, p: Params) -> dict[str, Any]:
         bound = (p.budget_count - 1) // p.budget_limit * p.budget_window + min(e2e)
         out["runs"][str(n)] = {
             "store": store, "delivered": len(done), "webhook_errors": stats.errors(sent),
-            "agent_calls": len(calls), "api_requests": dict(paths), "refused": refused, "refused_share": refused / max(1, len(calls)),
+            "agent_calls": len(calls), "api_requests": dict(paths), "refused": refused,
+            "refused_share": refused / max(1, len(calls)),
             "last_answer_s": last, "budget_bound_s": bound, "ratio": last / bound,
             "fastest_answer_s": min(e2e), "error_log_lines": errors, "seconds": time.monotonic() - began,
             # when each answer's first token was written, seconds after the first webhook was sent

@@ -10,10 +10,11 @@ this process, which is the only one using them). The bucket is:
   never send more than ``limit`` in any window whatever the API's own algorithm;
 * **refilled from what the API says** once headers flow (and no longer by time): every grant
   carries a ticket (a sequence number in the bucket), and a response to ticket ``n`` saying
-  ``X-RateLimit-Remaining: R`` sets the tokens to ``R - (grants since n)``, up as well as down (the
-  newest ticket wins; older ones can only lower). When that reaches zero the bucket is blocked
-  until ``X-RateLimit-Reset`` (Unix milliseconds) plus one slot's time; after a block one token is
-  granted as a probe, and its answer refills the rest. A 429 blocks for its ``Retry-After``.
+  ``X-RateLimit-Remaining: R`` sets the tokens to ``R`` less the calls still in flight (granted,
+  not yet answered), up as well as down (the newest ticket wins; answers to older ones are
+  stale). An answer saying ``R = 0`` blocks the bucket until ``X-RateLimit-Reset`` (Unix
+  milliseconds) plus one slot's time; after a block one token is granted as a probe, and its
+  answer refills the rest. A 429 blocks for its ``Retry-After``.
   Without a header for a whole window the bucket is uninformed again.
 
 :class:`Budget` is what the agent client calls: it queues this process's callers in arrival
@@ -130,6 +131,7 @@ class BucketState:
     informed: float = 0.0  # a rate-limit header was seen; trusted until this time
     seq: int = 0  # tickets handed out
     applied: int = 0  # newest ticket whose observation set the tokens
+    answered: int = 0  # answers observed: ``seq - answered`` calls are in flight
 
     def refill(self, now: float, limit: RateLimit) -> None:
         full, rate = _shape(self, now, limit)
@@ -139,6 +141,7 @@ class BucketState:
         if now > start:
             if self.stamp < self.blocked:
                 self.tokens = max(self.tokens, 1.0)  # a block just ended: one probe may go
+                self.answered = self.seq  # a window later, every earlier call was answered or lost
             self.tokens += (now - start) * rate
         self.tokens = min(self.tokens, full)
         self.stamp = max(self.stamp, now)
@@ -158,15 +161,18 @@ class BucketState:
     def observe(self, now: float, limit: RateLimit, seen: Observation) -> None:
         self.refill(now, limit)
         slot = limit.window / limit.requests
+        self.answered = min(self.seq, self.answered + 1)
         if seen.remaining is not None:
             self.informed = now + limit.window
-            estimate = float(max(0, seen.remaining - max(0, self.seq - seen.ticket)))
             if seen.ticket > self.applied:
+                # The newest answer: what remained when it arrived, less every call still in flight
+                # (calls of several instances reach the API out of ticket order).
                 self.applied = seen.ticket
-                self.tokens = min(estimate, float(limit.requests))
-            else:
-                self.tokens = min(self.tokens, estimate)
-            if self.tokens < 1.0:
+                self.tokens = float(min(max(0, seen.remaining - (self.seq - self.answered)), limit.requests))
+            # Older answers are stale (calls of several instances arrive out of ticket order), except
+            # for the one thing that is never stale: the window was full.
+            if seen.remaining == 0:
+                self.tokens = 0.0
                 until = seen.reset_at if seen.reset_at is not None else now + limit.window
                 self.blocked = max(self.blocked, min(until, now + limit.window) + slot)
         if seen.retry_after is not None:
@@ -254,8 +260,6 @@ class Budget:
         """Feed back what a response said; a 429 is counted as a rejected call."""
         if seen.retry_after is not None and self._metrics is not None:
             self._metrics.budget_rejected.inc()
-        if seen.remaining is None and seen.retry_after is None:
-            return
         try:
             await self.bucket.observe(self.key, self.limit, seen)
         except StoreUnavailable as exc:

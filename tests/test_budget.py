@@ -51,19 +51,32 @@ async def test_before_any_answer_only_half_the_budget_goes(bucket: RateBucket) -
     assert grant.wait > 0 and grant.ticket == 0
 
 
-async def test_what_the_api_says_refills_the_bucket_minus_the_calls_since(bucket: RateBucket) -> None:
-    await take_all(bucket)  # tickets 1..50
-    # The answer to ticket 10 says 95 remain: 40 calls were granted after it, so 55 may go.
-    await bucket.observe("k", SLOW, Observation(10, remaining=95, reset_at=time.time() + 10))
+async def test_what_the_api_says_refills_the_bucket_minus_the_calls_in_flight(bucket: RateBucket) -> None:
+    await take_all(bucket)  # tickets 1..50, all in flight
+    for ticket in range(1, 11):  # ten answered; the tenth says 95 remain: 40 are still in flight
+        await bucket.observe("k", SLOW, Observation(ticket, remaining=95, reset_at=time.time() + 10))
     assert len(await take_all(bucket)) == 55
 
 
-async def test_an_older_answer_can_only_lower_the_tokens(bucket: RateBucket) -> None:
+async def test_answers_to_older_calls_are_stale_unless_the_window_was_full(bucket: RateBucket) -> None:
     await take_all(bucket)
-    await bucket.observe("k", SLOW, Observation(50, remaining=90, reset_at=time.time() + 10))
-    await bucket.observe("k", SLOW, Observation(20, remaining=99, reset_at=time.time() + 10))  # stale: ignored
-    await bucket.observe("k", SLOW, Observation(30, remaining=40, reset_at=time.time() + 10))  # lower: 40-20
-    assert len(await take_all(bucket)) == 20
+    for ticket in range(11, 51):
+        await bucket.observe("k", SLOW, Observation(ticket, remaining=40, reset_at=time.time() + 10))
+    # Calls of several instances arrive out of ticket order: an older answer's count is stale.
+    await bucket.observe("k", SLOW, Observation(5, remaining=5, reset_at=time.time() + 10))
+    assert len(await take_all(bucket)) == 30  # 40, less tickets 1-10 in flight when ticket 50 answered
+    await bucket.observe("k", SLOW, Observation(6, remaining=0, reset_at=time.time() + 10))
+    assert (await bucket.take("k", SLOW)).wait > 9
+
+
+async def test_an_estimate_of_zero_waits_for_the_calls_in_flight_not_for_the_reset(bucket: RateBucket) -> None:
+    await take_all(bucket)  # 1..50
+    for ticket in range(1, 49):  # 2 still in flight
+        await bucket.observe("k", SLOW, Observation(ticket, remaining=2, reset_at=time.time() + 500))
+    assert 0 < (await bucket.take("k", SLOW)).wait <= 10.0  # a slot, not the 500 s until the reset
+    for ticket in (49, 50):
+        await bucket.observe("k", SLOW, Observation(ticket, remaining=4, reset_at=time.time() + 500))
+    assert len(await take_all(bucket)) == 4
 
 
 async def test_nothing_left_blocks_until_the_reset_then_one_probe_goes(bucket: RateBucket) -> None:

@@ -1,7 +1,8 @@
 """The agent rate budget in Redis: :class:`gateway.budget.BucketState`, one Lua call per step.
 
 Key ``switchboard:v1:budget:<budget key>``: a hash with the fields of ``BucketState`` (t tokens,
-s stamp, b blocked until, i informed until, n tickets handed out, a newest ticket applied). Times
+s stamp, b blocked until, i informed until, n tickets handed out, a newest ticket applied, d
+answers observed). Times
 come from Redis's own clock (``TIME``), so instances with skewed clocks still share one bucket;
 the hash expires when unused for a few windows. The scripts mirror ``BucketState`` line by line:
 change both together (tests/test_budget.py runs the same cases against each).
@@ -27,9 +28,10 @@ _COMMON = """
 local L, W = tonumber(ARGV[1]), tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local raw = redis.call('HMGET', KEYS[1], 't', 's', 'b', 'i', 'n', 'a')
+local raw = redis.call('HMGET', KEYS[1], 't', 's', 'b', 'i', 'n', 'a', 'd')
 local st = {t = tonumber(raw[1]) or -1, s = tonumber(raw[2]) or 0, b = tonumber(raw[3]) or 0,
-            i = tonumber(raw[4]) or 0, n = tonumber(raw[5]) or 0, a = tonumber(raw[6]) or 0}
+            i = tonumber(raw[4]) or 0, n = tonumber(raw[5]) or 0, a = tonumber(raw[6]) or 0,
+            d = tonumber(raw[7]) or 0}
 local function shape()
   if now < st.i then return L, 0 end
   return L / 2, L / (2 * W)
@@ -39,7 +41,10 @@ local function refill()
   if st.t < 0 then st.t, st.s = full, now end
   local start = math.max(st.s, st.b)
   if now > start then
-    if st.s < st.b then st.t = math.max(st.t, 1) end
+    if st.s < st.b then
+      st.t = math.max(st.t, 1)
+      st.d = st.n
+    end
     st.t = st.t + (now - start) * rate
   end
   st.t = math.min(st.t, full)
@@ -47,7 +52,7 @@ local function refill()
 end
 local function save()
   redis.call('HSET', KEYS[1], 't', tostring(st.t), 's', tostring(st.s), 'b', tostring(st.b),
-             'i', tostring(st.i), 'n', st.n, 'a', st.a)
+             'i', tostring(st.i), 'n', st.n, 'a', st.a, 'd', st.d)
   redis.call('PEXPIRE', KEYS[1], math.floor(math.max(60, 6 * W) * 1000))
 end
 """
@@ -76,16 +81,15 @@ refill()
 local ticket, remaining = tonumber(ARGV[3]), tonumber(ARGV[4])
 local reset, retry_after = tonumber(ARGV[5]), tonumber(ARGV[6])
 local slot = W / L
+st.d = math.min(st.n, st.d + 1)
 if remaining then
   st.i = now + W
-  local estimate = math.max(0, remaining - math.max(0, st.n - ticket))
   if ticket > st.a then
     st.a = ticket
-    st.t = math.min(estimate, L)
-  else
-    st.t = math.min(st.t, estimate)
+    st.t = math.min(math.max(0, remaining - (st.n - st.d)), L)
   end
-  if st.t < 1 then
+  if remaining == 0 then
+    st.t = 0
     local till = reset or (now + W)
     st.b = math.max(st.b, math.min(till, now + W) + slot)
   end
