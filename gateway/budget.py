@@ -150,11 +150,13 @@ class BucketState:
         self.refill(now, limit)
         if now < self.blocked:
             return Grant(self.blocked - now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        rate = _shape(self, now, limit)[1]
+        if self.tokens >= 1.0 or (not rate and self.answered >= self.seq):
+            # Informed but empty with nothing in flight: no answer will come to refill the bucket,
+            # and the last one did not say the window was full, so one probe asks.
+            self.tokens = max(0.0, self.tokens - 1.0)
             self.seq += 1
             return Grant(0.0, self.seq)
-        rate = _shape(self, now, limit)[1]
         # Informed: the answers to the calls in flight will say more; look again a slot later.
         return Grant((1.0 - self.tokens) / rate if rate else limit.window / limit.requests)
 

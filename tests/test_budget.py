@@ -182,3 +182,15 @@ async def test_once_informed_only_the_api_refills_the_bucket(bucket: RateBucket)
     assert len(await take_all(bucket, limit=limit)) == 2
     await asyncio.sleep(0.2)  # a sliding window does not free slots at a steady rate
     assert (await bucket.take("k", limit)).wait > 0
+
+
+async def test_an_empty_bucket_with_nothing_in_flight_sends_a_probe(bucket: RateBucket) -> None:
+    grant = await bucket.take("k", SLOW)
+    await bucket.observe("k", SLOW, Observation(grant.ticket, remaining=1, reset_at=time.time() + 500))
+    assert len(await take_all(bucket)) == 1  # the one that remained
+    # Its answer is stale-looking (it counts a call of another instance): no answer will come to
+    # refill the bucket, yet the window had room, so one probe goes instead of waiting for a window.
+    await bucket.observe("k", SLOW, Observation(1, remaining=1, reset_at=time.time() + 500))
+    probe = await bucket.take("k", SLOW)
+    assert probe.wait == 0 and probe.ticket == 3
+    assert (await bucket.take("k", SLOW)).wait > 0  # one at a time, until its answer

@@ -63,13 +63,17 @@ refill()
 local wait, ticket = 0, 0
 if now < st.b then
   wait = st.b - now
-elseif st.t >= 1 then
-  st.t = st.t - 1
-  st.n = st.n + 1
-  ticket = st.n
 else
   local _, rate = shape()
-  if rate > 0 then wait = (1 - st.t) / rate else wait = W / L end
+  if st.t >= 1 or (rate == 0 and st.d >= st.n) then
+    st.t = math.max(0, st.t - 1)
+    st.n = st.n + 1
+    ticket = st.n
+  elseif rate > 0 then
+    wait = (1 - st.t) / rate
+  else
+    wait = W / L
+  end
 end
 save()
 return {tostring(wait), ticket}
