@@ -159,9 +159,12 @@ in the table below, or of the webhook path where stated):
 BUDGET = """Every request to the agent first takes a token from the API key's bucket (Redis: one Lua call;
 one process: in memory), so the instances together keep to the limit instead of each retrying on
 its own. Before the first answer the bucket lets only half the budget go; the answers' rate-limit
-headers then refill it to what the API says remains (minus the calls granted since), and when
-nothing remains it waits until `X-RateLimit-Reset` and sends one probe whose answer opens the
-rest. People whose turn waits see the channel's waiting signal (Slack's placeholder), and
-`/metrics` shows `switchboard_agent_budget_waiting` and `switchboard_agent_budget_wait_seconds`.
-Before the budget, the same burst provoked 128 refused calls with one instance and 251-268 with
-three (issue 16)."""
+headers then set it to what the API says remains, less the calls still in flight, and when an
+answer says the window is full it waits until `X-RateLimit-Reset` and sends one probe whose
+answer opens the rest. A turn that waits gives its `max_concurrency` slot to the next one, so every
+person sees the channel's waiting signal at once (Slack's placeholder here) and keeps their place;
+`/metrics` shows `switchboard_agent_budget_waiting`, `switchboard_agent_budget_wait_seconds` and
+`switchboard_agent_rejected_total`. 300 = 3 x 100 is the tightest case: a single slot left unused
+in a window pushes the last call into a fourth window (+10 s), which earlier versions of the
+bucket did. Before the budget, the same burst provoked 128 refused calls with one instance and
+251-268 with three (issue 16)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 
@@ -36,7 +35,7 @@ class Params:
     budget_count: int = 300
     budget_limit: int = 100
     budget_window: float = 10.0
-    budget_instances: tuple[int, ...] = tuple(int(n) for n in os.environ.get("BUDGET_N", "1,3").split(","))
+    budget_instances: tuple[int, ...] = (1, 3)
     #: seconds any one run may take to deliver its answers
     deadline: float = 180.0
     #: seconds between waves, and to wait after the last answer for trailing calls (its final edit)
