@@ -1,8 +1,10 @@
 """The aiohttp application: routes, middleware and one cleanup context per resource.
 
 Start-up order (shutdown runs in reverse, and a failed start unwinds only what started):
-HTTP session → store → agent client → turn runner and dispatcher → each channel → pollers →
-resume unfinished journal entries.
+HTTP session → store → agent client → conversation controls (linking, handoff) → turn runner and
+dispatcher → admin API → each channel → pollers → handoff sweeper → resume unfinished journal
+entries. Each resource lives under its own typed key in :mod:`gateway.services`; each class gets
+the few resources it uses through its constructor, once they are open.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -20,20 +22,21 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.agent import AgentClient
 from gateway.budget import Budget, agent_budget
-from gateway.channel import Channel
+from gateway.channel import Channel, Services
 from gateway.commands import Controls
 from gateway.config import Settings
+from gateway.desk import SupportDesk
 from gateway.dispatch import Dispatcher
-from gateway.errors import AgentError, StoreUnavailable, SwitchboardError, WebhookRejected
+from gateway.errors import AgentError, ConfigError, StoreUnavailable, SwitchboardError, WebhookRejected
+from gateway.handoff import Handoff
 from gateway.metrics import Metrics
 from gateway.plugins import load_channel_class, load_store
-from gateway.services import GatewayServices
+from gateway.services import AGENT, CHANNELS, CONTROLS, DISPATCHER, HTTP, METRICS, SETTINGS, STORE, AppServices
 from gateway.tools import ToolRunner
 from gateway.turns import TurnRunner
 
 log = logging.getLogger(__name__)
 
-SERVICES = web.AppKey("services", GatewayServices)
 AgentFactory = Callable[[aiohttp.ClientSession, Settings, Budget | None], AgentClient]
 
 
@@ -43,7 +46,7 @@ def default_agent_factory(session: aiohttp.ClientSession, settings: Settings, bu
     return ChatbaseClient(session, settings.agent, budget=budget)
 
 
-def build_channels(settings: Settings, services: GatewayServices) -> dict[str, Channel]:
+def build_channels(settings: Settings, services: Services) -> dict[str, Channel]:
     """Instantiate every configured channel through its entry point (validates its keys)."""
     channels = {}
     for name, raw in settings.channels.items():
@@ -52,25 +55,37 @@ def build_channels(settings: Settings, services: GatewayServices) -> dict[str, C
     return channels
 
 
+def desk_of(settings: Settings, channels: Mapping[str, Channel]) -> SupportDesk | None:
+    """The ``[handoff]`` desk, if one is configured; a channel that cannot be one is a config mistake."""
+    name = settings.handoff.desk
+    if name is None or name not in channels:
+        return None  # parse_settings already refused a desk without a [channels.<name>] section
+    desk = channels[name].support_desk()
+    if desk is None:
+        raise ConfigError(f"handoff.desk: channels.{name} ({channels[name].type}) cannot be a support desk")
+    return desk
+
+
 def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent_factory) -> web.Application:
     """The gateway application for ``settings`` (raises ConfigError/PluginError on mistakes)."""
     metrics = Metrics()
-    services = GatewayServices(settings, metrics)
-    services.channels = build_channels(settings, services)
-    store = load_store(settings.gateway.store)
-
     app = web.Application(client_max_size=settings.gateway.max_body, middlewares=[_errors_middleware])
     _quiet_malformed_requests()
-    app[SERVICES] = services
-    controls = Controls(settings, services)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    channels = build_channels(settings, AppServices(app, settings, metrics))
+    app[CHANNELS] = channels
+    desk = desk_of(settings, channels)
+    store = load_store(settings.gateway.store)
+
     if settings.gateway.admin_token:
         from gateway.admin import admin_routes
 
-        app.router.add_routes(admin_routes(settings.gateway.admin_token, services, controls))
+        app.router.add_routes(admin_routes(settings.gateway.admin_token))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
-    for channel in services.channels.values():
+    for channel in channels.values():
         app.router.add_routes(channel.routes())
 
     async def http_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -79,37 +94,45 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
         connector = aiohttp.TCPConnector(limit=max(100, 2 * settings.gateway.max_concurrency))
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            services.http = session
+            app[HTTP] = session
             yield
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.initialize()
-        services.store = store
+        app[STORE] = store
         try:
             yield
         finally:
             await store.close()
 
     async def agent_ctx(app: web.Application) -> AsyncIterator[None]:
-        services.agent = agent_factory(services.http, settings, agent_budget(settings.agent, services.store, metrics))
+        app[AGENT] = agent_factory(app[HTTP], settings, agent_budget(settings.agent, app[STORE], metrics))
+        yield
+
+    async def controls_ctx(app: web.Application) -> AsyncIterator[None]:
+        handoff = None
+        if desk is not None:
+            handoff = Handoff(settings.handoff, desk=desk, store=app[STORE], history=app[AGENT],
+                              channels=channels, agent_id=settings.agent.agent_id)
+        app[CONTROLS] = Controls(settings, app[STORE], handoff)
         yield
 
     async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
-        tools = ToolRunner(settings.tools, services.http, metrics)
+        tools = ToolRunner(settings.tools, app[HTTP], metrics)
         runner = TurnRunner(
-            agent=services.agent,
-            store=services.store,
+            agent=app[AGENT],
+            store=app[STORE],
             tools=tools,
             metrics=metrics,
             conversation_ttl=settings.gateway.conversation_ttl,
             max_tool_rounds=settings.gateway.max_tool_rounds,
-            controls=controls,
+            controls=app[CONTROLS],
             log_bodies=settings.logging.log_bodies,
         )
-        services.dispatcher = Dispatcher(
-            store=services.store,
+        dispatcher = Dispatcher(
+            store=app[STORE],
             runner=runner,
-            channels=services.channels,
+            channels=channels,
             metrics=metrics,
             max_concurrency=settings.gateway.max_concurrency,
             lease_ttl=settings.gateway.lease_ttl,
@@ -117,30 +140,49 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
             user_rate_limit=settings.gateway.user_rate_limit,
             turn_timeout=settings.gateway.turn_timeout,
         )
+        app[DISPATCHER] = dispatcher
         yield
-        await services.dispatcher.shutdown(0)  # already drained in on_shutdown; cancels stragglers
+        await dispatcher.shutdown(0)  # already drained in on_shutdown; cancels stragglers
 
-    app.cleanup_ctx.extend([http_ctx, store_ctx, agent_ctx, dispatcher_ctx])
-    for channel in services.channels.values():
+    app.cleanup_ctx.extend([http_ctx, store_ctx, agent_ctx, controls_ctx, dispatcher_ctx])
+    if settings.gateway.admin_token:
+        app.cleanup_ctx.append(_admin_ctx)
+    for channel in channels.values():
         app.cleanup_ctx.append(_channel_ctx(channel))
         if channel.polls:
             app.cleanup_ctx.append(_poller_ctx(channel))
-
-    app.cleanup_ctx.append(controls.ctx)
-
-    async def resume_ctx(app: web.Application) -> AsyncIterator[None]:
-        await services.dispatcher.start()
-        yield
-
-    app.cleanup_ctx.append(resume_ctx)
+    app.cleanup_ctx.extend([_handoff_sweeper_ctx, _resume_ctx])
 
     async def drain_turns(app: web.Application) -> None:
         # on_shutdown runs before any cleanup context unwinds, so in-flight turns finish while
         # their channels, store and agent client are all still open.
-        await services.dispatcher.shutdown(settings.gateway.shutdown_grace)
+        if DISPATCHER in app:
+            await app[DISPATCHER].shutdown(settings.gateway.shutdown_grace)
 
     app.on_shutdown.append(drain_turns)
     return app
+
+
+async def _admin_ctx(app: web.Application) -> AsyncIterator[None]:
+    from gateway.admin import ADMIN, AdminApi
+
+    app[ADMIN] = AdminApi(app[STORE], app[AGENT], app[CONTROLS], app[CHANNELS])
+    yield
+
+
+async def _handoff_sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Handoff timeouts need a sweeper; it starts once the channels that deliver its notes are open."""
+    handoff = app[CONTROLS].handoff
+    task = asyncio.create_task(handoff.run(), name="handoff-sweeper") if handoff else None
+    yield
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _resume_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[DISPATCHER].start()
+    yield
 
 
 def _channel_ctx(channel: Channel) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -185,12 +227,12 @@ async def _errors_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Map our errors to status codes; nothing a client sends becomes a 500."""
     started = time.perf_counter()
     channel = request.match_info.get("channel") or _channel_of(request.path)
-    services = request.app[SERVICES]
+    metrics = request.app[METRICS]
     try:
         response = await handler(request)
     except WebhookRejected as exc:
         if channel:
-            services.metrics.webhook_rejected.labels(channel, str(exc.status)).inc()
+            metrics.webhook_rejected.labels(channel, str(exc.status)).inc()
         log.info("refused %s %s: %s %s", request.method, request.path, exc.status, exc.reason)
         return web.json_response({"error": exc.reason}, status=exc.status)
     except StoreUnavailable as exc:
@@ -209,7 +251,7 @@ async def _errors_middleware(request: web.Request, handler: Handler) -> web.Stre
         return web.json_response({"error": type(exc).__name__}, status=500)
     if channel and request.path.startswith("/webhooks/"):
         elapsed = time.perf_counter() - started
-        services.metrics.ack_seconds.labels(channel).observe(elapsed)
+        metrics.ack_seconds.labels(channel).observe(elapsed)
         # DEBUG: at INFO this line was a tenth of the webhook path (docs/benchmarks.md); each turn
         # still logs its outcome at INFO, and the ack histogram counts every webhook.
         log.debug("webhook %s", response.status, extra={"kind": "inbound", "channel": channel,
@@ -248,14 +290,13 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
     problems: dict[str, Any] = {}
     try:
-        await asyncio.wait_for(services.store.ping(), 2)
+        await asyncio.wait_for(request.app[STORE].ping(), 2)
     except (StoreUnavailable, TimeoutError, OSError) as exc:
         problems["store"] = str(exc) or type(exc).__name__
     try:
-        if not await asyncio.wait_for(services.agent.health(), 3):
+        if not await asyncio.wait_for(request.app[AGENT].health(), 3):
             problems["agent"] = "health check failed"
     except (AgentError, TimeoutError, OSError) as exc:
         problems["agent"] = str(exc) or type(exc).__name__
@@ -265,5 +306,5 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    metrics = request.app[SERVICES].metrics
+    metrics = request.app[METRICS]
     return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})

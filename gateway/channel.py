@@ -22,19 +22,19 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 import pydantic
 from aiohttp import ClientSession, web
 from multidict import CIMultiDictProxy
 
 from gateway.errors import ConfigError, WebhookRejected
-from gateway.events import InboundEvent
+from gateway.events import Identity, InboundEvent
 from gateway.text import split_text
 
 if TYPE_CHECKING:
-    from gateway.agent import AgentClient
     from gateway.config import Settings
+    from gateway.desk import SupportDesk
     from gateway.metrics import Metrics
     from gateway.store import Store
 
@@ -117,13 +117,24 @@ class Progress:
 
 
 class Services(Protocol):
-    """What the core gives each channel."""
+    """What the core gives each channel: read-only, and valid once the app has started.
 
-    settings: Settings
-    store: Store
-    agent: AgentClient
-    http: ClientSession
-    metrics: Metrics
+    Channels are built with the app, before its cleanup contexts open the store and the HTTP
+    session, so a channel reads these on use (in ``initialize`` and later), never in ``__init__``
+    (``settings`` and ``metrics`` excepted).
+    """
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def http(self) -> ClientSession: ...
 
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
         """Journal (deduplicated) and schedule events; True for each one that was new."""
@@ -138,7 +149,9 @@ class Reply:
     """Delivers one answer into a channel. The turn runner calls, in order:
 
     ``start()`` once, ``update(text)`` with the growing Markdown text (each call extends the
-    previous one), then ``finish(answer)`` or ``fail(apology)``.
+    previous one), then ``finish(answer)`` or ``fail(apology)``. Whoever opened the reply calls
+    ``close()`` when the turn is over, however it ended. Streaming channels build theirs on
+    :class:`gateway.editing.EditingReply`.
     """
 
     def __init__(self, channel: Channel, event: InboundEvent, progress: Progress) -> None:
@@ -160,6 +173,9 @@ class Reply:
         """No answer can be produced; tell the user ``message`` instead."""
         await self.finish(Answer(text=message))
 
+    async def close(self) -> None:
+        """The turn is over: stop background work (typing, throttled edits). Safe to call twice."""
+
 
 class BufferedReply(Reply):
     """Collects the answer and sends it once, split to the channel's limit.
@@ -175,18 +191,31 @@ class BufferedReply(Reply):
         parts = self.channel.split(self.channel.render(answer.text))
         sent = int(self.progress.data.get("parts_sent", 0))
         for index in range(sent, len(parts)):
-            await self.channel.send_text(self.event, parts[index])
+            await self.send_part(parts[index], answer, last=index == len(parts) - 1)
             self.progress.data["parts_sent"] = index + 1
             await self.progress.save()
 
+    async def send_part(self, text: str, answer: Answer, *, last: bool) -> None:
+        """Send one rendered part; override to attach something to the ``last`` (feedback buttons)."""
+        await self.channel.send_text(self.event, text)
 
-class Channel(ABC):
-    """Base class of channel adapters; an async context manager around initialize/shutdown."""
+
+S = TypeVar("S", bound=ChannelSettings)
+
+
+class Channel(ABC, Generic[S]):
+    """Base class of channel adapters; an async context manager around initialize/shutdown.
+
+    Generic over its settings model, so ``self.settings`` has the channel's own type::
+
+        class SmokeSignals(Channel[SmokeSettings]):
+            Settings = SmokeSettings
+    """
 
     #: the entry-point name (``type = "..."`` in the config); set by subclasses
     type: ClassVar[str] = ""
-    #: the pydantic model of this channel's config keys
-    Settings: ClassVar[builtins.type[ChannelSettings]] = ChannelSettings
+    #: the pydantic model of this channel's config keys (every concrete channel sets it)
+    Settings: builtins.type[S]
     #: the most characters one outbound message may carry
     max_text_length: ClassVar[int] = 4000
     #: number parts "(1/3) " when an answer needs several messages
@@ -195,14 +224,14 @@ class Channel(ABC):
     #: call): nothing can reach the person later, so e.g. a human handoff is declined there
     can_deliver_later: ClassVar[bool] = True
 
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
+    def __init__(self, name: str, settings: S, services: Services) -> None:
         self.name = name
         self.settings = settings
         self.services = services
         self.log = logging.getLogger(f"switchboard.channel.{name}")
 
     @classmethod
-    def validate(cls, name: str, raw: Mapping[str, Any]) -> ChannelSettings:
+    def validate(cls, name: str, raw: Mapping[str, Any]) -> S:
         """Validate config keys; raise :class:`ConfigError` naming the first bad key."""
         try:
             return cls.Settings.model_validate(dict(raw))
@@ -210,7 +239,7 @@ class Channel(ABC):
             raise ConfigError(describe_validation_error(f"channels.{name}", exc)) from None
 
     @classmethod
-    def from_config(cls, name: str, raw: Mapping[str, Any], services: Services) -> Channel:
+    def from_config(cls, name: str, raw: Mapping[str, Any], services: Services) -> Self:
         return cls(name, cls.validate(name, raw), services)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -228,8 +257,13 @@ class Channel(ABC):
         """True when this channel has a ``run`` loop the core must start."""
         return type(self).run is not Channel.run
 
-    async def __aenter__(self) -> Channel:
-        await self.initialize()
+    async def __aenter__(self) -> Self:
+        try:
+            await self.initialize()
+        except BaseException:
+            # What initialize() opened before it failed (a session, a client) must not leak.
+            await self.shutdown()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -290,6 +324,14 @@ class Channel(ABC):
 
     async def feedback_saved(self, event: InboundEvent) -> None:
         """A feedback button was recorded by the agent; show the choice where possible."""
+
+    async def forget(self, identity: Identity) -> None:
+        """A person asked to be forgotten: delete what this channel keeps about them itself."""
+
+    # -- human handoff -----------------------------------------------------------------------------
+    def support_desk(self) -> SupportDesk | None:
+        """The support desk this channel offers for human handoff (Slack threads...); None: it cannot be one."""
+        return None
 
     @abstractmethod
     def describe(self) -> str:

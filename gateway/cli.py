@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -45,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the gateway", description="Run the gateway.")
-    _config_arg(serve)
+    add_config_arg(serve)
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser(
@@ -62,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate the config and print webhook URLs",
                            description="Validate the config; print each channel's webhook URL(s).")
-    _config_arg(check)
+    add_config_arg(check)
     check.set_defaults(func=cmd_check)
 
     plugins = sub.add_parser("plugins", help="list channel types, stores and tools",
@@ -77,17 +76,29 @@ def _parser() -> argparse.ArgumentParser:
                      help="refuse over 100 requests per 10 s per key with 429 and Retry-After, as Chatbase does")
     emu.set_defaults(func=cmd_emulator)
 
-    tg = sub.add_parser("telegram", help="Telegram helpers", description="Telegram helpers.")
-    tg_sub = tg.add_subparsers(dest="tg_command", required=True, metavar="ACTION")
-    sw = tg_sub.add_parser("set-webhook", help="register the webhook URL and secret with Telegram",
-                           description="Call setWebhook for a telegram channel, with its secret token.")
-    sw.add_argument("name", help="the [channels.<name>] of a telegram channel")
-    _config_arg(sw)
-    sw.set_defaults(func=cmd_telegram_set_webhook)
+    _plugin_commands(sub)
     return p
 
 
-def _config_arg(p: argparse.ArgumentParser) -> None:
+def _plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Subcommands from ``switchboard.commands`` entry points; a broken one is one line, not a dead CLI."""
+    from gateway.plugins import COMMANDS, discover, load_command
+
+    for name, ep in sorted(discover(COMMANDS).items()):
+        if name in sub.choices:
+            continue  # a plugin cannot replace a core command
+        try:
+            command = load_command(name, ep)
+        except PluginError as exc:
+            print(f"switchboard: {exc}", file=sys.stderr)
+            continue
+        parser = sub.add_parser(name, help=command.help, description=command.help)
+        command.configure(parser)
+        parser.set_defaults(func=command.run)
+
+
+def add_config_arg(p: argparse.ArgumentParser) -> None:
+    """``--config FILE`` as every subcommand that reads the config takes it (for plugin commands too)."""
     p.add_argument(
         "--config",
         default=os.environ.get("SWITCHBOARD_CONFIG", DEFAULT_CONFIG),
@@ -135,10 +146,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate everything that can be validated offline; one line per problem."""
+    from gateway.app import desk_of
+    from gateway.channel import Channel
     from gateway.logs import configure_logging, secrets_of
-    from gateway.metrics import Metrics
     from gateway.plugins import load_channel_class, load_store
-    from gateway.services import GatewayServices
+    from gateway.services import OfflineServices
 
     settings = load_settings(args.config)
     # Redaction first: building channels may log, and nothing check prints may carry a secret.
@@ -148,18 +160,23 @@ def cmd_check(args: argparse.Namespace) -> int:
         load_store(settings.gateway.store)
     except (ConfigError, PluginError) as exc:
         problems.append(str(exc))
-    services = GatewayServices(settings, Metrics())
+    services = OfflineServices(settings)
+    channels: dict[str, Channel] = {}
     lines = [f"config {args.config}: public_url {settings.public_url}, store {_mask(settings.gateway.store)}"]
     for name, raw in settings.channels.items():
         try:
             cls = load_channel_class(str(raw["type"]), f"channels.{name}.type")
-            channel = cls.from_config(name, raw, services)
+            channel = channels[name] = cls.from_config(name, raw, services)
         except (ConfigError, PluginError) as exc:
             problems.append(str(exc))
             continue
         lines.append(f"channel {name} ({cls.type}): {channel.describe()}")
         for label, url in channel.webhook_urls(settings.public_url):
             lines.append(f"  {label}: {url}")
+    try:
+        desk_of(settings, channels)
+    except ConfigError as exc:
+        problems.append(str(exc))
     if not settings.agent.api_key or not settings.agent.agent_id:
         problems.append("agent: api_key and agent_id are required")
     for line in lines:
@@ -183,7 +200,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from gateway.plugins import list_plugins
 
     titles = {"switchboard.channels": "channel types", "switchboard.stores": "store schemes",
-              "switchboard.tools": "tools"}
+              "switchboard.tools": "tools", "switchboard.commands": "commands"}
     current = None
     for info in list_plugins():
         if info.group != current:
@@ -197,32 +214,6 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from adapters.emulator import run_emulator
 
     run_emulator(args.host, args.port, rate_limit=args.enforce_rate_limit)
-    return 0
-
-
-def cmd_telegram_set_webhook(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    raw = settings.channels.get(args.name)
-    if raw is None or raw.get("type") != "telegram":
-        raise ConfigError(f"channels.{args.name}: no telegram channel of that name in {args.config}")
-
-    async def go() -> None:
-        import aiohttp
-
-        from gateway.metrics import Metrics
-        from gateway.plugins import load_channel_class
-        from gateway.services import GatewayServices
-
-        services = GatewayServices(settings, Metrics())
-        cls = load_channel_class("telegram", f"channels.{args.name}.type")
-        channel = cls.from_config(args.name, raw, services)
-        async with aiohttp.ClientSession() as session:
-            services.http = session
-            async with channel:
-                await channel.set_webhook(settings.public_url)  # type: ignore[attr-defined]
-
-    asyncio.run(go())
-    print(f"webhook set: {settings.public_url}/webhooks/{args.name}")
     return 0
 
 

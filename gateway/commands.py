@@ -6,22 +6,17 @@ without (SMS, WhatsApp, email) all work the same way. ``/link`` may carry a code
 and a message that is only a link code (``ABCD-EF23``) redeems it too. An email's signature
 (after a ``-- `` line) does not count as part of the message.
 
-:class:`Controls` owns the :class:`Linker` and :class:`Handoff` of an app, so the turn runner and
+:class:`Controls` holds the :class:`Linker` and :class:`Handoff` of an app, so the turn runner and
 the admin API share them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
-
-from aiohttp import web
 
 from gateway.channel import Answer
 from gateway.config import Settings
@@ -70,37 +65,19 @@ class Parsed:
 
 
 class Controls:
-    """Commands, linking and handoff of one app. Built with the app; started with its resources."""
+    """Commands, linking and handoff of one app; the turn runner and the admin API share it."""
 
-    def __init__(self, settings: Settings, resources: Any) -> None:
+    def __init__(self, settings: Settings, store: Store, handoff: Handoff | None = None) -> None:
         self.settings = settings
-        self._resources = resources  # GatewayServices: store, agent, channels (set as they start)
-        self.linker: Linker | None = None
-        self.handoff: Handoff | None = None
-        if settings.handoff.enabled:
-            self.handoff = Handoff(settings.handoff, resources=resources, agent_id=settings.agent.agent_id)
+        self.store = store
+        self.handoff = handoff
+        self.linker = Linker(settings.linking, store) if settings.linking.enabled else None
         enabled = {Command.NEW, Command.RETRY, Command.HELP}
-        enabled |= {Command.LINK} if settings.linking.enabled else set()
-        enabled |= {Command.HUMAN} if self.handoff else set()
+        enabled |= {Command.LINK} if self.linker else set()
+        enabled |= {Command.HUMAN} if handoff else set()
         words = settings.commands
         self._words = {w: c for c in Command if c in enabled for w in getattr(words, c.value)}
         self._touched: dict[tuple[str, str], float] = {}
-
-    @property
-    def store(self) -> Store:
-        store: Store = self._resources.store
-        return store
-
-    async def ctx(self, app: web.Application) -> AsyncIterator[None]:
-        """The app's cleanup context: the linker needs the store; handoff timeouts need a sweeper."""
-        if self.settings.linking.enabled:
-            self.linker = Linker(self.settings.linking, self.store)
-        task = asyncio.create_task(self.handoff.run(), name="handoff-sweeper") if self.handoff else None
-        yield
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def touch(self, identity_key: str, conversation_key: str) -> None:
         """Record who spoke where (admin API, forgetting), at most once a minute per pair and instance."""
@@ -155,7 +132,7 @@ class Controls:
         if parsed.command is Command.NEW:
             return await self._new(event, conversation)
         if parsed.command is Command.LINK and self.linker is not None:
-            return await self._link(parsed.argument, event)
+            return await self._link(self.linker, parsed.argument, event)
         if parsed.command is Command.HUMAN and self.handoff is not None:
             if await self.handoff.active(event.conversation_key):
                 return Answer(ALREADY_HANDED_OFF_TEXT)
@@ -181,18 +158,17 @@ class Controls:
             await self.store.drop_conversation(key)
         return Answer(NEW_CONVERSATION_TEXT)
 
-    async def _link(self, code: str, event: InboundEvent) -> Answer:
-        assert self.linker is not None
+    async def _link(self, linker: Linker, code: str, event: InboundEvent) -> Answer:
         identity = event.identity.key()
         if not code:
-            issued = await self.linker.issue(identity)
+            issued = await linker.issue(identity)
             minutes = max(1, round(self.settings.linking.code_ttl / 60))
             return Answer(
                 f"Your link code is {issued}. Within {minutes} minutes, send it from the other channel where "
                 f"you talk to us (just the code, or {self.word(Command.LINK)} {issued}), and I'll know it's "
                 "you there too."
             )
-        result, moved = await self.linker.redeem(identity, code)
+        result, moved = await linker.redeem(identity, code)
         if moved is not None:
             await self.reset_conversations(moved)
         log.info("link code redeemed", extra={"kind": "link", "outcome": result.value})

@@ -22,6 +22,8 @@ from gateway.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+#: ``<type>_channel``: how a [handoff] section names its desk channel by the channel's type
+_DESK_BY_TYPE = re.compile(r"([A-Za-z0-9-]+)_channel")
 DEFAULT_API_BASE = "https://www.chatbase.co/api/v2"
 
 
@@ -142,11 +144,17 @@ class LinkingSettings(_Frozen):
 
 
 class HandoffSettings(_Frozen):
-    """Human handoff into a Slack support channel (off unless ``slack_channel`` is set)."""
+    """Human handoff to a support desk (off unless a desk channel is named).
 
-    #: the [channels.<name>] of a slack channel whose Web API client posts the handoffs
-    slack_channel: str | None = None
-    #: the Slack channel id (C...) where handoff threads are opened; the bot must be a member
+    The desk is the ``[channels.<name>]`` whose class can be a support desk. It is named by
+    ``desk = "<name>"`` or, as configs have always done, by ``<type>_channel = "<name>"`` with the
+    desk channel's type (``slack_channel = "support"``); :func:`parse_settings` turns the second
+    spelling into the first and checks the type matches.
+    """
+
+    #: the [channels.<name>] whose support desk takes handoffs
+    desk: str | None = None
+    #: where the desk opens threads (a Slack channel id, C...); the bot must be a member
     support_channel_id: str = ""
     #: the agent's client action that asks for a person
     action: str = "escalateToHuman"
@@ -159,20 +167,29 @@ class HandoffSettings(_Frozen):
     #: optional link to the transcript; ``{conversation_id}``, ``{agent_id}``, ``{user_id}`` are filled in
     transcript_url: str | None = None
 
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _desk_by_type(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        section = dict(data)
+        for key in [k for k in section if isinstance(k, str) and _DESK_BY_TYPE.fullmatch(k)]:
+            name = section.pop(key)
+            if name is None:
+                continue
+            if section.get("desk") is not None:
+                raise ValueError(f"{key} and desk both name the desk channel")
+            section["desk"] = name
+        return section
+
     @pydantic.field_validator("resolve_words")
     @classmethod
     def _clean(cls, v: list[str]) -> list[str]:
         return _words(v)
 
-    @pydantic.model_validator(mode="after")
-    def _complete(self) -> HandoffSettings:
-        if self.slack_channel and not self.support_channel_id:
-            raise ValueError("support_channel_id is required when slack_channel is set")
-        return self
-
     @property
     def enabled(self) -> bool:
-        return bool(self.slack_channel)
+        return bool(self.desk)
 
 
 class LoggingSettings(_Frozen):
@@ -289,6 +306,8 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
         if name.lower() in lowered:
             raise ConfigError(f"channels.{name}: duplicate webhook name (also {lowered[name.lower()]!r})")
         lowered[name.lower()] = name
+    if isinstance(data.get("handoff"), dict):
+        _check_desk_type(data["handoff"], channels)
     try:
         settings = Settings.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -299,15 +318,25 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
     return settings
 
 
+def _check_desk_type(handoff: Mapping[str, Any], channels: Mapping[str, Any]) -> None:
+    """``[handoff] <type>_channel = name`` must name a channel of that type."""
+    for key, name in handoff.items():
+        named = _DESK_BY_TYPE.fullmatch(key)
+        if named is None or name is None:
+            continue
+        target = channels.get(name) if isinstance(name, str) else None
+        if target is None:
+            raise ConfigError(f"handoff.{key}: there is no [channels.{name}] section")
+        if target.get("type") != named.group(1):
+            raise ConfigError(f"handoff.{key}: channels.{name} is not a {named.group(1)} channel")
+
+
 def _check_handoff(settings: Settings) -> None:
-    name = settings.handoff.slack_channel
-    if name is None:
-        return
-    section = settings.channels.get(name)
-    if section is None:
-        raise ConfigError(f"handoff.slack_channel: there is no [channels.{name}] section")
-    if section.get("type") != "slack":
-        raise ConfigError(f"handoff.slack_channel: channels.{name} is not a slack channel")
+    name = settings.handoff.desk
+    if name is not None and name not in settings.channels:
+        raise ConfigError(f"handoff.desk: there is no [channels.{name}] section")
+    if name is not None and not settings.handoff.support_channel_id:
+        raise ConfigError("handoff.support_channel_id: required when a desk channel is set")
 
 
 def load_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

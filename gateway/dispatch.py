@@ -187,11 +187,14 @@ class Dispatcher:
 
         reply = channel.open_reply(event, Progress(entry.progress, save))
         status: JournalStatus
-        if await self._over_rate_limit(event, reply):
-            status = "done"
-        else:
-            ok = await self._timed_turn(channel, event, reply)
-            status = "done" if ok is not None else "failed"
+        try:
+            if await self._over_rate_limit(event, reply):
+                status = "done"
+            else:
+                ok = await self._timed_turn(channel, event, reply)
+                status = "done" if ok is not None else "failed"
+        finally:
+            await reply.close()  # a turn stopped by a store outage leaves no typing or edit task behind
         await self._finish(entry, status)
 
     async def _timed_turn(self, channel: Channel, event: InboundEvent, reply: Reply) -> Answer | None:
@@ -232,6 +235,7 @@ class Dispatcher:
             async with lane.lock, TurnSlot(self._slots):
                 return await self._timed_turn(self.channels[event.channel], event, reply)
         finally:
+            await reply.close()
             lane.users -= 1
             if lane.users == 0:
                 del self._lanes[key]

@@ -80,7 +80,9 @@ class InboundEvent:
         return cls(**data)
 
 
-# to_json must name every field: fail at import if a field is added without it.
-assert [f.name for f in fields(InboundEvent)] == [
+# to_json must name every field: fail at import if a field is added without it (a raise, not an
+# assert, so the check survives ``python -O``).
+if [f.name for f in fields(InboundEvent)] != [
     "channel", "key", "identity", "scope", "text", "kind", "reply", "meta", "received_at",
-], "InboundEvent.to_json is out of date"
+]:
+    raise TypeError("InboundEvent.to_json is out of date")

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from gateway.markup import (
     streaming_safe,
+    to_chat_html,
     to_email_text,
     to_html,
+    to_mrkdwn,
     to_plain,
-    to_slack,
     to_speech,
-    to_telegram_html,
     to_whatsapp,
 )
 
 __all__ = [
     "streaming_safe",
+    "to_chat_html",
     "to_email_text",
     "to_html",
+    "to_mrkdwn",
     "to_plain",
-    "to_slack",
     "to_speech",
-    "to_telegram_html",
     "to_whatsapp",
 ]

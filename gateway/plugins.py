@@ -7,11 +7,12 @@ stops start-up with one clear line. ``SWITCHBOARD_PLUGINS_DISABLE`` (comma-separ
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError, PluginError
@@ -23,7 +24,26 @@ if TYPE_CHECKING:
 CHANNELS = "switchboard.channels"
 STORES = "switchboard.stores"
 TOOLS = "switchboard.tools"
-GROUPS = (CHANNELS, STORES, TOOLS)
+COMMANDS = "switchboard.commands"
+GROUPS = (CHANNELS, STORES, TOOLS, COMMANDS)
+
+
+class CliCommand(Protocol):
+    """A ``switchboard <name>`` subcommand a plugin adds (entry point group ``switchboard.commands``).
+
+    The entry point names the subcommand and resolves to an object with these three members.
+    """
+
+    #: one line for ``switchboard --help``
+    help: str
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        """Add the subcommand's arguments (and sub-subcommands) to ``parser``."""
+        ...
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Carry the command out; raise ConfigError for a user mistake; return the exit code."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +105,9 @@ def load_channel_class(type_name: str, where: str) -> type[Channel]:
 
 
 def load_store(url: str) -> Store:
-    """A store object for ``url``, by its scheme (``memory``, ``sqlite``, ``redis``, ...)."""
+    """A store object for ``url``, by its scheme (``memory``, ``sqlite``, ``redis``, ``rediss``, ...)."""
     scheme = urlsplit(url).scheme
     available = discover(STORES)
-    if scheme in ("rediss", "unix") and "redis" in available:
-        scheme = "redis"
     ep = available.get(scheme)
     if ep is None:
         known = ", ".join(f"{s}://" for s in sorted(available)) or "none installed"
@@ -99,6 +117,16 @@ def load_store(url: str) -> Store:
         raise PluginError(f"gateway.store: plugin {ep.value!r} is not callable")
     store: Store = factory(url)
     return store
+
+
+def load_command(name: str, ep: EntryPoint) -> CliCommand:
+    """The subcommand object of a ``switchboard.commands`` entry point."""
+    command = _load(ep, f"command {name}")
+    if not (isinstance(getattr(command, "help", None), str) and callable(getattr(command, "configure", None))
+            and callable(getattr(command, "run", None))):
+        raise PluginError(f"command {name}: plugin {ep.value!r} has no help, configure() and run()")
+    checked: CliCommand = command
+    return checked
 
 
 ToolHandler = Callable[[Any, Any], Any]

@@ -1,39 +1,113 @@
-"""The object every channel receives: the shared resources and the two ways to hand in work."""
+"""The app's resources, each under its own typed ``AppKey``, and the channels' view of them.
+
+Every resource is opened by its own cleanup context in :mod:`gateway.app` and stored under its
+key there. Channels are built before any of them is open (so ``switchboard check`` can build
+channels without starting anything); :class:`AppServices` reads the keys on use, so what it
+returns is valid once the app has started, and asking earlier is a clear error.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 
-from gateway.channel import Answer, Reply
+from gateway.agent import AgentClient
 from gateway.config import Settings
 from gateway.events import InboundEvent
 from gateway.metrics import Metrics
+from gateway.store import Store
 
 if TYPE_CHECKING:
-    from gateway.agent import AgentClient
-    from gateway.channel import Channel
+    from gateway.channel import Answer, Channel, Reply
+    from gateway.commands import Controls
     from gateway.dispatch import Dispatcher
-    from gateway.store import Store
+
+T = TypeVar("T")
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+HTTP = web.AppKey("http", ClientSession)
+STORE: web.AppKey[Store] = web.AppKey("store")
+AGENT: web.AppKey[AgentClient] = web.AppKey("agent")
+CHANNELS: web.AppKey[Mapping[str, Channel]] = web.AppKey("channels")
+CONTROLS: web.AppKey[Controls] = web.AppKey("controls")
+DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 
 
-class GatewayServices:
-    """Filled in by the app's cleanup contexts as each resource starts (see ``gateway.app``)."""
+class NotStarted(RuntimeError):
+    """A resource was asked for before the app's cleanup contexts opened it."""
 
-    store: Store
-    agent: AgentClient
-    http: ClientSession
-    dispatcher: Dispatcher
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.channels: dict[str, Channel] = {}
+def resource(app: web.Application, key: web.AppKey[T], what: str) -> T:
+    """``app[key]``, or :class:`NotStarted` naming the resource."""
+    try:
+        return app[key]
+    except KeyError:
+        raise NotStarted(f"the {what} is not open: the app has not started (or has stopped)") from None
+
+
+class AppServices:
+    """:class:`gateway.channel.Services` for the channels of one app."""
+
+    def __init__(self, app: web.Application, settings: Settings, metrics: Metrics) -> None:
+        self._app = app
+        self._settings = settings
+        self._metrics = metrics
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._metrics
+
+    @property
+    def store(self) -> Store:
+        return resource(self._app, STORE, "store")
+
+    @property
+    def http(self) -> ClientSession:
+        return resource(self._app, HTTP, "HTTP session")
 
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
-        return await self.dispatcher.accept(events)
+        return await resource(self._app, DISPATCHER, "dispatcher").accept(events)
 
     async def run_turn(self, event: InboundEvent, reply: Reply) -> Answer | None:
-        return await self.dispatcher.run_now(event, reply)
+        return await resource(self._app, DISPATCHER, "dispatcher").run_now(event, reply)
+
+
+class OfflineServices:
+    """:class:`gateway.channel.Services` outside a running gateway (``switchboard check``, plugin
+    commands): settings, metrics and, if given, an HTTP session; no store and no turns."""
+
+    def __init__(self, settings: Settings, *, http: ClientSession | None = None) -> None:
+        self._settings = settings
+        self._metrics = Metrics()
+        self._http = http
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def metrics(self) -> Metrics:
+        return self._metrics
+
+    @property
+    def store(self) -> Store:
+        raise NotStarted("no store outside a running gateway")
+
+    @property
+    def http(self) -> ClientSession:
+        if self._http is None:
+            raise NotStarted("no HTTP session was given")
+        return self._http
+
+    async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
+        raise NotStarted("events cannot be accepted outside a running gateway")
+
+    async def run_turn(self, event: InboundEvent, reply: Reply) -> Answer | None:
+        raise NotStarted("turns cannot run outside a running gateway")

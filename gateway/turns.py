@@ -13,13 +13,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.agent import AgentClient, AgentEvent, Finish, TextDelta, ToolCall
 from gateway.channel import Answer, Progress, Reply
 from gateway.commands import NEW_CONVERSATION_TEXT, Command, Controls, Parsed
-from gateway.config import LinkingSettings, Settings
 from gateway.errors import AgentNotFound, BadAgentRequest, ConversationEnded
 from gateway.events import InboundEvent
 from gateway.handoff import STARTED_TEXT
@@ -42,12 +40,6 @@ MESSAGE_MAP_TTL = 30 * 24 * 3600.0
 TOOL_LOOP_TEXT = "Sorry, I could not finish that request (too many steps). Please try again."
 
 
-@dataclass(slots=True)
-class _Round:
-    calls: list[ToolCall]
-    finish: Finish | None
-
-
 class TurnRunner:
     """Runs turns; shared by every channel and worker."""
 
@@ -60,7 +52,7 @@ class TurnRunner:
         metrics: Metrics,
         conversation_ttl: float,
         max_tool_rounds: int,
-        controls: Controls | None = None,
+        controls: Controls,
         log_bodies: bool = False,
     ) -> None:
         self.agent = agent
@@ -69,8 +61,7 @@ class TurnRunner:
         self.metrics = metrics
         self.conversation_ttl = conversation_ttl
         self.max_tool_rounds = max_tool_rounds
-        # Without the app's controls (a runner built on its own), the basic commands still work.
-        self.controls = controls or Controls(Settings(linking=LinkingSettings(enabled=False)), self)
+        self.controls = controls
         self.log_bodies = log_bodies
 
     async def user_id(self, event: InboundEvent) -> str:

@@ -14,11 +14,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.app import SERVICES, build_app
-from gateway.channel import Channel
+from gateway.app import build_app
+from gateway.channel import Channel, Services
 from gateway.cli import free_port
+from gateway.commands import Controls
 from gateway.config import Settings, parse_settings
-from gateway.services import GatewayServices
+from gateway.dispatch import Dispatcher
+from gateway.services import CHANNELS, CONTROLS, DISPATCHER, METRICS, AppServices
 
 
 @dataclass
@@ -29,15 +31,24 @@ class GatewayUnderTest:
     settings: Settings
 
     @property
-    def services(self) -> GatewayServices:
-        return self.app[SERVICES]
+    def services(self) -> Services:
+        """What the channels see: settings, metrics, store, HTTP session."""
+        return AppServices(self.app, self.settings, self.app[METRICS])
+
+    @property
+    def controls(self) -> Controls:
+        return self.app[CONTROLS]
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.app[DISPATCHER]
 
     def channel(self, name: str) -> Channel:
-        return self.services.channels[name]
+        return self.app[CHANNELS][name]
 
     async def idle(self, timeout: float = 10.0) -> None:
         """Wait until every accepted event has been fully processed."""
-        await asyncio.wait_for(self.services.dispatcher.idle(), timeout)
+        await asyncio.wait_for(self.app[DISPATCHER].idle(), timeout)
 
 
 def make_settings(

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from adapters.stores.memory import MemoryStore
 from gateway.commands import NEW_CONVERSATION_TEXT, Command, Controls, Parsed
 from gateway.config import parse_settings
 from tests.controls_harness import controlled_gateway
@@ -149,7 +150,7 @@ def first_conversation(gw: GatewayUnderTest) -> str:
 
 
 def controls(**raw: Any) -> Controls:
-    return Controls(parse_settings(raw, env={}), resources=None)
+    return Controls(parse_settings(raw, env={}), MemoryStore())
 
 
 @pytest.mark.parametrize(

@@ -266,3 +266,24 @@ async def test_an_untrusted_certificate_is_refused(
         await until(lambda: "CERTIFICATE_VERIFY_FAILED" in caplog.text, "the refused certificate")
         assert not gw.channel("mail").poller.scanned.is_set()
     assert smtp_sink.messages == []
+
+
+async def test_forgetting_a_sender_also_forgets_their_reply_cap(dovecot: Mailbox, smtp_sink: SmtpSink) -> None:
+    """The cap's counter is the email channel's own data about a person: a privacy request removes it."""
+    import aiohttp
+
+    first, second = make_mail("Question 1", subject="Topic 1"), make_mail("Question 2", subject="Topic 2")
+    auth = {"Authorization": "Bearer admin-token"}
+    capped = config(dovecot, smtp_sink, max_replies_per_hour=1)
+    async with running_gateway(capped, gateway={"admin_token": "admin-token"}) as gw, \
+            aiohttp.ClientSession(headers=auth) as http:
+        dovecot.append(first)
+        await replies(smtp_sink, 1)
+        await gw.idle()
+        async with http.get(f"{gw.url}/admin/identities") as resp:
+            [person] = (await resp.json())["data"]
+        async with http.delete(f"{gw.url}/admin/identities/{person['id']}") as resp:
+            assert resp.status == 200
+        dovecot.append(second)  # over the cap of 1, had the counter survived
+        await replies(smtp_sink, 2)
+    assert smtp_sink.messages[1]["In-Reply-To"] == second["Message-ID"]

@@ -175,7 +175,7 @@ async def test_the_sweep_hands_back_without_waiting_for_the_user() -> None:
     async with desk(timeout=0.2) as d:
         await d.sms("/human")
         await asyncio.sleep(0.3)
-        handoff = d.gw.services.dispatcher.runner.controls.handoff
+        handoff = d.gw.controls.handoff
         assert handoff is not None and await handoff.sweep() == 1
         assert d.twilio.bodies(PHONE)[-1] == TIMEOUT_TEXT
         assert await handoff.sweep() == 0
@@ -216,22 +216,24 @@ async def test_thread_replies_elsewhere_in_the_support_channel_are_ignored() -> 
 
 @pytest.mark.parametrize("configured", [{}, {"slack_channel": None}])
 def test_handoff_is_off_unless_configured(configured: dict[str, Any]) -> None:
+    from adapters.stores.memory import MemoryStore
     from gateway.commands import Controls
     from gateway.config import parse_settings
 
-    controls = Controls(parse_settings({"handoff": configured}, env={}), resources=None)
+    controls = Controls(parse_settings({"handoff": configured}, env={}), MemoryStore())
     assert controls.handoff is None and controls.parse("/human") is None
 
 
 def test_the_transcript_is_escaped_and_trimmed() -> None:
-    from gateway.handoff_text import transcript_text
+    from channels.slack.desk import transcript_text
+    from gateway.handoff import transcript_lines
 
     long = "x" * 1000
-    text = transcript_text([
+    text = transcript_text(transcript_lines([
         {"role": "user", "parts": [{"type": "text", "text": "<@U1> hi & bye"}]},
         {"role": "assistant", "parts": [{"type": "tool-call", "toolName": "t"}, {"type": "text", "text": long}]},
         {"role": "assistant", "parts": []},
-    ])
+    ]))
     lines = text.splitlines()
     assert lines[1] == "*User:* &lt;@U1&gt; hi &amp; bye"
     assert lines[2].startswith("*Agent:* xxx") and len(lines[2]) < 700

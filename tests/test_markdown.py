@@ -10,12 +10,12 @@ import pytest
 from gateway import markdown
 from gateway.markdown import (
     streaming_safe,
+    to_chat_html,
     to_email_text,
     to_html,
+    to_mrkdwn,
     to_plain,
-    to_slack,
     to_speech,
-    to_telegram_html,
     to_whatsapp,
 )
 from gateway.markup.speech import place
@@ -47,7 +47,7 @@ See [the docs](https://example.com/docs?a=1&b=2) or <https://example.com>.
 """
 
 RENDERERS: list[Callable[[str], str]] = [
-    to_plain, to_email_text, to_slack, to_telegram_html, to_whatsapp, to_html, to_speech, streaming_safe,
+    to_plain, to_email_text, to_mrkdwn, to_chat_html, to_whatsapp, to_html, to_speech, streaming_safe,
 ]
 
 
@@ -74,7 +74,7 @@ See the docs (https://example.com/docs?a=1&b=2) or https://example.com.
 
 
 def test_slack() -> None:
-    assert to_slack(ANSWER) == """\
+    assert to_mrkdwn(ANSWER) == """\
 *Getting started*
 
 Use *bold*, _italic_, ~old~ and `pip install x`. Note 1 &lt; 2 &amp; 3 &gt; 2, &lt;b&gt;raw&lt;/b&gt;.
@@ -96,7 +96,7 @@ See <https://example.com/docs?a=1&amp;b=2|the docs> or <https://example.com>.
 
 
 def test_telegram_html() -> None:
-    assert to_telegram_html(ANSWER) == """\
+    assert to_chat_html(ANSWER) == """\
 <b>Getting started</b>
 
 Use <b>bold</b>, <i>italic</i>, <s>old</s> and <code>pip install x</code>. \
@@ -185,8 +185,8 @@ TABLE = "| Name | Age |\n|---|--:|\n| Ann | **3** |\n| Bo | 4 |"
     ("render", "expected"),
     [
         (to_plain, "Name | Age\nAnn | 3\nBo | 4"),
-        (to_slack, "*Name* | *Age*\nAnn | *3*\nBo | 4"),
-        (to_telegram_html, "<b>Name</b> | <b>Age</b>\nAnn | <b>3</b>\nBo | 4"),
+        (to_mrkdwn, "*Name* | *Age*\nAnn | *3*\nBo | 4"),
+        (to_chat_html, "<b>Name</b> | <b>Age</b>\nAnn | <b>3</b>\nBo | 4"),
         (to_speech, "Name: Ann, Age: 3. Name: Bo, Age: 4."),
     ],
 )
@@ -200,14 +200,14 @@ def test_html_table() -> None:
 
 
 def test_bold_inside_bold_heading_is_not_doubled() -> None:
-    assert to_slack("## The **main** point") == "*The main point*"
-    assert to_telegram_html("## The **main** point") == "<b>The main point</b>"
+    assert to_mrkdwn("## The **main** point") == "*The main point*"
+    assert to_chat_html("## The **main** point") == "<b>The main point</b>"
     assert to_whatsapp("**a *b* **c** d**") == "*a _b_ c d*"
 
 
 def test_quotes_and_rules() -> None:
-    assert to_slack("> a & b\n>\n> c\n\n---") == "> a &amp; b\n>\n> c\n\n———"
-    assert to_telegram_html("> a\n\n***") == "&gt; a\n\n———"
+    assert to_mrkdwn("> a & b\n>\n> c\n\n---") == "> a &amp; b\n>\n> c\n\n———"
+    assert to_chat_html("> a\n\n***") == "&gt; a\n\n———"
     assert to_plain("> a\n\n___") == "> a\n\n---"
     assert to_html("> a") == "<blockquote>\n<p>a</p>\n</blockquote>"
     assert to_speech("> a\n\n---\n\nb") == "a\n\nb"
@@ -217,7 +217,7 @@ def test_quotes_and_rules() -> None:
     ("render", "expected"),
     [
         (to_plain, "mail a@b.example or write (mailto:x@y.example)"),
-        (to_slack, "mail <mailto:a@b.example> or <mailto:x@y.example|write>"),
+        (to_mrkdwn, "mail <mailto:a@b.example> or <mailto:x@y.example|write>"),
         (to_speech, "mail a@b.example or write (x@y.example)"),
     ],
 )
@@ -226,37 +226,37 @@ def test_mail_links(render: Callable[[str], str], expected: str) -> None:
 
 
 def test_relative_links_are_not_linked_on_chat_platforms() -> None:
-    assert to_slack("[home](/start)") == "home (/start)"
-    assert to_telegram_html("[home](/start)") == "home (/start)"
+    assert to_mrkdwn("[home](/start)") == "home (/start)"
+    assert to_chat_html("[home](/start)") == "home (/start)"
     assert to_html("[home](/start)") == "<p>home (/start)</p>"
 
 
 def test_unsafe_links_stay_text() -> None:
     # markdown-it refuses javascript: links, so they arrive as text and are escaped like text.
     assert "<a" not in to_html("[x](javascript:alert(1))")
-    assert to_telegram_html('[x](javascript:alert("1"))') == '[x](javascript:alert("1"))'
+    assert to_chat_html('[x](javascript:alert("1"))') == '[x](javascript:alert("1"))'
 
 
 def test_link_details() -> None:
     # A label that only repeats the URL is not shown twice.
     assert to_plain("[example.com](https://example.com/)") == "https://example.com/"
-    assert to_slack("[www.example.com](https://www.example.com)") == "<https://www.example.com>"
+    assert to_mrkdwn("[www.example.com](https://www.example.com)") == "<https://www.example.com>"
     assert to_plain("[Example](https://example.com)") == "Example (https://example.com)"
-    assert to_slack("[a|b](https://e.example/x|y)") == "<https://e.example/x%7Cy|a|b>"
-    assert to_slack("[**bold** <x>](https://e.example)") == "<https://e.example|*bold* &lt;x&gt;>"
+    assert to_mrkdwn("[a|b](https://e.example/x|y)") == "<https://e.example/x%7Cy|a|b>"
+    assert to_mrkdwn("[**bold** <x>](https://e.example)") == "<https://e.example|*bold* &lt;x&gt;>"
     assert to_plain("![a cat](https://e.example/cat.png)") == "a cat (https://e.example/cat.png)"
     assert to_html("![cat](https://e.example/c.png)") == '<p><a href="https://e.example/c.png">cat</a></p>'
     # Telegram refuses code nested in a link.
-    assert to_telegram_html("[`f()`](https://e.example)") == '<a href="https://e.example">f()</a>'
-    assert to_telegram_html('[q](https://e.example/?q="x")') == '<a href="https://e.example/?q=%22x%22">q</a>'
+    assert to_chat_html("[`f()`](https://e.example)") == '<a href="https://e.example">f()</a>'
+    assert to_chat_html('[q](https://e.example/?q="x")') == '<a href="https://e.example/?q=%22x%22">q</a>'
 
 
 def test_code_details() -> None:
-    assert to_slack("``a ` b``") == "a ` b"  # mrkdwn cannot show a backtick inside code
-    assert to_slack("```\nx ``` y\n```") == "```\nx `\u200b`` y\n```"
+    assert to_mrkdwn("``a ` b``") == "a ` b"  # mrkdwn cannot show a backtick inside code
+    assert to_mrkdwn("```\nx ``` y\n```") == "```\nx `\u200b`` y\n```"
     assert to_whatsapp("`a` and ``x```y``") == "```a``` and x```y"
-    assert to_telegram_html("```py<evil\nx\n```") == '<pre><code class="language-pyevil">x</code></pre>'
-    assert to_telegram_html("    indented <code>\n") == "<pre>indented &lt;code&gt;</pre>"
+    assert to_chat_html("```py<evil\nx\n```") == '<pre><code class="language-pyevil">x</code></pre>'
+    assert to_chat_html("    indented <code>\n") == "<pre>indented &lt;code&gt;</pre>"
     assert to_plain("```\n\n```\n\nafter") == "after"  # an empty code block is dropped
 
 
@@ -289,10 +289,10 @@ def test_a_renderer_bug_falls_back_to_escaped_text(
     def broken(self: object, text: str) -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(markdown.to_plain.__globals__["TelegramRenderer"], "text", broken)
+    monkeypatch.setattr(markdown.to_plain.__globals__["ChatHtmlRenderer"], "text", broken)
     with caplog.at_level(logging.ERROR, logger="gateway.markup"):
-        assert to_telegram_html("**a** < b") == "**a** &lt; b"
-    assert "TelegramRenderer failed" in caplog.text
+        assert to_chat_html("**a** < b") == "**a** &lt; b"
+    assert "ChatHtmlRenderer failed" in caplog.text
 
 
 # -- streaming -------------------------------------------------------------------------------------

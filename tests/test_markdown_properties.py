@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from gateway.markdown import (
     streaming_safe,
+    to_chat_html,
     to_email_text,
     to_html,
+    to_mrkdwn,
     to_plain,
-    to_slack,
     to_speech,
-    to_telegram_html,
     to_whatsapp,
 )
 
@@ -26,7 +26,7 @@ from gateway.markdown import (
 pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
 
 RENDERERS: list[Callable[[str], str]] = [
-    to_plain, to_email_text, to_slack, to_telegram_html, to_whatsapp, to_html, to_speech, streaming_safe,
+    to_plain, to_email_text, to_mrkdwn, to_chat_html, to_whatsapp, to_html, to_speech, streaming_safe,
 ]
 
 
@@ -148,14 +148,14 @@ def test_nothing_raises(source: str) -> None:
 @FAST
 @given(st.one_of(ANY_TEXT, DOCUMENT))
 def test_telegram_is_always_well_formed(source: str) -> None:
-    assert_telegram_ok(to_telegram_html(source))
-    assert_telegram_ok(to_telegram_html(streaming_safe(source)))
+    assert_telegram_ok(to_chat_html(source))
+    assert_telegram_ok(to_chat_html(streaming_safe(source)))
 
 
 @FAST
 @given(st.one_of(ANY_TEXT, DOCUMENT))
 def test_slack_has_no_stray_control_characters(source: str) -> None:
-    assert_slack_ok(to_slack(source))
+    assert_slack_ok(to_mrkdwn(source))
 
 
 @FAST
@@ -204,4 +204,4 @@ def test_streaming_prefixes_show_no_syntax(source: str, data: st.DataObject) -> 
     out = to_plain(streaming_safe(prefix))
     for syntax in ("**", "~~", "`", "](", "```"):
         assert syntax not in out, (prefix, out)
-    assert_telegram_ok(to_telegram_html(streaming_safe(prefix)))
+    assert_telegram_ok(to_chat_html(streaming_safe(prefix)))

@@ -18,6 +18,7 @@ from gateway.agent import AgentEvent, Finish, ToolCall
 from gateway.errors import StreamBroken
 from gateway.events import Identity, InboundEvent
 from gateway.recovery import asked_marker
+from gateway.services import AGENT
 from gateway.store import JournalEntry
 from tests.harness import GatewayUnderTest, running_gateway
 
@@ -41,7 +42,7 @@ async def resume(gw: GatewayUnderTest, key: str, text: str, progress: dict[str, 
     """Journal the event as a crashed instance left it, and let the gateway resume it."""
     entry = JournalEntry(event(key, text), progress=progress, attempts=1)
     assert await gw.services.store.journal_add(entry)
-    gw.services.dispatcher.kick(entry.event.conversation_key)
+    gw.dispatcher.kick(entry.event.conversation_key)
     await gw.idle()
 
 
@@ -54,7 +55,7 @@ async def send(gw: GatewayUnderTest, key: str, text: str) -> None:
 
 
 async def crashed_call(gw: GatewayUnderTest, text: str | None, conversation_id: str | None = None) -> list[AgentEvent]:
-    return [e async for e in gw.services.agent.chat(text, conversation_id=conversation_id, user_id=USER_ID)]
+    return [e async for e in gw.app[AGENT].chat(text, conversation_id=conversation_id, user_id=USER_ID)]
 
 
 def requests(gw: GatewayUnderTest, suffix: str) -> list[Any]:
@@ -137,7 +138,7 @@ async def test_a_tool_result_submitted_just_before_the_crash_is_not_submitted_ag
     finish = events[-1]
     assert isinstance(finish, Finish) and finish.conversation_id
     output = {"channel": "echo", "shout": "HI"}
-    await gw.services.agent.submit_tool_result(finish.conversation_id, call.tool_call_id, output)
+    await gw.app[AGENT].submit_tool_result(finish.conversation_id, call.tool_call_id, output)
     # The output was saved, the submission went through, the crash came before it was noted.
     marker = {**asked_marker(SHOUT, finish.conversation_id, USER_ID, None), "user_message_id": finish.user_message_id}
     await resume(gw, "k1", SHOUT, {"asked": marker, "outputs": {call.tool_call_id: output}})
@@ -151,7 +152,7 @@ async def test_a_continuation_already_answered_is_delivered_whole(gw: GatewayUnd
     [call] = [e for e in events if isinstance(e, ToolCall)]
     finish = events[-1]
     assert isinstance(finish, Finish) and finish.conversation_id
-    await gw.services.agent.submit_tool_result(finish.conversation_id, call.tool_call_id, {"status": "late"})
+    await gw.app[AGENT].submit_tool_result(finish.conversation_id, call.tool_call_id, {"status": "late"})
     await crashed_call(gw, None, finish.conversation_id)
     await resume(gw, "k1", "where is order 77?",
                  {"asked": asked_marker("where is order 77?", finish.conversation_id, USER_ID, None)})

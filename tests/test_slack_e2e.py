@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from adapters.emulator.brain import MARKDOWN_SAMPLE, long_text
-from gateway.markdown import to_slack
+from gateway.markdown import to_mrkdwn
 from tests.fakes.slack import (
     BOT_ID,
     BOT_USER,
@@ -153,7 +153,7 @@ async def test_slack_429_mid_stream_is_honoured_and_the_answer_completes(slack: 
     limited, *later = slack.calls_to("chat.update")
     assert limited.status == 429 and later
     assert all(call.at - limited.at >= 1.0 for call in later)
-    assert texts(slack, "C0001", "600.1") == [to_slack(long_text(600))]
+    assert texts(slack, "C0001", "600.1") == [to_mrkdwn(long_text(600))]
 
 
 async def test_a_6000_character_answer_continues_in_the_thread(slack: FakeSlack) -> None:
@@ -163,7 +163,7 @@ async def test_a_6000_character_answer_continues_in_the_thread(slack: FakeSlack)
     messages = slack.thread("C0001", "700.1")
     assert len(messages) == 2
     assert all(len(m.text) <= 3900 for m in messages)
-    assert " ".join(m.text for m in messages).split() == to_slack(long_text(6000)).split()
+    assert " ".join(m.text for m in messages).split() == to_mrkdwn(long_text(6000)).split()
     assert [bool(m.blocks) for m in messages] == [False, True]  # buttons under the last part only
 
 
@@ -171,7 +171,7 @@ async def test_markdown_arrives_as_mrkdwn(slack: FakeSlack) -> None:
     async with gateway(slack) as (gw, http):
         await post(gw, http, event_body(mention("show me markdown", ts="800.1")))
         await gw.idle()
-    assert texts(slack, "C0001", "800.1") == [to_slack(MARKDOWN_SAMPLE)]
+    assert texts(slack, "C0001", "800.1") == [to_mrkdwn(MARKDOWN_SAMPLE)]
 
 
 async def test_feedback_buttons_reach_the_agent_and_show_the_choice(slack: FakeSlack) -> None:
@@ -230,3 +230,41 @@ def test_check_shows_where_slack_must_send_events() -> None:
     ]
     assert "xoxb-secret" not in channel.describe() and "s3" not in channel.describe()
     assert not channel.polls
+
+
+async def test_a_turn_stopped_by_a_store_outage_leaves_no_task_and_resumes_without_reposting(
+    slack: FakeSlack,
+) -> None:
+    from gateway.errors import StoreUnavailable
+
+    async with gateway(slack) as (gw, http):
+        gw.emulator.faults.token_delay = 0.005
+        store = gw.services.store
+        save = store.journal_progress
+        outages = []
+
+        async def failing_once(key: str, progress: dict[str, Any], attempts: int) -> None:
+            if "answer" in progress and not outages:  # the store goes away as the answer is saved
+                outages.append(key)
+                raise StoreUnavailable("connection refused")
+            await save(key, progress, attempts)
+
+        store.journal_progress = failing_once  # type: ignore[method-assign]
+        await post(gw, http, event_body(mention("long 300", ts="700.1")))
+        await gw.idle()
+        assert outages and len(slack.calls_to("chat.update")) >= 1  # it was streaming when it stopped
+        assert reply_tasks() == []
+        await gw.dispatcher.sweep()  # the store is back: the sweeper resumes the turn
+        await gw.idle()
+    assert texts(slack, "C0001", "700.1") == [to_mrkdwn(long_text(300))]
+    assert len(slack.calls_to("chat.postMessage")) == 1  # the placeholder, edited into the answer
+
+
+def reply_tasks() -> list[str]:
+    """Tasks still running code of a reply (the channel's or the core's editing reply)."""
+    def module(task: asyncio.Task[Any]) -> str:
+        frame = getattr(task.get_coro(), "cr_frame", None)
+        return str(frame.f_globals.get("__name__", "")) if frame is not None else ""
+
+    return [t.get_name() for t in asyncio.all_tasks()
+            if not t.done() and module(t).startswith(("channels.slack", "gateway.editing"))]

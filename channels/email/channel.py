@@ -13,14 +13,14 @@ from channels.email.inbound import Poller
 from channels.email.settings import EmailSettings
 from channels.email.smtp import send_mail
 from channels.email.threads import ThreadIndex
-from gateway.channel import Answer, Channel, ChannelSettings, Progress, Reply, Services
-from gateway.events import InboundEvent
+from gateway.channel import Answer, Channel, Progress, Reply, Services
+from gateway.events import Identity, InboundEvent
 
 #: attempts to flag an answered mail before leaving it for the operator (the reply went out already)
 _FLAG_ATTEMPTS = 2
 
 
-class EmailChannel(Channel):
+class EmailChannel(Channel[EmailSettings]):
     """One mailbox answered by the agent; each mail thread is one conversation."""
 
     type = "email"
@@ -28,10 +28,7 @@ class EmailChannel(Channel):
     # An answer is always one mail, never split.
     max_text_length: ClassVar[int] = 1_000_000
 
-    settings: EmailSettings
-
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
-        assert isinstance(settings, EmailSettings)
+    def __init__(self, name: str, settings: EmailSettings, services: Services) -> None:
         super().__init__(name, settings, services)
         self.threads = ThreadIndex(services, name)
         self.poller = Poller(self)
@@ -49,6 +46,11 @@ class EmailChannel(Channel):
 
     def routes(self) -> list[web.RouteDef]:
         return []
+
+    async def forget(self, identity: Identity) -> None:
+        """The reply cap's counter for the address (see ``Poller.rate_key``)."""
+        if identity.channel_type == self.type:
+            await self.services.store.delete_value(self.poller.rate_key(identity.id))
 
     async def run(self) -> None:
         """Watch the mailbox until cancelled (the core supervises this task)."""

@@ -27,7 +27,6 @@ if logging.getLogger("aioimaplib").level == logging.NOTSET:
     logging.getLogger("aioimaplib").setLevel(logging.INFO)
 COMMAND_TIMEOUT = 30.0
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
-_UIDNEXT = re.compile(rb"\[UIDNEXT (\d+)\]")
 _FETCH_BODY = re.compile(rb"^\d+ FETCH \(.*BODY\[\] \{\d+\}$")
 
 
@@ -47,7 +46,6 @@ class ImapSession:
         self.client: aioimaplib.IMAP4 | None = None
         self.capabilities: frozenset[str] = frozenset()
         self.uidvalidity = 0
-        self.uidnext: int | None = None
         self._lost: asyncio.Future[None] | None = None
 
     async def __aenter__(self) -> ImapSession:
@@ -166,15 +164,13 @@ class ImapSession:
         return "IDLE" in self.capabilities
 
     async def select(self, mailbox: str) -> int:
-        """SELECT ``mailbox``; return its UIDVALIDITY (also kept with UIDNEXT on the session)."""
+        """SELECT ``mailbox``; return its UIDVALIDITY (also kept on the session)."""
         lines = await self._ok(self._c.select(_quote(mailbox)), f"SELECT {mailbox}")
         blob = b" ".join(line for line in lines if isinstance(line, bytes | bytearray))
         found = _UIDVALIDITY.search(blob)
         if not found:
             raise ImapError(f"SELECT {mailbox}: the server sent no UIDVALIDITY")
         self.uidvalidity = int(found.group(1))
-        nxt = _UIDNEXT.search(blob)
-        self.uidnext = int(nxt.group(1)) if nxt else None
         return self.uidvalidity
 
     async def search(self, *criteria: str) -> list[int]:

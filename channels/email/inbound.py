@@ -200,10 +200,13 @@ class Poller:
         )
         await self.channel.services.accept([event])
 
+    def rate_key(self, recipient: str) -> str:
+        """The store counter of answers sent to ``recipient`` this hour."""
+        return f"email:{self.channel.name}:rate:{recipient}"
+
     async def _rate_limited(self, recipient: str) -> str | None:
         """Count answers per address they would go to: that is what stops loops and mail bombs."""
-        key = f"email:{self.channel.name}:rate:{recipient}"
-        count = await self.channel.services.store.incr(key, ttl=3600)
+        count = await self.channel.services.store.incr(self.rate_key(recipient), ttl=3600)
         limit = self.settings.max_replies_per_hour
         return f"already {limit} answers to {recipient} this hour" if count > limit else None
 

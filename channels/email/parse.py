@@ -13,7 +13,7 @@ import email.utils
 import re
 from dataclasses import dataclass, field
 from email.headerregistry import Address
-from email.message import EmailMessage, Message
+from email.message import EmailMessage, Message, MIMEPart
 from email.policy import default as default_policy
 
 from channels.email.text import html_to_text, strip_quoted
@@ -133,10 +133,10 @@ def _body(msg: EmailMessage) -> str:
     return strip_quoted(text)
 
 
-def _part_text(part: Message) -> str:
+def _part_text(part: MIMEPart) -> str:
     """A text part decoded with its charset, guessing when the charset is missing or unknown."""
     try:
-        content = part.get_content()  # type: ignore[attr-defined]
+        content = part.get_content()
         if isinstance(content, str):
             return content
     except Exception:

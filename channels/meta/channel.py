@@ -25,7 +25,6 @@ from gateway.channel import (
     InboundRequest,
     Progress,
     Reply,
-    Services,
     WebhookResult,
 )
 from gateway.config import check_url
@@ -52,7 +51,7 @@ class MetaSettings(ChannelSettings):
         return check_url(value).rstrip("/")
 
 
-class MetaChannel(Channel):
+class MetaChannel(Channel[MetaSettings]):
     """What Messenger and Instagram share; subclasses name the type, payload object and limits."""
 
     Settings = MetaSettings
@@ -62,12 +61,6 @@ class MetaChannel(Channel):
     label: ClassVar[str] = ""
     #: a byte limit on top of the character limit, where the platform counts bytes
     max_text_bytes: ClassVar[int | None] = None
-    settings: MetaSettings
-
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
-        super().__init__(name, settings, services)
-        assert isinstance(settings, MetaSettings)
-        self.settings = settings
 
     # -- inbound ---------------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
@@ -151,11 +144,9 @@ class MetaReply(BufferedReply):
 
     channel: MetaChannel
 
-    async def finish(self, answer: Answer) -> None:
-        parts = self.channel.split(self.channel.render(answer.text))
-        sent = int(self.progress.data.get("parts_sent", 0))
+    async def send_part(self, text: str, answer: Answer, *, last: bool) -> None:
         buttons = None
-        if answer.message_id and self.channel.settings.feedback_buttons:
+        if last and answer.message_id and self.channel.settings.feedback_buttons:
             buttons = [
                 {
                     "content_type": "text",
@@ -164,11 +155,7 @@ class MetaReply(BufferedReply):
                 }
                 for sign, title in (("+", "👍"), ("-", "👎"))
             ]
-        for index in range(sent, len(parts)):
-            last = index == len(parts) - 1
-            await self.channel.send_message(self.event, parts[index], buttons if last else None)
-            self.progress.data["parts_sent"] = index + 1
-            await self.progress.save()
+        await self.channel.send_message(self.event, text, buttons)
 
     async def fail(self, message: str) -> None:
         # Not through finish(): parts of a broken answer may already count as sent.

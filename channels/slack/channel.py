@@ -8,31 +8,35 @@ from typing import Any
 
 from channels.slack.api import SlackApi, SlackRefused
 from channels.slack.blocks import with_feedback_note
+from channels.slack.desk import SlackDesk
 from channels.slack.inbound import BotIdentity, Trigger, action_events, classify, message_event, thread_of
-from channels.slack.reply import SlackReply
+from channels.slack.reply import slack_reply
 from channels.slack.settings import SlackSettings
 from channels.slack.signature import verify_signature
 from gateway import markdown
-from gateway.channel import Channel, ChannelSettings, InboundRequest, Progress, Reply, Services, WebhookResult
+from gateway.channel import Channel, InboundRequest, Progress, Reply, Services, WebhookResult
+from gateway.desk import thread_key
 from gateway.errors import ChannelError, ConfigError, WebhookRejected
 from gateway.events import InboundEvent
-from gateway.handoff import thread_key
 from gateway.text import split_text
 
 
-class SlackChannel(Channel):
-    """One Slack app in one workspace."""
+class SlackChannel(Channel[SlackSettings]):
+    """One Slack app in one workspace; it can also be the support desk for human handoff."""
 
     type = "slack"
     Settings = SlackSettings
     max_text_length = 3900
 
-    settings: SlackSettings
-
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
+    def __init__(self, name: str, settings: SlackSettings, services: Services) -> None:
         super().__init__(name, settings, services)
         self.me = BotIdentity(user_id="", bot_id="", team_id="")
         self._api: SlackApi | None = None
+        self._desk = SlackDesk(lambda: self.api)
+
+    def support_desk(self) -> SlackDesk:
+        """Handoff threads in a support channel of this workspace (``channels/slack/desk.py``)."""
+        return self._desk
 
     @property
     def api(self) -> SlackApi:
@@ -157,7 +161,7 @@ class SlackChannel(Channel):
 
     # -- outbound --------------------------------------------------------------------------------
     def render(self, markdown_text: str) -> str:
-        return markdown.to_slack(markdown_text)
+        return markdown.to_mrkdwn(markdown_text)
 
     def split(self, rendered: str) -> list[str]:
         return split_text(rendered, self.settings.max_message_chars)
@@ -170,7 +174,7 @@ class SlackChannel(Channel):
             from channels.slack.native import NativeStreamReply
 
             return NativeStreamReply(self, event, progress)
-        return SlackReply(self, event, progress)
+        return slack_reply(self, event, progress)
 
     async def send_text(self, event: InboundEvent, text: str) -> None:
         """One finished part as a message in the event's thread (used outside streaming)."""

@@ -2,21 +2,22 @@
 
 Opt-in with ``streaming = "native"``; only for answers in a thread (Slack streams only there).
 Appended text cannot be taken back, so anything unusual (a resumed turn, an answer that is not an
-extension of what was streamed, a stream Slack already closed) falls back to :class:`SlackReply`,
-which rewrites the same messages with ``chat.update``.
+extension of what was streamed, a stream Slack already closed) falls back to the core's
+:class:`~gateway.editing.EditingReply` (:func:`slack_reply`), which rewrites the same messages with
+``chat.update``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import TYPE_CHECKING, Any
 
 from channels.slack.api import SlackRefused
 from channels.slack.blocks import actions_block
-from channels.slack.reply import SlackReply
+from channels.slack.reply import slack_reply
 from gateway.channel import Answer, Progress, Reply
+from gateway.editing import Throttle
 from gateway.errors import ChannelError, ChannelRateLimited
 from gateway.events import InboundEvent
 
@@ -36,7 +37,7 @@ class NativeStreamReply(Reply):
         self.thread_ts = str(event.reply["thread_ts"])
         self.state: dict[str, Any] = progress.data.setdefault("slack", {})
         self.state["native"] = True
-        #: ts of each streamed message (the same list SlackReply edits when we fall back)
+        #: ts of each streamed message (the same list the fallback edits)
         self.posted: list[str] = self.state.setdefault("ts", [])
         self._resumed = bool(self.posted)
         self._starts: list[int] = [0] * len(self.posted)  # answer offset where each message begins
@@ -44,10 +45,8 @@ class NativeStreamReply(Reply):
         self._latest = ""
         self._broken = self._resumed  # what a crashed run streamed is unknown: rewrite it instead
         self._lock = asyncio.Lock()
-        self._dirty = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
+        self._throttle = Throttle(self._flush, channel.settings.update_interval, f"slack-native-{event.key}")
         self._closed = False
-        self._next = 0.0
 
     async def start(self) -> None:
         if self.posted:
@@ -57,18 +56,11 @@ class NativeStreamReply(Reply):
 
     async def update(self, text: str) -> None:
         self._latest = text
-        if self._closed or self._broken:
-            return
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_loop(), name=f"slack-native-{self.event.key}")
-        self._dirty.set()
+        if not self._closed and not self._broken:
+            self._throttle.poke()
 
     async def finish(self, answer: Answer) -> None:
-        self._closed = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        await self.close()
         async with self._lock:
             if not self._broken and answer.text.startswith(self._sent):
                 try:
@@ -83,25 +75,20 @@ class NativeStreamReply(Reply):
         partial = self._sent.rstrip()
         await self.finish(Answer(f"{partial}\n\n{message}" if partial else message))
 
-    # -- streaming -------------------------------------------------------------------------------
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._dirty.wait()
-            delay = max(self._next - time.monotonic(), self.api.blocked_for("chat.appendStream"))
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._dirty.clear()
-            await asyncio.shield(self._flush())
-            self._next = time.monotonic() + self.channel.settings.update_interval
+    async def close(self) -> None:
+        self._closed = True
+        await self._throttle.close()
 
+    # -- streaming -------------------------------------------------------------------------------
     async def _flush(self) -> None:
         async with self._lock:
             if self._closed or self._broken or not self._latest.startswith(self._sent):
                 return
             try:
                 await self._append(self._latest, patient=False)
-            except ChannelRateLimited:
-                pass  # appendStream is parked until Retry-After; the text waits in _latest
+            except ChannelRateLimited as exc:
+                self._throttle.hold(exc.retry_after)  # the text waits in _latest
+                self._throttle.poke()
             except SlackRefused as exc:
                 self.channel.log.info("native stream refused (%s); will rewrite at the end", exc.code)
                 self._broken = True
@@ -147,7 +134,7 @@ class NativeStreamReply(Reply):
             with contextlib.suppress(ChannelError):  # already closed by Slack is fine
                 await self.api.call("chat.stopStream", channel=self.target, ts=self.posted[-1])
             self.state["stopped"] = True
-        await SlackReply(self.channel, self.event, self.progress).finish(answer)
+        await slack_reply(self.channel, self.event, self.progress).finish(answer)
 
 
 def _cut(text: str, low: int, high: int) -> int:

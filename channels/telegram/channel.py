@@ -18,7 +18,7 @@ from telegram.constants import UpdateType
 from telegram.request import HTTPXRequest
 
 from channels.telegram.api import call, feedback_keyboard
-from channels.telegram.reply import TelegramReply
+from channels.telegram.reply import telegram_reply
 from channels.telegram.updates import OWN_COMMANDS, BotInfo, events_from_update
 from gateway.channel import (
     Channel,
@@ -106,18 +106,15 @@ class TelegramSettings(ChannelSettings):
         return self
 
 
-class TelegramChannel(Channel):
+class TelegramChannel(Channel[TelegramSettings]):
     """A Telegram bot; see docs/setup/telegram.md."""
 
     type = "telegram"
     Settings = TelegramSettings
     max_text_length = 4096
-    settings: TelegramSettings
 
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
+    def __init__(self, name: str, settings: TelegramSettings, services: Services) -> None:
         super().__init__(name, settings, services)
-        assert isinstance(settings, TelegramSettings)
-        self.settings = settings
         base = settings.api_base
         _REDACT_TOKENS.tokens.add(settings.bot_token)
         tls = {"verify": _tls_context()}
@@ -235,16 +232,20 @@ class TelegramChannel(Channel):
 
     # -- outbound --------------------------------------------------------------------------------
     def render(self, markdown: str) -> str:
-        from gateway.markdown import to_telegram_html
+        from gateway.markdown import to_chat_html
 
-        return to_telegram_html(markdown)
+        return to_chat_html(markdown)
 
     def open_reply(self, event: InboundEvent, progress: Progress) -> Reply:
-        return TelegramReply(self, event, progress)
+        return telegram_reply(self, event, progress)
 
     async def typing(self, event: InboundEvent) -> None:
         try:
-            await call(self.bot.send_chat_action(int(event.reply["chat_id"]), "typing"))
+            await call(
+                self.bot.send_chat_action(
+                    int(event.reply["chat_id"]), "typing", message_thread_id=event.reply.get("thread_id")
+                )
+            )
         except ChannelError as exc:
             self.log.debug("typing action failed: %s", exc)
 

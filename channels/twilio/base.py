@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -40,10 +41,11 @@ def e164(address: str) -> str:
     return number.strip() if sep else address.strip()
 
 
-class TwilioChannel(Channel):
-    """Base of the Twilio channels: every request is checked against ``X-Twilio-Signature``."""
+TS = TypeVar("TS", bound=TwilioSettings)
 
-    settings: TwilioSettings
+
+class TwilioChannel(Channel[TS]):
+    """Base of the Twilio channels: every request is checked against ``X-Twilio-Signature``."""
 
     def public(self, path: str) -> str:
         """Absolute URL of one of our paths as Twilio must call it (and sign it)."""

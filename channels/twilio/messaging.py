@@ -72,11 +72,10 @@ def describe_extras(form: MultiDict[str]) -> list[str]:
     return lines
 
 
-class TwilioMessagingChannel(TwilioChannel):
+class TwilioMessagingChannel(TwilioChannel[MessagingSettings]):
     """Shared by SMS and WhatsApp: they differ in the address prefix and the markup."""
 
     Settings = MessagingSettings
-    settings: MessagingSettings
     max_text_length = BODY_LIMIT
     number_parts = True
     #: how Twilio writes this channel's addresses ("whatsapp:+1…"); empty for SMS

@@ -23,7 +23,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from channels.twilio.base import TWIML_CONTENT_TYPE, TwilioChannel, TwilioSettings, e164, form_params
 from channels.twilio.voice_turns import PendingAnswer, VoiceReply
-from gateway.channel import ChannelSettings, InboundRequest, Services, WebhookResult
+from gateway.channel import InboundRequest, Services, WebhookResult
 from gateway.errors import WebhookRejected
 from gateway.events import Identity, InboundEvent
 from gateway.text import split_text
@@ -54,15 +54,14 @@ class VoiceSettings(TwilioSettings):
     answer_budget: float = pydantic.Field(8.0, gt=0, le=12)
 
 
-class TwilioVoiceChannel(TwilioChannel):
+class TwilioVoiceChannel(TwilioChannel[VoiceSettings]):
     """``type = "twilio-voice"``: one phone call is one conversation."""
 
     type = "twilio-voice"
     can_deliver_later = False  # a call answers only while the caller is on the line
     Settings = VoiceSettings
-    settings: VoiceSettings
 
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
+    def __init__(self, name: str, settings: VoiceSettings, services: Services) -> None:
         super().__init__(name, settings, services)
         #: the answer being spoken on each call, by CallSid (process memory: see module doc)
         self.calls: dict[str, PendingAnswer] = {}

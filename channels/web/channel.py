@@ -32,11 +32,11 @@ from channels.web.page import ASSETS, load_assets, security_headers, serve
 from channels.web.stream import STREAM_HEADERS, SseSink, StreamReply
 from gateway.channel import BODY_READ_TIMEOUT, Answer, Channel, ChannelSettings, Progress, Reply, Services
 from gateway.events import Identity, InboundEvent
+from gateway.policy import APOLOGY
 
 log = logging.getLogger(__name__)
 
 #: shown when the turn itself crashed; the core's own apology covers agent failures
-APOLOGY = "Sorry, I can't answer right now. Please try again in a few minutes."
 
 
 class WebSettings(ChannelSettings):
@@ -67,15 +67,14 @@ class WebSettings(ChannelSettings):
         return value
 
 
-class WebChannel(Channel):
+class WebChannel(Channel[WebSettings]):
     """The built-in web chat page and its streaming API."""
 
     type = "web"
     can_deliver_later = False  # answers live only in the HTTP response that asked
     Settings = WebSettings
-    settings: WebSettings
 
-    def __init__(self, name: str, settings: ChannelSettings, services: Services) -> None:
+    def __init__(self, name: str, settings: WebSettings, services: Services) -> None:
         super().__init__(name, settings, services)
         s = self.settings
         self.origins = OriginPolicy(s.allowed_origins, services.settings.public_url)

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from gateway.admin.api import ADMIN, AdminApi
+from gateway.admin.api import routes as admin_routes
 
-from aiohttp import web
-
-from gateway.commands import Controls
-
-
-def admin_routes(token: str, resources: Any, controls: Controls) -> list[web.RouteDef]:
-    """The routes of the admin API, guarded by ``token``."""
-    from gateway.admin.api import AdminApi
-
-    return AdminApi(token, resources, controls).routes()
+__all__ = ["ADMIN", "AdminApi", "admin_routes"]

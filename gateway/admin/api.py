@@ -13,16 +13,19 @@ import binascii
 import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from gateway.admin.openapi import document
 from gateway.admin.people import People
+from gateway.channel import Channel
 from gateway.commands import Controls
 from gateway.errors import AgentError, AgentNotFound, BadAgentRequest, StoreUnavailable
+from gateway.handoff import MessageHistory
 from gateway.linking import identity_from_key
+from gateway.store import ConversationState, IdentityRecord, Store
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 #: base64url without padding (a length of 1 modulo 4 is never valid base64)
@@ -53,53 +56,14 @@ def decode_id(value: str, *, lenient: bool = False) -> str | None:
 
 
 class AdminApi:
-    """Handlers bound to one gateway's resources."""
+    """The admin operations of one started gateway (the routes find it under :data:`ADMIN`)."""
 
-    def __init__(self, token: str, resources: Any, controls: Controls) -> None:
-        self._token = token.encode()
-        self._resources = resources
-        self.people = People(resources, controls)
-
-    def routes(self) -> list[web.RouteDef]:
-        guard, paged = self._guard, ("limit", "cursor")
-        return [
-            web.get("/admin/openapi.json", guard(self.openapi)),
-            web.get("/admin/identities", guard(self.list_identities, paged)),
-            web.get("/admin/identities/{identity}", guard(self.get_identity)),
-            web.delete("/admin/identities/{identity}", guard(self.forget)),
-            web.put("/admin/identities/{identity}/link", guard(self.link)),
-            web.delete("/admin/identities/{identity}/link", guard(self.unlink)),
-            web.get("/admin/conversations/{conversation}", guard(self.get_conversation)),
-            web.get("/admin/conversations/{conversation}/messages", guard(self.messages, paged)),
-            web.post("/admin/conversations/{conversation}/pause", guard(self.pause)),
-            web.post("/admin/conversations/{conversation}/resume", guard(self.resume)),
-        ]
-
-    def _guard(self, handler: Handler, query: tuple[str, ...] = ()) -> Handler:
-        """Token check, then: unknown query parameters are mistakes, errors become JSON."""
-
-        async def guarded(request: web.Request) -> web.Response:
-            given = request.headers.get("Authorization", "")
-            scheme, _, token = given.partition(" ")
-            # Headers that are not UTF-8 arrive with surrogates; they must compare unequal, not crash.
-            offered = token.strip().encode("utf-8", "surrogateescape")
-            # compare_digest on equal-length inputs only leaks the length; hash both to hide that too.
-            if scheme.lower() != "bearer" or not hmac.compare_digest(_digest(offered), _digest(self._token)):
-                return _error(401, "UNAUTHORIZED", "A valid admin token is required.",
-                              {"WWW-Authenticate": 'Bearer realm="switchboard-admin"'})
-            unknown = sorted(set(request.query) - set(query))
-            if unknown or any(len(request.query.getall(k, [])) > 1 for k in query):
-                return _error(400, "INVALID_QUERY", f"Unknown or repeated query parameters: {unknown or query}")
-            try:
-                response = await handler(request)
-            except ApiError as exc:
-                return _error(exc.status, exc.code, exc.message)
-            except StoreUnavailable:
-                return _error(503, "STORE_UNAVAILABLE", "The state store is unavailable.", {"Retry-After": "5"})
-            response.headers["Cache-Control"] = "no-store"
-            return response
-
-        return guarded
+    def __init__(
+        self, store: Store, agent: MessageHistory, controls: Controls, channels: Mapping[str, Channel]
+    ) -> None:
+        self.store = store
+        self.agent = agent
+        self.people = People(store, controls, channels)
 
     # -- identities ------------------------------------------------------------------------------
     async def openapi(self, request: web.Request) -> web.Response:
@@ -114,8 +78,7 @@ class AdminApi:
             after = decode_id(cursor, lenient=True)
             if after is None:
                 raise ApiError(400, "INVALID_CURSOR", "The cursor is not one this API returned.")
-        store = self._resources.store
-        records = await store.list_identities(after, limit + 1)
+        records = await self.store.list_identities(after, limit + 1)
         page = records[:limit]
         data = [await self._identity(r.identity_key, r) for r in page]
         more = len(records) > limit
@@ -171,7 +134,7 @@ class AdminApi:
         if not state.conversation_id:
             return web.json_response({"data": [], "pagination": {"cursor": None, "hasMore": False}})
         try:
-            page = await self._resources.agent.list_messages(
+            page = await self.agent.list_messages(
                 state.conversation_id, cursor=request.query.get("cursor") or None, limit=limit
             )
         except AgentNotFound:
@@ -194,7 +157,7 @@ class AdminApi:
         return web.json_response(await self.people.conversation(key, state=state))
 
     # -- helpers ---------------------------------------------------------------------------------
-    async def _identity(self, key: str, record: Any = None) -> dict[str, Any]:
+    async def _identity(self, key: str, record: IdentityRecord | None = None) -> dict[str, Any]:
         described = await self.people.describe(key, record)
         described["sameUser"] = [{"id": encode_id(k), "key": k} for k in described["sameUser"]]
         for conversation in described["conversations"]:
@@ -213,12 +176,61 @@ class AdminApi:
             raise ApiError(404, "NOT_FOUND", "No such identity.")
         return key
 
-    async def _conversation(self, request: web.Request) -> tuple[str, Any]:
+    async def _conversation(self, request: web.Request) -> tuple[str, ConversationState]:
         key = decode_id(request.match_info["conversation"])
-        state = await self._resources.store.get_conversation(key) if key and ":" in key else None
+        state = await self.store.get_conversation(key) if key and ":" in key else None
         if key is None or state is None:
             raise ApiError(404, "NOT_FOUND", "No such conversation.")
         return key, state
+
+
+ADMIN = web.AppKey("admin", AdminApi)
+Operation = Callable[[AdminApi, web.Request], Awaitable[web.Response]]
+
+
+def routes(token: str) -> list[web.RouteDef]:
+    """The routes of the admin API, guarded by ``token``; each runs on the app's :data:`ADMIN`."""
+    paged = ("limit", "cursor")
+    return [
+        web.get("/admin/openapi.json", _guard(token, AdminApi.openapi)),
+        web.get("/admin/identities", _guard(token, AdminApi.list_identities, paged)),
+        web.get("/admin/identities/{identity}", _guard(token, AdminApi.get_identity)),
+        web.delete("/admin/identities/{identity}", _guard(token, AdminApi.forget)),
+        web.put("/admin/identities/{identity}/link", _guard(token, AdminApi.link)),
+        web.delete("/admin/identities/{identity}/link", _guard(token, AdminApi.unlink)),
+        web.get("/admin/conversations/{conversation}", _guard(token, AdminApi.get_conversation)),
+        web.get("/admin/conversations/{conversation}/messages", _guard(token, AdminApi.messages, paged)),
+        web.post("/admin/conversations/{conversation}/pause", _guard(token, AdminApi.pause)),
+        web.post("/admin/conversations/{conversation}/resume", _guard(token, AdminApi.resume)),
+    ]
+
+
+def _guard(token: str, operation: Operation, query: tuple[str, ...] = ()) -> Handler:
+    """Token check, then: unknown query parameters are mistakes, errors become JSON."""
+    expected = _digest(token.encode())
+
+    async def guarded(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "")
+        scheme, _, offered_text = given.partition(" ")
+        # Headers that are not UTF-8 arrive with surrogates; they must compare unequal, not crash.
+        offered = offered_text.strip().encode("utf-8", "surrogateescape")
+        # compare_digest on equal-length inputs only leaks the length; hash both to hide that too.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(_digest(offered), expected):
+            return _error(401, "UNAUTHORIZED", "A valid admin token is required.",
+                          {"WWW-Authenticate": 'Bearer realm="switchboard-admin"'})
+        unknown = sorted(set(request.query) - set(query))
+        if unknown or any(len(request.query.getall(k, [])) > 1 for k in query):
+            return _error(400, "INVALID_QUERY", f"Unknown or repeated query parameters: {unknown or query}")
+        try:
+            response = await operation(request.app[ADMIN], request)
+        except ApiError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        except StoreUnavailable:
+            return _error(503, "STORE_UNAVAILABLE", "The state store is unavailable.", {"Retry-After": "5"})
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return guarded
 
 
 def _limit(request: web.Request) -> int:

@@ -64,7 +64,7 @@ _SCHEMAS: dict[str, Any] = {
             "conversationId": {"type": "string", "nullable": True, "description": "the Chatbase conversation"},
             "userId": {"type": "string", "nullable": True},
             "paused": {"type": "boolean", "description": "the agent does not answer (handoff or operator)"},
-            "handoff": {"type": "boolean", "description": "a person has it in a Slack thread"},
+            "handoff": {"type": "boolean", "description": "a person from the team has it (human handoff)"},
             "updatedAt": _NULLABLE_NUMBER,
             "lastSeen": _NULLABLE_NUMBER,
         },

@@ -11,9 +11,11 @@ so an operator can delete them there too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.channel import Channel
 from gateway.commands import Controls
 from gateway.handoff import RECORD_PREFIX, ROUTE_PREFIX
 from gateway.identity import unescape_part, user_id_for
@@ -47,14 +49,10 @@ def identity_of_user_id(user_id: str) -> str | None:
 class People:
     """Admin operations over identities and conversations."""
 
-    def __init__(self, resources: Any, controls: Controls) -> None:
-        self._resources = resources
+    def __init__(self, store: Store, controls: Controls, channels: Mapping[str, Channel]) -> None:
+        self.store = store
         self.controls = controls
-
-    @property
-    def store(self) -> Store:
-        store: Store = self._resources.store
-        return store
+        self.channels = channels
 
     @property
     def linker(self) -> Linker:
@@ -169,10 +167,9 @@ class People:
         await self.store.delete_values(f"rate:{key}:")
         identity = identity_from_key(key)
         if identity is not None:
-            # Channels' own per-person counters (the email channel's reply cap per address).
-            for name, section in self.controls.settings.channels.items():
-                if section.get("type") == identity.channel_type == "email":
-                    await self.store.delete_value(f"email:{name}:rate:{identity.id}")
+            # Channels' own per-person state (the email channel's reply cap per address).
+            for channel in self.channels.values():
+                await channel.forget(identity)
         await self.linker.forget(key)
         await self.store.delete_identity(key)
         self.controls.untouch(key)

@@ -5,8 +5,8 @@ One parse (:mod:`gateway.markup.walker`), one tree walker, and a small renderer 
 ========================  =====================================================================
 ``to_plain``              SMS, Messenger, Instagram: no markup, ``label (url)`` links
 ``to_email_text``         the text/plain part of an email (same as ``to_plain``)
-``to_slack``              Slack mrkdwn
-``to_telegram_html``      Telegram's HTML parse mode (always well-formed, six tags only)
+``to_mrkdwn``             Slack's mrkdwn
+``to_chat_html``          the six-tag HTML of Telegram's parse mode (always well-formed)
 ``to_whatsapp``           WhatsApp styles
 ``to_html``               a safe HTML fragment for email bodies
 ``to_speech``             sentences for Twilio ``<Say>``
@@ -24,12 +24,12 @@ import logging
 from collections.abc import Callable
 
 from gateway.markup.chat import (
+    ChatHtmlRenderer,
+    MrkdwnRenderer,
     PlainRenderer,
-    SlackRenderer,
-    TelegramRenderer,
     WhatsAppRenderer,
-    slack_escape,
-    telegram_escape,
+    chat_html_escape,
+    mrkdwn_escape,
 )
 from gateway.markup.html import HtmlRenderer
 from gateway.markup.speech import SpeechRenderer
@@ -38,12 +38,12 @@ from gateway.markup.walker import Renderer
 
 __all__ = [
     "streaming_safe",
+    "to_chat_html",
     "to_email_text",
     "to_html",
+    "to_mrkdwn",
     "to_plain",
-    "to_slack",
     "to_speech",
-    "to_telegram_html",
     "to_whatsapp",
 ]
 
@@ -72,14 +72,14 @@ def to_email_text(markdown: str) -> str:
     return to_plain(markdown)
 
 
-def to_slack(markdown: str) -> str:
+def to_mrkdwn(markdown: str) -> str:
     """Slack mrkdwn: ``*bold*``, ``_italic_``, ``~strike~``, ``<url|label>``, ``&<>`` escaped."""
-    return _render(SlackRenderer, markdown, slack_escape)
+    return _render(MrkdwnRenderer, markdown, mrkdwn_escape)
 
 
-def to_telegram_html(markdown: str) -> str:
+def to_chat_html(markdown: str) -> str:
     """Telegram HTML: only ``b i s code pre a``, balanced, with ``<>&`` (and ``"``) escaped."""
-    return _render(TelegramRenderer, markdown, telegram_escape)
+    return _render(ChatHtmlRenderer, markdown, chat_html_escape)
 
 
 def to_whatsapp(markdown: str) -> str:

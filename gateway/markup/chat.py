@@ -14,12 +14,13 @@ _FENCE = "```"
 _DEFUSED_FENCE = "`\u200b``"
 
 
-def slack_escape(text: str) -> str:
-    """Slack's three control characters, escaped everywhere including code (Slack's own rule)."""
+def mrkdwn_escape(text: str) -> str:
+    """Slack's three control characters, escaped everywhere including code (Slack's own rule), so
+    text from a user cannot mention or link anyone."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def telegram_escape(text: str) -> str:
+def chat_html_escape(text: str) -> str:
     return html.escape(text, quote=False)
 
 
@@ -30,12 +31,12 @@ class PlainRenderer(Renderer):
     rule = "---"
 
 
-class SlackRenderer(Renderer):
+class MrkdwnRenderer(Renderer):
     markers = {"strong": ("*", "*"), "em": ("_", "_"), "s": ("~", "~")}
     bullets = ("• ", "◦ ", "▪ ")
 
     def text(self, text: str) -> str:
-        return slack_escape(text)
+        return mrkdwn_escape(text)
 
     def code_inline(self, code: str) -> str:
         # mrkdwn has no way to put a backtick inside inline code: show it as text instead.
@@ -51,13 +52,13 @@ class SlackRenderer(Renderer):
         if not is_absolute(url):
             return super().link(label, url, label_text)
         # `|` would end the URL part early; the rest is escaped like text, as Slack itself sends it.
-        target = slack_escape(url).replace("|", "%7C")
+        target = mrkdwn_escape(url).replace("|", "%7C")
         if not label.strip() or same_target(label_text, url):
             return f"<{target}>"
         return f"<{target}|{label.replace(chr(10), ' ')}>"
 
 
-class TelegramRenderer(Renderer):
+class ChatHtmlRenderer(Renderer):
     """Telegram's HTML parse mode: only b, i, s, code, pre and a, always well-formed."""
 
     markers = {"strong": ("<b>", "</b>"), "em": ("<i>", "</i>"), "s": ("<s>", "</s>")}
@@ -66,7 +67,7 @@ class TelegramRenderer(Renderer):
     quote_prefix = "&gt; "
 
     def text(self, text: str) -> str:
-        return telegram_escape(text)
+        return chat_html_escape(text)
 
     def code_inline(self, code: str) -> str:
         # Telegram rejects entities nested in a link or code, so code inside a link is plain text.
