@@ -225,7 +225,6 @@ class TurnRunner:
         first_token = True
         finish: Finish | None = None
         conversation_id = resume.conversation_id if resume else state.conversation_id
-        round_id = resume.message_id if resume else None
         pending = resume.calls if resume else None
         handed_off = False
         progress = reply.progress
@@ -253,7 +252,6 @@ class TurnRunner:
                         calls.append(item)
                     elif isinstance(item, Finish):
                         finish = item
-                        round_id = item.message_id
                         if item.conversation_id and item.conversation_id != conversation_id:
                             conversation_id = item.conversation_id
                             await self._remember(event, state, conversation_id, None)
@@ -274,8 +272,6 @@ class TurnRunner:
             for call in calls:
                 done = await self._answer_call(event, state, call, conversation_id, answered, progress)
                 handed_off = done or handed_off
-            progress.data["round"] = round_id  # results of this round are in; continuing from it
-            await progress.save()
             stream = self.agent.chat(None, conversation_id=conversation_id)
         if handed_off:
             text = (text + "\n\n" + STARTED_TEXT).strip()
