@@ -79,6 +79,7 @@ class Dispatcher:
         self._lanes: dict[str, _Lane] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self._looking = 0
         self._closing = False
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -146,7 +147,11 @@ class Dispatcher:
         """
         if self._drains.get(conversation_key) is me:
             del self._drains[conversation_key]
-        entry = await self.store.journal_head(conversation_key)
+        self._looking += 1  # still draining for idle(), though no longer in _drains
+        try:
+            entry = await self.store.journal_head(conversation_key)
+        finally:
+            self._looking -= 1
         if entry is not None and me is not None and conversation_key not in self._drains:
             self._drains[conversation_key] = me
         return entry
@@ -263,10 +268,10 @@ class Dispatcher:
                 log.warning("journal sweep skipped: %s", exc)
 
     async def idle(self) -> None:
-        """Wait until no conversation is being drained here."""
-        while self._drains:
+        """Wait until no conversation is being drained here (nor looking for its next entry)."""
+        while self._drains or self._looking:
             await self._idle.wait()
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.005 if self._looking else 0)
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking work; give running turns ``grace`` seconds, then cancel them.
