@@ -29,9 +29,9 @@ import pytest
 from adapters.emulator import Emulator
 from gateway.cli import free_port
 from gateway.policy import APOLOGY
-from tests.harness import running_gateway
+from switchboard.testing import running_gateway, wait_until
 from tests.processes import GatewayProcess, PrivateRedis
-from tests.test_guarantees import TOKEN, delivered, gateway_config, post, wait_until
+from tests.test_guarantees import TOKEN, delivered, gateway_config, post
 
 FULL = os.environ.get("SWITCHBOARD_PRESSURE") == "full"
 #: people, requests per window, window seconds
@@ -103,7 +103,7 @@ async def test_a_burst_of_people_against_the_real_limit(tmp_path: Path, limited_
         try:
             bodies = [{"id": f"b{n}", "user": f"p{n}", "text": f"hello from {n}"} for n in range(people)]
             await post_all([p.url for p in procs], bodies)
-            await wait_until(lambda: len(delivered(out)) >= people, 180)
+            await wait_until(lambda: len(delivered(out)) >= people, "every answer", 180)
             await asyncio.sleep(1)  # nothing more may arrive
         finally:
             for p in procs:
@@ -183,7 +183,7 @@ async def _chaos(tmp_path: Path, emulator: Emulator, redis_url: str, texts: dict
                 for n, (key, (user, text)) in enumerate(texts.items()):
                     await _post_until_accepted(s, procs, n, {"id": key, "user": user, "text": text})
                     await asyncio.sleep(0.05)
-            await wait_until(lambda: {d["key"] for d in delivered(out)} >= texts.keys(), 180)
+            await wait_until(lambda: {d["key"] for d in delivered(out)} >= texts.keys(), "every answer", 180)
             stop.set()
             await chaos
             await asyncio.sleep(2)  # nothing more may arrive

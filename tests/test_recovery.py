@@ -20,7 +20,7 @@ from gateway.events import Identity, InboundEvent
 from gateway.recovery import asked_marker
 from gateway.services import AGENT
 from gateway.store import JournalEntry
-from tests.harness import GatewayUnderTest, running_gateway
+from switchboard.testing import GatewayUnderTest, running_gateway
 
 TOKEN = "t"
 USER_ID = "echo..ann"

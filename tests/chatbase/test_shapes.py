@@ -16,8 +16,8 @@ from adapters.emulator import Emulator
 from adapters.emulator.streaming import SHAPES, STREAM_ERROR_TEXT
 from gateway.agent import ToolCall
 from gateway.errors import StreamBroken
+from switchboard.testing import running_gateway
 from tests.chatbase.support import collect, finish_of, text_of
-from tests.harness import running_gateway
 
 COMPLETE_SHAPES = [shape for shape in SHAPES if shape != "error"]
 
