@@ -168,6 +168,7 @@ class TurnRunner:
         self, channel: Channel, event: InboundEvent, reply: Reply, state: ConversationState, marker: dict[str, Any]
     ) -> Answer | None:
         """Finish a turn from what the conversation already holds; None: it must be asked again."""
+        await reply.start()  # reading the conversation back may wait for the rate budget
         plan = await recover(self.agent, marker, state.conversation_id)
         log.info("resumed turn: %s (conversation %s)", plan.action, plan.conversation_id)
         self.metrics.agent_calls.labels("recovery", plan.action).inc()
@@ -178,7 +179,6 @@ class TurnRunner:
             state.conversation_id = plan.conversation_id
             state.last_message_id = None
         if plan.action == "deliver":
-            await reply.start()
             return await self._complete(event, reply, state, plan.text, plan.message_id, plan.conversation_id)
         if plan.action == "regenerate":
             assert plan.message_id is not None
