@@ -7,7 +7,9 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-EventKind = Literal["message", "feedback", "retry", "new"]
+#: ``notice``: something the channel says by itself, in the conversation's order and durably (a
+#: greeting when a person opens a new thread); the agent is not asked
+EventKind = Literal["message", "feedback", "retry", "new", "notice"]
 
 
 @dataclass(frozen=True, slots=True)

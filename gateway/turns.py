@@ -108,6 +108,8 @@ class TurnRunner:
         if event.kind == "feedback":
             await self._feedback(channel, event)
             return None, "feedback"
+        if event.kind == "notice":
+            return await self._deliver(reply, Answer(event.text)), "notice"
         controls, handoff = self.controls, self.controls.handoff
         if event.meta.get("handoff"):
             if handoff is not None:  # a staff message in a handoff thread, not a question

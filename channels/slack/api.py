@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -31,12 +32,20 @@ class SlackRefused(ChannelPermanentError):
         self.code = code
 
 
+#: where a workspace's current bot token comes from when it can change (rotation, reinstall)
+TokenSource = Callable[[], Awaitable[str]]
+
+
 class SlackApi:
-    """A thin client: ``call(method, **params)`` returns the response body or raises."""
+    """A thin client: ``call(method, **params)`` returns the response body or raises.
+
+    ``token`` is the bot token, or a :data:`TokenSource` asked before every call (a workspace
+    installed through OAuth, whose token may be rotated while an answer streams).
+    """
 
     def __init__(
         self,
-        token: str,
+        token: str | TokenSource,
         api_base: str,
         session: aiohttp.ClientSession | None = None,
         *,
@@ -45,8 +54,10 @@ class SlackApi:
         attempts: int = 5,
     ) -> None:
         # No SDK retry handlers: retries are decided here and in the core, where they are visible.
+        self._token_source = None if isinstance(token, str) else token
         self.client = AsyncWebClient(
-            token=token, base_url=api_base, session=session, timeout=timeout, retry_handlers=[]
+            token=token if isinstance(token, str) else None, base_url=api_base, session=session,
+            timeout=timeout, retry_handlers=[],
         )
         self.max_wait = max_wait
         self.attempts = attempts
@@ -62,6 +73,8 @@ class SlackApi:
         if wait > 0:
             await asyncio.sleep(wait)
         body = {k: v for k, v in params.items() if v is not None}
+        if self._token_source is not None:
+            body["token"] = await self._token_source()  # slack_sdk moves it into the Authorization header
         try:
             response = await self.client.api_call(method, json=body)
         except SlackApiError as exc:
