@@ -114,3 +114,26 @@ def _retry_after(headers: Any) -> float:
         return max(0.0, float(headers.get("Retry-After", 1)))
     except (TypeError, ValueError):
         return 1.0
+
+
+class OAuthClient(AsyncWebClient):
+    """The client of ``oauth.v2.access`` (installs and token refreshes).
+
+    The app's credentials go as form fields, which Slack accepts, instead of slack_sdk's HTTP
+    basic auth: that path uses ``aiohttp.BasicAuth``, deprecated and gone in aiohttp 4.
+    """
+
+    async def oauth_v2_access(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        code: str | None = None,
+        redirect_uri: str | None = None,
+        grant_type: str | None = None,
+        refresh_token: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        form = {"client_id": client_id, "client_secret": client_secret, "code": code, "redirect_uri": redirect_uri,
+                "grant_type": grant_type, "refresh_token": refresh_token, **kwargs}
+        return await self.api_call("oauth.v2.access", data={k: v for k, v in form.items() if v is not None})

@@ -20,6 +20,7 @@ from channels.slack.assistant_reply import AssistantReply, GreetingReply
 from channels.slack.blocks import with_feedback_note
 from channels.slack.desk import SlackDesk
 from channels.slack.inbound import BotIdentity, Trigger, action_events, classify, message_event, thread_of
+from channels.slack.installations import StoreInstallationStore
 from channels.slack.reply import slack_reply
 from channels.slack.settings import SlackSettings
 from channels.slack.signature import verify_signature
@@ -73,6 +74,11 @@ class SlackChannel(Channel[SlackSettings]):
         if self._installed is not None:
             return self._installed.api(WorkspaceRef.of_event(event))
         return self.api
+
+    @property
+    def installations(self) -> StoreInstallationStore | None:
+        """Where the workspaces' installations are kept (None for a single-workspace channel)."""
+        return self._installed.installations if self._installed is not None else None
 
     @property
     def assistant(self) -> AssistantThreads:

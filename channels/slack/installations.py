@@ -153,5 +153,11 @@ class StoreOAuthStateStore(AsyncOAuthStateStore):
 
 
 def _dumps(data: dict[str, Any]) -> str:
-    """An installation as JSON: its datetimes as Unix times, which Installation(**...) reads back."""
-    return json.dumps({k: v.timestamp() if isinstance(v, datetime) else v for k, v in data.items()})
+    """An installation as JSON: its datetimes as Unix times, typed as Installation(**...) reads them
+    back (whole seconds for expiries, a float for ``installed_at``)."""
+    def plain(key: str, value: Any) -> Any:
+        if not isinstance(value, datetime):
+            return value
+        return int(value.timestamp()) if key.endswith("_expires_at") else value.timestamp()
+
+    return json.dumps({k: plain(k, v) for k, v in data.items()})

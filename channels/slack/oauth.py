@@ -16,8 +16,8 @@ from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.web.async_client import AsyncWebClient
 
+from channels.slack.api import OAuthClient
 from channels.slack.installations import StoreInstallationStore, StoreOAuthStateStore
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ class SlackInstaller:
 
     def __init__(self, name: str, settings: SlackSettings, services: Services,
                  installations: StoreInstallationStore, log: logging.Logger) -> None:
-        client = AsyncWebClient(base_url=settings.api_base, session=services.http, retry_handlers=[])
+        client = OAuthClient(base_url=settings.api_base, session=services.http, retry_handlers=[])
         redirect_uri = services.settings.public_url.rstrip("/") + redirect_path(name)
         self.flow = AsyncOAuthFlow(
             client=client,

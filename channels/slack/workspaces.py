@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackTokenRotationError
 from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
-from slack_sdk.web.async_client import AsyncWebClient
 
-from channels.slack.api import SlackApi, SlackRefused
+from channels.slack.api import OAuthClient, SlackApi, SlackRefused
 from channels.slack.inbound import BotIdentity
 from channels.slack.installations import StoreInstallationStore, workspace_key
 from gateway.errors import ChannelError
@@ -97,7 +96,7 @@ class InstalledWorkspaces:
         self.settings = settings
         self.services = services
         self.installations = StoreInstallationStore(services.store, name)
-        client = AsyncWebClient(base_url=settings.api_base, session=services.http, retry_handlers=[])
+        client = OAuthClient(base_url=settings.api_base, session=services.http, retry_handlers=[])
         self._rotator = AsyncTokenRotator(
             client_id=settings.client_id, client_secret=settings.client_secret, client=client
         )

@@ -488,8 +488,11 @@ def action_body(message: FakeMessage, action_id: str, *, user: str = "U0001", te
 
 
 def assistant_thread(kind: str = "assistant_thread_started", *, channel: str = "D0A55",
-                     thread_ts: str = "1729999327.187299", user: str = "U0001", viewing: str | None = "C0VIEW", team: str = TEAM) -> dict[str, Any]:
+                     thread_ts: str = "1729999327.187299", user: str = "U0001", viewing: str | None = "C0VIEW",
+                     team: str = TEAM) -> dict[str, Any]:
     """``assistant_thread_started`` (or ``_context_changed``): someone opened the AI app container."""
-    context: dict[str, Any] = {"channel_id": viewing, "team_id": team, "enterprise_id": None} if viewing else {}
+    context: dict[str, Any] = {}
+    if viewing:
+        context = {"channel_id": viewing, "team_id": team, "enterprise_id": None}
     return {"type": kind, "assistant_thread": {"user_id": user, "context": context, "channel_id": channel,
                                                "thread_ts": thread_ts}, "event_ts": "1715873754.429808"}
