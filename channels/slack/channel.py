@@ -21,6 +21,7 @@ from channels.slack.blocks import with_feedback_note
 from channels.slack.desk import SlackDesk
 from channels.slack.inbound import BotIdentity, Trigger, action_events, classify, message_event, thread_of
 from channels.slack.installations import StoreInstallationStore
+from channels.slack.oauth_paths import install_path, redirect_path
 from channels.slack.reply import slack_reply
 from channels.slack.settings import SlackSettings
 from channels.slack.signature import verify_signature
@@ -139,8 +140,6 @@ class SlackChannel(Channel[SlackSettings]):
             url = base + self.webhook_path
             urls = [("Event Subscriptions request URL", url), ("Interactivity request URL", url)]
         if self.settings.multi_workspace:
-            from channels.slack.oauth import install_path, redirect_path
-
             urls += [("OAuth redirect URL", base + redirect_path(self.name)),
                      ("Install page (Add to Slack)", base + install_path(self.name))]
         return urls
@@ -148,8 +147,6 @@ class SlackChannel(Channel[SlackSettings]):
     def routes(self) -> list[web.RouteDef]:
         routes = super().routes()
         if self.settings.multi_workspace:
-            from channels.slack.oauth import install_path, redirect_path
-
             routes += [web.get(install_path(self.name), self._install),
                        web.get(redirect_path(self.name), self._oauth_redirect)]
         return routes

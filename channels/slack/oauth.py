@@ -19,18 +19,11 @@ from slack_bolt.response import BoltResponse
 
 from channels.slack.api import OAuthClient
 from channels.slack.installations import StoreInstallationStore, StoreOAuthStateStore
+from channels.slack.oauth_paths import install_path, redirect_path
 
 if TYPE_CHECKING:
     from channels.slack.settings import SlackSettings
     from gateway.channel import Services
-
-
-def install_path(name: str) -> str:
-    return f"/webhooks/{name}/install"
-
-
-def redirect_path(name: str) -> str:
-    return f"/webhooks/{name}/oauth_redirect"
 
 
 class SlackInstaller:
