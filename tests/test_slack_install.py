@@ -218,3 +218,26 @@ def test_install_settings_mistakes_are_one_readable_line(raw: dict[str, Any], sa
     with pytest.raises(ConfigError) as caught:
         SlackChannel.validate("team", {"type": "slack", "signing_secret": "s", **raw})
     assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+async def test_assistant_threads_and_buttons_in_an_installed_workspace_use_its_token(slack: FakeSlack) -> None:
+    from tests.fakes.slack import action_body, assistant_thread, message
+
+    async with gateway(slack) as (gw, http):
+        await install(gw, http, slack, ACME)
+        await install(gw, http, slack, GLOBEX)
+        token = await installed_token(gw, GLOBEX)
+        assert await post_event(gw, http, assistant_thread(channel="D0G", team=GLOBEX), GLOBEX, "EvStart") == 200
+        asked = message("Hi there", channel="D0G", ts="1730000000.1", thread_ts="1729999327.187299")
+        assert await post_event(gw, http, asked, GLOBEX, "EvQ") == 200
+        await gw.idle()
+        answer = slack.thread("D0G", "1729999327.187299")[-1]
+        body = action_body(answer, "switchboard_feedback_positive", team=GLOBEX)
+        async with http.post(f"{gw.url}/webhooks/slack", data=body,
+                             headers=signed_headers(body, content_type="application/x-www-form-urlencoded")) as r:
+            assert r.status == 200
+        await gw.idle()
+    assert answer.text == 'You said: "Hi there". This is message 1 of this conversation.'
+    assert ("D0G", "1729999327.187299") in slack.prompts and ("D0G", "1729999327.187299") in slack.titles
+    assert {c.token for c in slack.calls if c.method.startswith(("chat.", "assistant."))} == {token}
+    assert any("👍" in str(b) for b in slack.thread("D0G", "1729999327.187299")[-1].blocks)
