@@ -32,7 +32,8 @@ class InboundEvent:
     ``key`` deduplicates platform retries (Slack ``event_id``, Twilio ``MessageSid``...);
     ``scope`` names the conversation inside the channel (thread, chat, phone number);
     ``reply`` is channel-private routing data (channel id, thread ts, chat id...).
-    ``meta`` carries extras such as ``message_id`` and ``feedback`` for button events.
+    ``meta`` carries extras such as ``message_id`` and ``feedback`` for button events, and
+    ``preface``: context the agent reads before ``text`` (which commands and handoffs see alone).
     """
 
     channel: str

@@ -39,6 +39,13 @@ MESSAGE_MAP_TTL = 30 * 24 * 3600.0
 TOOL_LOOP_TEXT = "Sorry, I could not finish that request (too many steps). Please try again."
 
 
+def agent_text(event: InboundEvent) -> str:
+    """What the agent reads: the message, after the channel's ``meta["preface"]`` when it gave one
+    (context the person did not type, such as where they are; commands and handoffs never see it)."""
+    preface = event.meta.get("preface")
+    return f"{preface}\n\n{event.text}" if isinstance(preface, str) and preface else event.text
+
+
 class TurnRunner:
     """Runs turns; shared by every channel and worker."""
 
@@ -136,7 +143,7 @@ class TurnRunner:
             stream = self.agent.retry(state.conversation_id, str(message_id))
             return await self._stream(channel, event, reply, state, stream, kind="retry"), "answered"
         try:
-            stream = self.agent.chat(event.text, conversation_id=state.conversation_id, user_id=state.user_id)
+            stream = self.agent.chat(agent_text(event), conversation_id=state.conversation_id, user_id=state.user_id)
             return await self._stream(channel, event, reply, state, stream, kind="chat"), "answered"
         except (ConversationEnded, AgentNotFound) as exc:
             # A stored conversation the agent no longer accepts (ended, taken over, deleted):
@@ -147,7 +154,7 @@ class TurnRunner:
             log.info("conversation %s no longer usable (%s); starting a new one", state.conversation_id, exc.code)
             await self.store.drop_conversation(event.conversation_key)
             fresh = ConversationState(conversation_id=None, user_id=state.user_id)
-            stream = self.agent.chat(event.text, conversation_id=None, user_id=state.user_id)
+            stream = self.agent.chat(agent_text(event), conversation_id=None, user_id=state.user_id)
             return await self._stream(channel, event, reply, fresh, stream, kind="chat"), "answered"
 
     async def _deliver(self, reply: Reply, answer: Answer) -> Answer:

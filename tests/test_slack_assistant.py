@@ -148,6 +148,21 @@ async def test_the_viewed_channel_reaches_the_turn_as_a_preface(slack: FakeSlack
     assert slack.titles[(DM, THREAD)] == "Summarise this channel"  # the title is the question, not the preface
 
 
+async def test_with_the_preface_commands_are_still_commands(slack: FakeSlack) -> None:
+    from gateway.turns import NEW_CONVERSATION_TEXT
+
+    async with gateway(slack, assistant={"context_preface": True}) as (gw, http):
+        await post(gw, http, event_body(assistant_thread(viewing="C0FIRST"), event_id="EvStart"))
+        await post(gw, http, event_body(question("First question", "1730000000.000100"), event_id="EvQ1"))
+        await post(gw, http, event_body(question(" /new", "1730000000.000200"), event_id="EvNew"))
+        await post(gw, http, event_body(question("Second question", "1730000000.000300"), event_id="EvQ2"))
+        await gw.idle()
+    assert [m.split("\n\n")[-1] for m in chats(gw)] == ["First question", "Second question"]
+    texts = [m.text for m in slack.thread(DM, THREAD)]
+    assert texts[2] == NEW_CONVERSATION_TEXT
+    assert texts[3].endswith('Second question". This is message 1 of this conversation.')  # a fresh one
+
+
 async def test_without_the_preface_the_agent_gets_the_question_alone(slack: FakeSlack) -> None:
     async with gateway(slack) as (gw, http):
         await post(gw, http, event_body(assistant_thread(viewing="C0FIRST"), event_id="EvStart"))

@@ -10,7 +10,7 @@ assistant thread is its own conversation. Its record in the store (``slack:<name
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from gateway.events import Identity, InboundEvent
@@ -65,8 +65,8 @@ class AssistantThreads:
         # Kept as long as a conversation is: an idle thread later is a fresh conversation anyway.
         await self.store.set_value(self._key(channel, thread_ts), thread.to_json(), self.ttl)
 
-    async def on_event(self, name: str, envelope: dict[str, Any], event: dict[str, Any],
-                       team: str, extra_reply: dict[str, Any]) -> list[InboundEvent]:
+    async def on_event(self, envelope: dict[str, Any], event: dict[str, Any], team: str,
+                       extra_reply: dict[str, Any]) -> list[InboundEvent]:
         """Record a started thread or its new context; a started one gets the greeting (a notice)."""
         thread = event.get("assistant_thread")
         if not isinstance(thread, dict):
@@ -82,7 +82,7 @@ class AssistantThreads:
         if not started or not user or not (self.settings.greeting or self.settings.prompts):
             return []
         return [InboundEvent(
-            channel=name,
+            channel=self.name,
             key=str(envelope.get("event_id") or f"assistant:{channel}:{thread_ts}"),
             identity=Identity("slack", team, user),
             scope=f"{channel}:{thread_ts}",
@@ -100,13 +100,9 @@ class AssistantThreads:
             meta["assistant_title"] = title_of(event.text)
             thread.titled = True
         await self.put(channel, thread_ts, thread)
-        text = event.text
         if self.settings.context_preface and thread.context.get("channel_id"):
-            text = f"{preface(thread.context)}\n\n{text}"
-        return InboundEvent(
-            channel=event.channel, key=event.key, identity=event.identity, scope=event.scope, text=text,
-            kind=event.kind, reply={**event.reply, "assistant": True}, meta=meta, received_at=event.received_at,
-        )
+            meta["preface"] = preface(thread.context)  # for the agent only: "/new" stays a command
+        return replace(event, reply={**event.reply, "assistant": True}, meta=meta)
 
 
 def preface(context: dict[str, str]) -> str:

@@ -215,7 +215,7 @@ class SlackChannel(Channel[SlackSettings]):
         routing = {"workspace": ref.to_json()} if self._installed is not None else {}
         if event.get("type") in ASSISTANT_EVENTS:
             team = str(envelope.get("team_id") or me.team_id)
-            return await self.assistant.on_event(self.name, envelope, event, team, routing)
+            return await self.assistant.on_event(envelope, event, team, routing)
         trigger = classify(event, me)
         if trigger is None:
             return []
