@@ -18,13 +18,13 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.channel import Answer, Progress, Reply
 from gateway.errors import StoreUnavailable
 from gateway.events import InboundEvent
 from gateway.policy import MAX_EVENT_ATTEMPTS, apologise, attempt_turn
-from gateway.store import JournalEntry, JournalStatus, Store
+from gateway.store import JournalEntry, JournalStatus, JournalStore, KeyValueStore
 
 if TYPE_CHECKING:
     from gateway.channel import Channel
@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 TURN_TIMEOUT = 300.0
 RATE_LIMIT_TEXT = "You're sending messages faster than I can answer. Please wait a minute and try again."
+
+
+class DispatchStore(JournalStore, KeyValueStore, Protocol):
+    """What the dispatcher needs of the store: the journal, leases and rate-limit counters (no people)."""
 
 
 class _Lane:
@@ -53,7 +57,7 @@ class Dispatcher:
     def __init__(
         self,
         *,
-        store: Store,
+        store: DispatchStore,
         runner: TurnRunner,
         channels: dict[str, Channel],
         metrics: Metrics,

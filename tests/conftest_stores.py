@@ -15,12 +15,35 @@ import time
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-#: the shared Redis every machine runs; database 15 is reserved for tests and flushed by them.
+
+def worker_redis_url(base: str, worker: str | None) -> str:
+    """The Redis test database of one pytest-xdist worker: ``gw0`` keeps ``base``'s, ``gwN`` the Nth below it.
+
+    Each test flushes its database, so workers must never share one. Database 0 is left alone (a
+    running gateway may use it): more workers than that leaves room for is a clear error.
+    """
+    if not worker:
+        return base
+    parts = urlsplit(base)
+    db = int(parts.path.strip("/") or 0) - int(worker.removeprefix("gw"))
+    if db < 1:
+        raise RuntimeError(
+            f"pytest-xdist worker {worker} has no Redis test database below {base!r}: run fewer workers (-n)"
+            " or point SWITCHBOARD_TEST_REDIS at a higher database"
+        )
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+#: the shared Redis every machine runs; database 15 is reserved for tests and flushed by them
+#: (under pytest-xdist, worker gwN uses database 15 - N: see worker_redis_url).
 #: SWITCHBOARD_TEST_REDIS points a run at another server, so two checkouts can test side by side.
-REDIS_TEST_URL = os.environ.get("SWITCHBOARD_TEST_REDIS", "redis://127.0.0.1:6379/15")
+REDIS_TEST_URL = worker_redis_url(
+    os.environ.get("SWITCHBOARD_TEST_REDIS", "redis://127.0.0.1:6379/15"), os.environ.get("PYTEST_XDIST_WORKER")
+)
 
 
 def flush_test_redis() -> None:

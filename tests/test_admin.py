@@ -15,8 +15,8 @@ import tests.test_handoff as handoff_tests
 from gateway.admin.api import decode_id, encode_id
 from gateway.commands import NEW_CONVERSATION_TEXT
 from gateway.handoff import RESOLVED_TEXT
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.conftest_stores import REDIS_TEST_URL, flush_test_redis
-from tests.harness import GatewayUnderTest, running_gateway
 
 ADMIN = "adm1n-t0ken-for-tests"
 TOKEN = "echo-secret"
@@ -140,7 +140,7 @@ async def test_identities_are_listed_page_by_page(admin: Admin) -> None:
     assert first["key"] == "echo||user0" and first["userId"] == "echo..user0" and not first["linked"]
     assert [c["key"] for c in first["conversations"]] == ["echo:user0"]
     assert first["conversations"][0]["conversationId"]
-    for bad in ("limit=0", "limit=101", "limit=x", "cursor=%25%25", "cursor=a"):
+    for bad in ("limit=0", "limit=101", "limit=x", "cursor=%25%25", "cursor=a", "cursor="):
         status, body = await admin.call("GET", f"/admin/identities?{bad}")
         assert status == 400, bad
         assert body["error"]["code"] in ("INVALID_LIMIT", "INVALID_CURSOR")

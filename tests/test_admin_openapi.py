@@ -13,12 +13,13 @@ from typing import Any
 
 import aiohttp
 import hypothesis
+import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis.checks import positive_data_acceptance
 
-from tests.harness import GatewayUnderTest, running_gateway
+from switchboard.testing import GatewayUnderTest, running_gateway
 
 ADMIN = "0penapi-admin-token"
 TOKEN = "echo-secret"
@@ -67,6 +68,7 @@ async def seed(gw: GatewayUnderTest) -> None:
     await gw.idle()
 
 
+@pytest.mark.slow
 async def test_schemathesis_finds_nothing_wrong_with_the_admin_api(echo_plugin: Any) -> None:
     async with running_gateway({"echo": {"type": "echo", "token": TOKEN}}, gateway={"admin_token": ADMIN}) as gw:
         await seed(gw)

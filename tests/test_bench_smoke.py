@@ -48,7 +48,10 @@ def test_quick_benchmark_runs_every_scenario_and_writes_the_page(tmp_path: Path)
     assert set(systems) == {f"{kind}/{system}" for kind in ("slack", "twilio") for system in ("baseline", "redis")}
     for name, system in systems.items():
         assert (system["errors"], system["delivered"]) == (0, count), name
-        assert system["throughput"] > 0 and system["cpu_ms_per_answer"] > 0, name
+        # /proc counts CPU in 10 ms ticks: the ten answers of the small baseline server can fit in
+        # less than one (it happened once the suite ran in parallel), so only the gateway must show some.
+        assert system["throughput"] > 0 and system["cpu_ms_per_answer"] >= 0, name
+        assert name.endswith("/baseline") or system["cpu_ms_per_answer"] > 0, name
     scale = results["scale"]
     assert (scale["errors"], scale["delivered"]) == (0, scale["streams"])
     assert scale["peak_rss_mb"] > 0 and scale["peak_open_streams"] >= 1

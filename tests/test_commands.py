@@ -14,10 +14,9 @@ import pytest
 from adapters.stores.memory import MemoryStore
 from gateway.commands import NEW_CONVERSATION_TEXT, Command, Controls, Parsed
 from gateway.config import parse_settings
-from tests.controls_harness import controlled_gateway
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes.telegram import USERNAME, FakeTelegram, post_update, text_update
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
-from tests.harness import GatewayUnderTest, running_gateway
 
 TOKEN = "echo-secret"
 USER, BOT = "+15551230001", "+15557654321"
@@ -114,7 +113,7 @@ async def test_telegram_commands_in_private_and_group_chats() -> None:
 
 async def test_command_words_come_from_the_config(echo_plugin: Any) -> None:
     sections = {"commands": {"new": ["Start over"], "help": ["?", "menu"]}}
-    async with controlled_gateway({"echo": {"type": "echo", "token": TOKEN}}, sections) as gw:
+    async with running_gateway({"echo": {"type": "echo", "token": TOKEN}}, sections) as gw:
         await echo(gw, "one", "1")
         await echo(gw, "start   OVER", "2")
         await echo(gw, "/new", "3")  # no longer a command word: the agent gets it

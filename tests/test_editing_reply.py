@@ -14,7 +14,7 @@ from gateway.channel import Answer, Channel, ChannelSettings, Progress
 from gateway.editing import EditingReply, EditLimits
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited, StoreUnavailable
 from gateway.events import Identity, InboundEvent
-from tests.fakes.services import StubServices
+from switchboard.testing import StubServices
 
 EVENT = InboundEvent("chat", "ev1", Identity("chat", "", "u1"), "room", "hi")
 LIMITS = EditLimits(max_length=60, interval=0.0, empty_text="(empty)")

@@ -6,7 +6,6 @@ the gateway sends is read back from the SMTP server, and the flags it sets from 
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import logging
 from collections.abc import Callable
@@ -15,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from switchboard.testing import running_gateway, wait_until
 from tests.fakes import mailserver
 from tests.fakes.mailserver import ADDRESS, Dovecot, Mailbox, SmtpSink, make_mail, serving_smtp
-from tests.harness import running_gateway
 
 pytestmark = pytest.mark.dovecot
 # The mail server fixtures, made visible to this module's tests.
@@ -30,14 +29,13 @@ def config(box: Mailbox, sink: SmtpSink, **extra: Any) -> dict[str, dict[str, An
     return {"mail": {"type": "email", **box.settings(), **sink.settings(), "poll_interval": 0.2, **extra}}
 
 
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Wait for something the user would see; fail with ``what`` if it never happens."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait for something the user would see; fail with ``what`` if it never happens.
+
+    Generous: a passing run waits only as long as the mail takes, and 15 s was once too short for
+    a gateway process to start and poll on a machine busy with other test runs.
+    """
+    await wait_until(predicate, what, timeout)
 
 
 async def replies(sink: SmtpSink, count: int) -> list[EmailMessage]:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from switchboard.testing import running_gateway
 from tests.conftest_stores import PrivateRedis
 from tests.fakes import mailserver
 from tests.fakes.mailserver import Mailbox, SmtpSink, make_mail
-from tests.harness import running_gateway
 from tests.test_email_channel import config, replies, until
 
 pytestmark = pytest.mark.dovecot

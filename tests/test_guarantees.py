@@ -20,8 +20,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.cli import free_port
+from switchboard.testing import running_gateway, wait_until
 from tests.conftest_stores import REDIS_TEST_URL
-from tests.harness import running_gateway
 from tests.processes import GatewayProcess, PrivateRedis, write_config
 
 TOKEN = "t0k"
@@ -67,12 +67,6 @@ def delivered(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
 
-async def wait_until(predicate: Any, timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
-
-
 def chats(emulator: Any) -> list[dict[str, Any]]:
     return [r.json for r in emulator.requests if r.method == "POST" and r.path.endswith("/chat")]
 
@@ -90,13 +84,13 @@ async def test_kill_9_mid_delivery_then_restart_delivers_the_rest_exactly_once(
     try:
         async with aiohttp.ClientSession() as s:
             assert await post(s, first.url, {"id": "k1", "user": "ann", "text": "long 900"}) == 200
-        await wait_until(lambda: len(delivered(out)) >= 2)
+        await wait_until(lambda: len(delivered(out)) >= 2, "two answers", 30)
         await first.kill()
         parts_before = len(delivered(out))
         second = GatewayProcess(cfg, port, env={"ECHO_OUT": str(out)})
         await second.start()
         try:
-            await wait_until(lambda: delivered(out) and delivered(out)[-1]["text"].endswith("answer."), 30)
+            await wait_until(lambda: delivered(out) and delivered(out)[-1]["text"].endswith("answer."), "the rest", 30)
             await asyncio.sleep(1)  # nothing more may arrive
             texts = [d["text"] for d in delivered(out)]
         finally:
@@ -121,7 +115,7 @@ async def test_kill_9_while_the_answer_streams_then_restart_answers_once(tmp_pat
     try:
         async with aiohttp.ClientSession() as s:
             assert await post(s, first.url, {"id": "k2", "user": "bob", "text": "tell me something"}) == 200
-        await wait_until(lambda: len(chats(emulator)) == 1)
+        await wait_until(lambda: len(chats(emulator)) == 1, "the turn to reach the agent", 30)
         await asyncio.sleep(0.5)  # mid-stream
         await first.kill()
     finally:
@@ -131,7 +125,7 @@ async def test_kill_9_while_the_answer_streams_then_restart_answers_once(tmp_pat
     second = GatewayProcess(cfg, port, env={"ECHO_OUT": str(out)})
     await second.start()
     try:
-        await wait_until(lambda: len(delivered(out)) == 1)
+        await wait_until(lambda: len(delivered(out)) == 1, "the answer", 30)
         await asyncio.sleep(1)
     finally:
         await second.stop()
@@ -213,12 +207,12 @@ async def _three_instances(tmp_path: Path, emulator: Any, clean_redis: str) -> N
                 assert await post(s, target.url, {"id": f"e{n}", "user": user, "text": text}) == 200
                 sent_order[user].append(text)
         try:
-            await wait_until(lambda: len({d["key"] for d in delivered(out)}) >= 300, 60)
-        except TimeoutError:
+            await wait_until(lambda: len({d["key"] for d in delivered(out)}) >= 300, "300 answers", 60)
+        except AssertionError:
             missing = {f"e{n}" for n in range(300)} - {d["key"] for d in delivered(out)}
             logs = "\n".join(p.read_log()[-2000:] for p in procs)
             raise AssertionError(f"{len(missing)} never answered: {sorted(missing)[:20]}\n{logs}") from None
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.5)  # room for a duplicate to show up, were there one
     finally:
         for p in procs:
             await p.stop()
@@ -272,7 +266,7 @@ async def test_sigterm_lets_an_answer_in_flight_finish(tmp_path: Path, emulator:
     try:
         async with aiohttp.ClientSession() as s:
             assert await post(s, proc.url, {"id": "g1", "user": "fin", "text": "long 200"}) == 200
-        await wait_until(lambda: len(chats(emulator)) == 1)
+        await wait_until(lambda: len(chats(emulator)) == 1, "the turn to reach the agent", 30)
         await asyncio.sleep(0.3)  # the answer is streaming now
         await proc.stop()  # SIGTERM
         assert proc.proc is not None and proc.proc.returncode == 0

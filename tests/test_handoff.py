@@ -16,12 +16,11 @@ import pytest
 
 from gateway.commands import NEW_CONVERSATION_TEXT
 from gateway.handoff import RESOLVED_TEXT, STARTED_TEXT, TIMEOUT_TEXT, UNAVAILABLE_TEXT
-from tests.controls_harness import controlled_gateway
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes import slack as fs
 from tests.fakes.slack import FakeMessage, FakeSlack
 from tests.fakes.telegram import SECRET, FakeTelegram, post_update, text_update
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
-from tests.harness import GatewayUnderTest
 
 SUPPORT = "CSUPPORT1"
 STAFF = "USTAFF01"
@@ -88,7 +87,7 @@ async def desk(admin_token: str | None = None, **handoff: Any) -> AsyncIterator[
         }
         sections = {"handoff": {"slack_channel": "desk", "support_channel_id": SUPPORT, **handoff}}
         gateway = {"admin_token": admin_token} if admin_token else {}
-        async with controlled_gateway(channels, sections, gateway=gateway) as gw:
+        async with running_gateway(channels, sections, gateway=gateway) as gw:
             yield Desk(gw, slack, tg, twilio)
 
 
@@ -251,7 +250,7 @@ async def test_web_chat_cannot_hand_off_and_says_where_to_go_instead() -> None:
             "web": {"type": "web"},
         }
         sections = {"handoff": {"slack_channel": "desk", "support_channel_id": SUPPORT}}
-        async with controlled_gateway(channels, sections) as gw, aiohttp.ClientSession() as http:
+        async with running_gateway(channels, sections) as gw, aiohttp.ClientSession() as http:
             answers = []
             for message in ("/human", "call tool escalateToHuman"):
                 async with http.post(f"{gw.url}/chat/web/messages",

@@ -20,8 +20,8 @@ import gateway.channel
 from adapters.emulator import Emulator
 from gateway.events import Identity
 from gateway.identity import user_id_for
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
-from tests.harness import GatewayUnderTest, running_gateway
 from tests.test_web_channel import answer_text, read_ui_stream
 
 MIB = 1024 * 1024
@@ -122,6 +122,7 @@ async def _open_stream(http: aiohttp.ClientSession, url: str, session: str,
     return await http.post(url, json={"sessionId": session, "message": "long 600"}, headers=headers or {})
 
 
+@pytest.mark.slow
 async def test_answers_in_progress_per_client_address_are_capped_and_spoofed_forwarding_does_not_help() -> None:
     slow = Emulator(token_delay=0.02)
     web = {"web": {"type": "web", "max_concurrent_per_client": 2}}

@@ -18,10 +18,10 @@ from gateway.config import LinkingSettings
 from gateway.events import Identity
 from gateway.identity import user_id_for
 from gateway.linking import Linker, LinkResult
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.conftest_stores import REDIS_TEST_URL, flush_test_redis
 from tests.fakes.telegram import SECRET, FakeTelegram, post_update, text_update
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
-from tests.harness import GatewayUnderTest, running_gateway
 
 PHONE, BOT, CHAT = "+15551230001", "+15557654321", 4242
 CODE = re.compile(r"\b([A-Z2-9]{4}-[A-Z2-9]{4})\b")

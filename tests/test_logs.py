@@ -14,11 +14,10 @@ import pytest
 
 from gateway.config import LoggingSettings, parse_settings
 from gateway.logs import REDACTED, configure_logging, log_context, secrets_of
-from tests.controls_harness import controlled_gateway
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes import slack as fs
 from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import FakeTelegram, post_update, text_update
-from tests.harness import GatewayUnderTest
 
 ECHO_TOKEN = "echo-Tok3n-s3cret"
 ADMIN = "adm1n-T0ken-s3cret"
@@ -49,6 +48,7 @@ async def echo(gw: GatewayUnderTest, text: str, key: str, token: str = ECHO_TOKE
     return status
 
 
+@pytest.mark.slow
 async def test_no_configured_secret_reaches_the_logs(captured: io.StringIO, echo_plugin: Any) -> None:
     async with FakeSlack() as slack, FakeTelegram() as tg:
         channels = {
@@ -58,7 +58,7 @@ async def test_no_configured_secret_reaches_the_logs(captured: io.StringIO, echo
             "tg": {"type": "telegram", "bot_token": tg.token, "secret_token": TG_SECRET, "api_base": tg.api_base},
         }
         tools = {"lookupOrder": {"url": "http://127.0.0.1:9/never", "headers": {"Authorization": TOOL_AUTH}}}
-        async with controlled_gateway(channels, {"logging": {"level": "DEBUG", "format": "json"}},
+        async with running_gateway(channels, {"logging": {"level": "DEBUG", "format": "json"}},
                                       tools=tools, gateway={"admin_token": ADMIN}) as gw:
             secrets = secrets_of(gw.settings)
             assert {ECHO_TOKEN, ADMIN, TOOL_AUTH, TG_SECRET, fs.SECRET, slack.token, tg.token, "test-key"} <= set(
@@ -95,7 +95,7 @@ async def test_no_configured_secret_reaches_the_logs(captured: io.StringIO, echo
 
 async def test_json_turn_lines_carry_the_fields_and_no_bodies(captured: io.StringIO, echo_plugin: Any) -> None:
     # DEBUG shows the per-webhook "inbound" lines too (INFO keeps only the turn lines).
-    async with controlled_gateway({"echo": {"type": "echo", "token": ECHO_TOKEN}},
+    async with running_gateway({"echo": {"type": "echo", "token": ECHO_TOKEN}},
                                   {"logging": {"format": "json", "level": "DEBUG"}}) as gw:
         configure_logging(gw.settings.logging, secrets_of(gw.settings), stream=captured, env={})
         await echo(gw, "my private question", "k1")
@@ -112,7 +112,7 @@ async def test_json_turn_lines_carry_the_fields_and_no_bodies(captured: io.Strin
 
 
 async def test_bodies_are_logged_only_when_asked(captured: io.StringIO, echo_plugin: Any) -> None:
-    async with controlled_gateway({"echo": {"type": "echo", "token": ECHO_TOKEN}},
+    async with running_gateway({"echo": {"type": "echo", "token": ECHO_TOKEN}},
                                   {"logging": {"format": "json", "log_bodies": True}}) as gw:
         configure_logging(gw.settings.logging, stream=captured, env={})
         await echo(gw, "my private question", "k1")

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 
 from channels.meta.events import feedback_payload
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes.meta import (
     APP_SECRET,
     PSID,
@@ -19,7 +20,6 @@ from tests.fakes.meta import (
     receipt_items,
     text_item,
 )
-from tests.harness import GatewayUnderTest, running_gateway
 
 
 @asynccontextmanager

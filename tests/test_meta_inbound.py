@@ -19,6 +19,7 @@ from channels.meta.graph import OutsideMessagingWindow
 from gateway.channel import Answer, InboundRequest, Progress
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited, ConfigError, WebhookRejected
 from gateway.events import Identity, InboundEvent
+from switchboard.testing import StubServices
 from tests.fakes.meta import (
     APP_SECRET,
     PAGE_ID,
@@ -31,7 +32,6 @@ from tests.fakes.meta import (
     signature,
     text_item,
 )
-from tests.fakes.services import StubServices
 
 
 def config(graph: FakeGraph, type_: str = "messenger") -> dict[str, Any]:

@@ -24,8 +24,8 @@ import pytest
 
 from adapters.emulator import Emulator
 from gateway.policy import APOLOGY
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
-from tests.harness import GatewayUnderTest, running_gateway
 from tests.test_web_channel import answer_text, read_ui_stream
 
 OUTAGE_SECONDS = float(os.environ.get("SWITCHBOARD_OUTAGE_SECONDS", "2"))
@@ -133,6 +133,7 @@ def answered_properly(text: str, question: str) -> bool:
     return text.startswith(f'You said: "{question}".')
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(len(PHASES) * OUTAGE_SECONDS * 3 + 110)  # the opt-in minute per fault needs longer
 async def test_agent_outages_while_traffic_flows(capsys: pytest.CaptureFixture[str]) -> None:
     phases = [Phase(name, start) for name, start in PHASES]
@@ -190,6 +191,7 @@ async def test_the_emulator_drips_one_byte_at_a_time_until_the_drip_ends() -> No
     assert len(chunks) < 40 < len(body)
 
 
+@pytest.mark.slow
 async def test_a_drip_that_never_ends_still_gets_the_user_an_apology() -> None:
     """A stream that keeps sending a byte now and then never trips the agent's per-read timeout;
     ``gateway.turn_timeout`` bounds the whole turn, and the user hears about it."""

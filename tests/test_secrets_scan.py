@@ -11,13 +11,13 @@ base64 of Twilio's Basic credentials).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -27,6 +27,7 @@ import pytest
 
 from adapters.emulator import Emulator
 from gateway.cli import free_port
+from switchboard.testing import wait_until
 from tests.conftest import PLUGINS_DIR
 from tests.fakes.meta import FakeGraph, payload, text_item
 from tests.fakes.meta import signature as meta_signature
@@ -134,8 +135,13 @@ class Traffic:
         self.answers.append(f"{resp.status} {dict(resp.headers)}\n{(await resp.read()).decode(errors='replace')}")
 
 
+#: what the log must show once the failures in ``drive`` were met (each error path taken and logged)
+FAILURES = ("AUTH_INVALID_API_KEY", "20003", "invalid_auth", "code 190", "Telegram API unavailable",
+            "IMAP trouble on mail")
+
+
 async def drive(traffic: Traffic, values: dict[str, str], fakes: dict[str, Any], emulator: Emulator,
-                port: int) -> None:
+                port: int, log: Callable[[], str]) -> None:
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     json_type = {"Content-Type": "application/json"}
 
@@ -178,7 +184,10 @@ async def drive(traffic: Traffic, values: dict[str, str], fakes: dict[str, Any],
     assert await traffic.post("/chat/web/messages", chat, json_type) == 200
     assert await traffic.get("/admin/identities", {"Authorization": f"Bearer {values['ADMIN_TOKEN']}"}) in (200, 404)
     assert await traffic.get("/admin/identities", {"Authorization": "Bearer guess"}) in (401, 404)
-    await asyncio.sleep(1.0)  # background answers go out
+    # The answers go out in the background; the platforms' faults below are for later messages.
+    await wait_until(lambda: len(fakes["twilio"].messages) >= 2 and fakes["slack"].calls_to("chat.postMessage")
+                     and fakes["telegram"].messages and fakes["messenger"].calls and fakes["instagram"].calls,
+                     "the first answers on every channel", 30)
     # Failures: the agent refuses the key, the platforms refuse ours, Telegram's API disappears.
     emulator.faults.fail_next(401, count=3)
     fakes["twilio"].fail_next(401, 20003, count=3)
@@ -186,7 +195,7 @@ async def drive(traffic: Traffic, values: dict[str, str], fakes: dict[str, Any],
     fakes["slack"].fail_next("chat.postMessage", status=200, error="invalid_auth", count=3)
     params = message_params("during the outage", "+15551230009", "+15557654321", "SMscan-fail")
     assert await traffic.post("/webhooks/sms", urlencode(params).encode(), twilio_sig("/webhooks/sms", params)) == 200
-    await asyncio.sleep(1.0)
+    await wait_until(lambda: "AUTH_INVALID_API_KEY" in log(), "the agent's refusal in the log", 30)
     emulator.faults.clear()
     params = message_params("platform refuses", "+15551230010", "+15557654321", "SMscan-fail2")
     assert await traffic.post("/webhooks/sms", urlencode(params).encode(), twilio_sig("/webhooks/sms", params)) == 200
@@ -199,7 +208,8 @@ async def drive(traffic: Traffic, values: dict[str, str], fakes: dict[str, Any],
     await fakes["telegram"].__aexit__(None, None, None)  # Telegram's API is gone
     update = json.dumps(text_update("telegram is down", chat_id=78, user_id=78)).encode()
     assert await traffic.post("/webhooks/tg", update, tg) == 200
-    await asyncio.sleep(2.0)  # retries, failures and the mail poller's reconnects get logged
+    # Retries, failures and the mail poller's reconnects get logged.
+    await wait_until(lambda: all(failure in log() for failure in FAILURES), "every failure in the log", 30)
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> str:
@@ -239,7 +249,7 @@ async def test_no_secret_appears_in_any_log_output_or_answer(
         try:
             async with aiohttp.ClientSession() as http:
                 traffic = Traffic(http, process.url)
-                await drive(traffic, values, fakes, emulator, port)
+                await drive(traffic, values, fakes, emulator, port, process.read_log)
         finally:
             await process.stop()
         outputs = {"serve log": process.read_log(), "HTTP answers": "\n".join(traffic.answers)}
@@ -252,8 +262,7 @@ async def test_no_secret_appears_in_any_log_output_or_answer(
     assert "-> 1" in outputs["check (broken)"] and "redis://:***@127.0.0.1:6399/0" in outputs["check (broken)"]
     assert "-> 1" in outputs["serve (broken)"]
     log = outputs["serve log"]
-    for failure in ("AUTH_INVALID_API_KEY", "20003", "invalid_auth", "code 190", "Telegram API unavailable",
-                    "IMAP trouble on mail"):
+    for failure in FAILURES:
         assert failure in log, failure  # each error path was taken, and logged
     assert twilio.messages and slack.calls_to("chat.postMessage") and messenger.calls and instagram.calls
     leaks = [f"{name} in {where}: " + " | ".join(line[:300] for line in text.splitlines() if form in line)[:1500]

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from channels.slack import SlackChannel
-from tests.fakes.services import StubServices
+from switchboard.testing import GatewayUnderTest, StubServices, running_gateway
 from tests.fakes.slack import (
     SECRET,
     TEAM,
@@ -23,7 +23,6 @@ from tests.fakes.slack import (
     message,
     signed_headers,
 )
-from tests.harness import GatewayUnderTest, running_gateway
 
 DM, THREAD = "D0A55", "1729999327.187299"
 FORM = "application/x-www-form-urlencoded"

@@ -13,6 +13,7 @@ import pytest
 
 from adapters.emulator.brain import MARKDOWN_SAMPLE, long_text
 from gateway.markdown import to_mrkdwn
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes.slack import (
     BOT_ID,
     BOT_USER,
@@ -26,7 +27,6 @@ from tests.fakes.slack import (
     message,
     signed_headers,
 )
-from tests.harness import GatewayUnderTest, running_gateway
 
 FORM = "application/x-www-form-urlencoded"
 

@@ -17,7 +17,7 @@ from channels.slack.inbound import BotIdentity, classify, clean_text
 from gateway.channel import InboundRequest
 from gateway.errors import ConfigError, WebhookRejected
 from gateway.events import Identity
-from tests.fakes.services import StubServices
+from switchboard.testing import StubServices
 from tests.fakes.slack import (
     BOT_ID,
     BOT_USER,

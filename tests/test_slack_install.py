@@ -13,6 +13,7 @@ import pytest
 
 from channels.slack import SlackChannel
 from gateway.errors import ConfigError
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.conftest_stores import REDIS_TEST_URL, flush_test_redis
 from tests.fakes.slack import (
     CLIENT_ID,
@@ -23,7 +24,6 @@ from tests.fakes.slack import (
     mention,
     signed_headers,
 )
-from tests.harness import GatewayUnderTest, running_gateway
 
 ACME, GLOBEX = "T0ACME", "T0GLOBEX"
 BOTS = {ACME: "UBOTACME", GLOBEX: "UBOTGLOBEX"}

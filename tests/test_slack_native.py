@@ -13,7 +13,7 @@ import pytest
 from channels.slack import SlackChannel
 from gateway.channel import Answer, Progress
 from gateway.events import Identity, InboundEvent
-from tests.fakes.services import StubServices
+from switchboard.testing import StubServices
 from tests.fakes.slack import SECRET, TEAM, FakeSlack
 
 EVENT = InboundEvent(

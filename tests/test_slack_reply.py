@@ -14,7 +14,7 @@ from channels.slack import SlackChannel
 from gateway.channel import Answer, Progress
 from gateway.errors import ChannelPermanentError
 from gateway.events import Identity, InboundEvent
-from tests.fakes.services import StubServices
+from switchboard.testing import StubServices
 from tests.fakes.slack import SECRET, TEAM, FakeSlack
 
 Factory = Callable[..., SlackChannel]

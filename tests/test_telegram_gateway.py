@@ -14,6 +14,7 @@ from adapters.emulator import Emulator
 from adapters.emulator.brain import MARKDOWN_SAMPLE
 from channels.telegram import TelegramChannel
 from gateway.markdown import to_plain
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes.telegram import (
     BOT_ID,
     SECRET,
@@ -24,7 +25,6 @@ from tests.fakes.telegram import (
     post_update,
     text_update,
 )
-from tests.harness import GatewayUnderTest, running_gateway
 
 CHAT = 4242
 
@@ -107,6 +107,7 @@ async def test_groups_answer_mentions_and_replies_only() -> None:
         assert "message 2 of this conversation" in last(tg, group).text
 
 
+@pytest.mark.slow
 async def test_a_long_answer_streams_into_messages_under_4096() -> None:
     async with gateway(Emulator(token_delay=0.0005), edit_interval=0.1) as (gw, tg):
         await say(gw, "long 9000")

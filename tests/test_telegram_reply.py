@@ -13,7 +13,7 @@ from channels.telegram import TelegramChannel
 from gateway.channel import Answer, Progress
 from gateway.errors import ChannelPermanentError
 from gateway.events import Identity, InboundEvent
-from tests.fakes.services import StubServices
+from switchboard.testing import StubServices
 from tests.fakes.telegram import BOT_ID, SECRET, FakeTelegram, TgMessage
 
 CHAT = 42

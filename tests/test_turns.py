@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.harness import GatewayUnderTest, running_gateway
+from switchboard.testing import GatewayUnderTest, running_gateway
 
 TOKEN = "echo-secret"
 ECHO = {"echo": {"type": "echo", "token": TOKEN}}

@@ -12,8 +12,8 @@ import pytest
 
 from adapters.emulator.brain import MARKDOWN_SAMPLE, long_text
 from gateway.markdown import to_plain
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, call_params, message_params
-from tests.harness import GatewayUnderTest, running_gateway
 
 USER = "+15551230001"
 OTHER = "+15551230002"

@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.harness import running_gateway
+from switchboard.testing import running_gateway
 from tests.test_web_channel import answer_text, read_ui_stream
 
 WEB = {"web": {"type": "web"}}

@@ -1,4 +1,4 @@
-"""The Redis store's people methods: links with their reverse index, identities, value cleanup.
+"""The Redis store's people methods (:class:`gateway.store.PeopleStore`): links with their reverse index, identities.
 
 Key layout: see :mod:`adapters.stores.redis` (``link:``, ``linked:``, ``ident:``, ``idents``).
 """
@@ -21,7 +21,6 @@ PREFIX = "switchboard:v1:"
 _IDENTS = PREFIX + "idents"
 #: a link that moves between our read and our write is re-read this many times
 _LINK_RACES = 5
-_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
 def _link(identity_key: str) -> str:
@@ -135,22 +134,6 @@ class RedisPeople:
         with self._guard():
             await self._client.delete(_ident(identity_key))
             await self._client.zrem(_IDENTS, identity_key)
-
-    # -- values ----------------------------------------------------------------------------------
-    async def delete_values(self, prefix: str) -> int:
-        # SCAN walks the whole keyspace: fine for a privacy request, never used on a hot path.
-        pattern = f"{PREFIX}val:{prefix.translate(_GLOB_SPECIAL)}*"
-        deleted = 0
-        with self._guard():
-            batch: list[str] = []
-            async for key in self._client.scan_iter(match=pattern, count=1000):
-                batch.append(str(key))
-                if len(batch) == 500:
-                    deleted += int(await self._client.delete(*batch))
-                    batch = []
-            if batch:
-                deleted += int(await self._client.delete(*batch))
-        return deleted
 
 
 def _str(value: bytes | str | None) -> str | None:

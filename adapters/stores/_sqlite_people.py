@@ -1,4 +1,4 @@
-"""The SQLite store's people methods: identities, reverse links, forgetting (see ``gateway.store``)."""
+"""The SQLite store's :class:`gateway.store.PeopleStore` methods beyond plain links: identities, reverse links."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from adapters.stores._common import StoreOptions
-from adapters.stores._sqlite_sql import FORGET_JOURNAL, TOUCH_IDENTITY, TOUCH_IDENTITY_CONVERSATION
+from adapters.stores._sqlite_sql import TOUCH_IDENTITY, TOUCH_IDENTITY_CONVERSATION
 from gateway.store import IdentityRecord
 
 
@@ -64,11 +64,3 @@ class SQLitePeople:
     async def linked_identities(self, user_id: str) -> list[str]:
         rows = await self._fetch("SELECT identity_key FROM links WHERE user_id = ? ORDER BY identity_key", (user_id,))
         return [str(row[0]) for row in rows]
-
-    async def delete_values(self, prefix: str) -> int:
-        # A range, not LIKE: it uses the primary key and needs no escaping of % and _.
-        return await self._run("DELETE FROM kv WHERE key >= ? AND key < ?", (prefix, prefix + "\U0010ffff"))
-
-    async def forget_conversation(self, conversation_key: str) -> None:
-        await self._run(FORGET_JOURNAL, (conversation_key, time.time()))
-        await self._run("DELETE FROM conversations WHERE scope_key = ?", (conversation_key,))

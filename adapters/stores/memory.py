@@ -40,7 +40,7 @@ def _age(row: _Row) -> tuple[float, int]:
     return (row.received_at, row.seq)
 
 
-class MemoryStore(StoreBase):
+class MemoryStore(StoreBase, Store):
     """A process-local :class:`gateway.store.Store`."""
 
     def __init__(
@@ -128,6 +128,13 @@ class MemoryStore(StoreBase):
             row.event = row.progress = ""
             self._wrote()
 
+    async def journal_forget(self, conversation_key: str) -> None:
+        for key in list(self._queues.get(conversation_key, ())):
+            await self.journal_finish(key, "failed")
+        for row in self._journal.values():
+            if row.conversation == conversation_key:
+                row.conversation = ""
+
     def _forgotten(self, row: _Row, now: float) -> bool:
         return row.finished_at is not None and row.finished_at + self._options.dedup_ttl <= now
 
@@ -185,6 +192,12 @@ class MemoryStore(StoreBase):
     async def delete_value(self, key: str) -> None:
         self._values.pop(key, None)
 
+    async def delete_values(self, prefix: str) -> int:
+        doomed = [k for k in self._values if k.startswith(prefix)]
+        for key in doomed:
+            del self._values[key]
+        return len(doomed)
+
     async def incr(self, key: str, ttl: float) -> int:
         now = self._clock()
         item = self._values.get(key)
@@ -224,20 +237,6 @@ class MemoryStore(StoreBase):
 
     async def linked_identities(self, user_id: str) -> list[str]:
         return sorted(k for k, v in self._links.items() if v == user_id)
-
-    async def delete_values(self, prefix: str) -> int:
-        doomed = [k for k in self._values if k.startswith(prefix)]
-        for key in doomed:
-            del self._values[key]
-        return len(doomed)
-
-    async def forget_conversation(self, conversation_key: str) -> None:
-        for key in list(self._queues.get(conversation_key, ())):
-            await self.journal_finish(key, "failed")
-        for row in self._journal.values():
-            if row.conversation == conversation_key:
-                row.conversation = ""
-        self._conversations.pop(conversation_key, None)
 
     def _idle(self, touched: float) -> bool:
         return touched + self._options.conversation_ttl <= self._clock()

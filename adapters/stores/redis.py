@@ -55,6 +55,7 @@ from gateway.store import ConversationState, JournalEntry, JournalStatus, Store
 _PENDING = PREFIX + "pending"
 _SEP = "\x1f"
 _SEQ = PREFIX + "seq"
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 # redis-py's own URL options that may sit beside ours, e.g. ?socket_timeout=2&dedup_ttl=3d
 _PASSTHROUGH = {*URL_QUERY_ARGUMENT_PARSERS, "db", "username", "password", "client_name", "ssl_ca_certs"}
 #: connections per gateway process; more commands than this wait (up to ``timeout``) for one
@@ -79,7 +80,7 @@ def _queue(conversation_key: str) -> str:
     return f"{PREFIX}queue:{conversation_key}"
 
 
-class RedisStore(RedisPeople, StoreBase):
+class RedisStore(RedisPeople, StoreBase, Store):
     """A :class:`gateway.store.Store` that several gateway instances share."""
 
     def __init__(
@@ -227,6 +228,13 @@ class RedisStore(RedisPeople, StoreBase):
                 keys = [_journal(key), _PENDING, _queue(conversation_key)]
                 await self._finish(keys=keys, args=(status, self._dedup_ms, key))
 
+    async def journal_forget(self, conversation_key: str) -> None:
+        with self._guard():
+            pending = await self._client.zrange(_queue(conversation_key), 0, -1)
+            for key in pending:  # finishing drops the payload; the key keeps deduplicating
+                keys = [_journal(str(key)), _PENDING, _queue(conversation_key)]
+                await self._finish(keys=keys, args=("failed", self._dedup_ms, str(key)))
+
     # -- conversations -------------------------------------------------------------------------
     async def get_conversation(self, scope_key: str) -> ConversationState | None:
         with self._guard():
@@ -242,13 +250,6 @@ class RedisStore(RedisPeople, StoreBase):
         with self._guard():
             await self._client.delete(f"{PREFIX}conv:{scope_key}")
 
-    async def forget_conversation(self, conversation_key: str) -> None:
-        with self._guard():
-            pending = await self._client.zrange(_queue(conversation_key), 0, -1)
-            for key in pending:  # finishing drops the payload; the key keeps deduplicating
-                keys = [_journal(str(key)), _PENDING, _queue(conversation_key)]
-                await self._finish(keys=keys, args=("failed", self._dedup_ms, str(key)))
-            await self._client.delete(f"{PREFIX}conv:{conversation_key}")
 
     # -- small values ----------------------------------------------------------------------------
     async def get_value(self, key: str) -> str | None:
@@ -262,6 +263,21 @@ class RedisStore(RedisPeople, StoreBase):
     async def delete_value(self, key: str) -> None:
         with self._guard():
             await self._client.delete(f"{PREFIX}val:{key}")
+
+    async def delete_values(self, prefix: str) -> int:
+        # SCAN walks the whole keyspace: fine for a privacy request, never used on a hot path.
+        pattern = f"{PREFIX}val:{prefix.translate(_GLOB_SPECIAL)}*"
+        deleted = 0
+        with self._guard():
+            batch: list[str] = []
+            async for key in self._client.scan_iter(match=pattern, count=1000):
+                batch.append(str(key))
+                if len(batch) == 500:
+                    deleted += int(await self._client.delete(*batch))
+                    batch = []
+            if batch:
+                deleted += int(await self._client.delete(*batch))
+        return deleted
 
     async def incr(self, key: str, ttl: float) -> int:
         with self._guard():

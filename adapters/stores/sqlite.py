@@ -30,7 +30,15 @@ import aiosqlite
 
 from adapters.stores._common import StoreBase, bad_url, mask_url, split_url
 from adapters.stores._sqlite_people import SQLitePeople
-from adapters.stores._sqlite_sql import ENTRY_COLUMNS, INCR, JOURNAL_ADD, MIGRATIONS, SCHEMA_VERSION, TRY_LOCK
+from adapters.stores._sqlite_sql import (
+    ENTRY_COLUMNS,
+    FORGET_JOURNAL,
+    INCR,
+    JOURNAL_ADD,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TRY_LOCK,
+)
 from gateway.errors import ConfigError, StoreUnavailable
 from gateway.events import InboundEvent
 from gateway.store import ConversationState, JournalEntry, JournalStatus, Store
@@ -59,7 +67,7 @@ def database_path(url: str) -> str:
     return path
 
 
-class SQLiteStore(SQLitePeople, StoreBase):
+class SQLiteStore(SQLitePeople, StoreBase, Store):
     """A single-process, crash-safe :class:`gateway.store.Store` in one SQLite file."""
 
     def __init__(self, url: str, *, dedup_ttl: float | None = None, conversation_ttl: float | None = None) -> None:
@@ -189,6 +197,9 @@ class SQLiteStore(SQLitePeople, StoreBase):
             (status, time.time(), key),
         )
 
+    async def journal_forget(self, conversation_key: str) -> None:
+        await self._run(FORGET_JOURNAL, (conversation_key, time.time()))
+
     # -- conversations -------------------------------------------------------------------------
     async def get_conversation(self, scope_key: str) -> ConversationState | None:
         rows = await self._fetch(
@@ -242,6 +253,10 @@ class SQLiteStore(SQLitePeople, StoreBase):
 
     async def delete_value(self, key: str) -> None:
         await self._run("DELETE FROM kv WHERE key = ?", (key,))
+
+    async def delete_values(self, prefix: str) -> int:
+        # A range, not LIKE: it uses the primary key and needs no escaping of % and _.
+        return await self._run("DELETE FROM kv WHERE key >= ? AND key < ?", (prefix, prefix + "\U0010ffff"))
 
     async def incr(self, key: str, ttl: float) -> int:
         rows = await self._fetch(INCR, (key, time.time(), ttl))

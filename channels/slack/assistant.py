@@ -17,7 +17,7 @@ from gateway.events import Identity, InboundEvent
 
 if TYPE_CHECKING:
     from channels.slack.settings import AssistantSettings
-    from gateway.store import Store
+    from gateway.store import KeyValueStore
 
 #: a thread's title: the first question, cut at a word near this length
 TITLE_LENGTH = 60
@@ -48,7 +48,7 @@ class AssistantThread:
 class AssistantThreads:
     """Records of the assistant threads of one Slack channel instance."""
 
-    def __init__(self, name: str, settings: AssistantSettings, store: Store, ttl: float) -> None:
+    def __init__(self, name: str, settings: AssistantSettings, store: KeyValueStore, ttl: float) -> None:
         self.name = name
         self.settings = settings
         self.store = store

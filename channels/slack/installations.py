@@ -24,7 +24,7 @@ from slack_sdk.oauth.installation_store import Bot, Installation
 from slack_sdk.oauth.installation_store.async_installation_store import AsyncInstallationStore
 from slack_sdk.oauth.state_store.async_state_store import AsyncOAuthStateStore
 
-from gateway.store import Store
+from gateway.store import KeyValueStore
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,9 @@ def workspace_key(enterprise_id: str | None, team_id: str | None, is_enterprise_
 
 
 class StoreInstallationStore(AsyncInstallationStore):
-    """slack_sdk's :class:`AsyncInstallationStore` on a Switchboard :class:`Store`'s values."""
+    """slack_sdk's :class:`AsyncInstallationStore` over a Switchboard :class:`KeyValueStore`."""
 
-    def __init__(self, store: Store, channel_name: str) -> None:
+    def __init__(self, store: KeyValueStore, channel_name: str) -> None:
         self._store = store
         self._prefix = f"slack:{channel_name}:install:"
 
@@ -126,7 +126,7 @@ class StoreInstallationStore(AsyncInstallationStore):
 class StoreOAuthStateStore(AsyncOAuthStateStore):
     """slack_sdk's :class:`AsyncOAuthStateStore`: each state is good once, for ``STATE_TTL`` seconds."""
 
-    def __init__(self, store: Store, channel_name: str, ttl: float = STATE_TTL) -> None:
+    def __init__(self, store: KeyValueStore, channel_name: str, ttl: float = STATE_TTL) -> None:
         self._store = store
         self._prefix = f"slack:{channel_name}:oauth-state:"
         self._ttl = ttl

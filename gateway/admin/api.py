@@ -73,7 +73,7 @@ class AdminApi:
         limit = _limit(request)
         cursor = request.query.get("cursor")
         after = None
-        if cursor:
+        if cursor is not None:  # an empty one is malformed too (the schema says minLength 2)
             # A cursor is "after this key": any well-formed one means something, even a made-up one.
             after = decode_id(cursor, lenient=True)
             if after is None:

@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.fakes.server import FakeServer
+from switchboard.testing import FakeServer
 
 PAGE_TOKEN = "EAAG-fake-page-token"
 APP_SECRET = "a1b2c3d4e5f60718293a4b5c6d7e8f90"

@@ -30,7 +30,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.fakes.server import FakeServer
+from switchboard.testing import FakeServer
 
 BOT_ID = 7000001
 TOKEN = f"{BOT_ID}:AAE-fake_token_for_tests"

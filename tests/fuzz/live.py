@@ -19,13 +19,13 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, FakeGraph
 from tests.fakes.slack import SECRET as SLACK_SECRET
 from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import SECRET as TELEGRAM_SECRET
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from tests.harness import GatewayUnderTest, running_gateway
 
 _T = TypeVar("_T")
 

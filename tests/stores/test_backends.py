@@ -1,4 +1,4 @@
-"""Checks specific to one backend: SQLite schema, purge and crash safety; Redis key layout and outages."""
+"""Checks specific to one backend: SQLite schema, purge, crash safety and forgetting; Redis key layout and outages."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from redis import exceptions as rex
 from adapters.stores import redis as redis_store
 from adapters.stores import sqlite
 from gateway.errors import ConfigError, StoreUnavailable
-from gateway.store import ConversationState, Store
-from tests.conftest_stores import PrivateRedis, refused_port
+from gateway.events import Identity, InboundEvent
+from gateway.store import ConversationState, JournalEntry, Store
+from tests.conftest_stores import REDIS_TEST_URL, PrivateRedis, flush_test_redis, refused_port
 from tests.stores.support import REPO, entry, pending_keys
 
 # -- SQLite specifics ----------------------------------------------------------------------------
@@ -125,11 +126,34 @@ async def test_sqlite_acknowledged_event_survives_kill_9(tmp_path: Path) -> None
         assert (got.event.text, got.progress, got.attempts) == ("hello", {"parts": 1}, 1)
 
 
+def _sms(key: str, scope: str, text: str = "my secret question") -> JournalEntry:
+    return JournalEntry(InboundEvent(channel="sms", key=key, identity=Identity("twilio-sms", "", "+15550001"),
+                                     scope=scope, text=text, reply={"to": "+15550001"}))
+
+
+async def test_forgotten_conversations_leave_no_text_in_sqlite(tmp_path: Path) -> None:
+    store = sqlite.create(f"sqlite:///{tmp_path}/state.db")
+    await store.initialize()
+    try:
+        await store.journal_add(_sms("done-1", "+15550001"))
+        await store.journal_finish("sms:done-1", "done")  # SQLite keeps finished events until the purge
+        await store.journal_add(_sms("pending-1", "+15550001"))
+        await store.forget_conversation("sms:+15550001")
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        rows = db.execute("SELECT key, conversation, event, progress, status FROM journal ORDER BY key").fetchall()
+    assert rows == [("sms:done-1", "", "", "{}", "done"), ("sms:pending-1", "", "", "{}", "failed")]
+
+
 # -- Redis specifics -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("opener", [pytest.param("redis", marks=pytest.mark.redis)], indirect=True)
-async def test_redis_keys_are_namespaced_and_finished_entries_shrink(store: Store, raw_redis: aioredis.Redis) -> None:
+@pytest.mark.redis
+async def test_redis_keys_are_namespaced_and_finished_entries_shrink(
+    redis_backed: Store, raw_redis: aioredis.Redis
+) -> None:
+    store = redis_backed
     await store.journal_add(entry("1", text="x" * 2000))
     await store.journal_add(entry("2"))
     await store.put_conversation("tg:chat-1", ConversationState("conv_1", "u_1"))
@@ -181,3 +205,24 @@ async def test_redis_outage_is_store_unavailable_and_recovery_needs_no_restart()
             server.start()
             assert await store.journal_add(entry("2"))  # the private server keeps no data
             assert await pending_keys(store) == ["2"]
+
+
+@pytest.mark.redis
+async def test_forgotten_conversations_leave_no_key_or_text_in_redis() -> None:
+    flush_test_redis()
+    store = redis_store.create(REDIS_TEST_URL)
+    await store.initialize()
+    try:
+        await store.journal_add(_sms("done-1", "+15550001"))
+        await store.journal_finish("sms:done-1", "done")
+        await store.journal_add(_sms("pending-1", "+15550001"))
+        await store.put_conversation("sms:+15550001", ConversationState("c1", "u1", "m1", 1.0))
+        await store.forget_conversation("sms:+15550001")
+    finally:
+        await store.close()
+    async with aioredis.Redis.from_url(REDIS_TEST_URL, decode_responses=True) as r:
+        keys = sorted(await r.keys("*"))
+        assert not [k for k in keys if "+15550001" in k]
+        for key in keys:
+            if await r.type(key) == "hash":
+                assert "+15550001" not in str(await r.hgetall(key))

@@ -2,6 +2,10 @@
 
     async with running_gateway({"web": {"type": "web"}}) as gw:
         ... gw.url, gw.emulator, await gw.idle(), gw.channel("web")
+
+Other top-level config sections ([commands], [linking], [handoff], [logging]) go in ``sections``::
+
+    async with running_gateway(channels, {"commands": {"enabled": True}}) as gw: ...
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class GatewayUnderTest:
 
 def make_settings(
     channels: Mapping[str, Mapping[str, Any]],
+    sections: Mapping[str, Any] | None = None,
     *,
     port: int,
     api_base: str,
@@ -71,6 +76,7 @@ def make_settings(
                       "timeout": 10, "max_attempts": 3, **(agent or {})},
             "channels": {k: dict(v) for k, v in channels.items()},
             "tools": dict(tools or {}),
+            **(sections or {}),
         },
         env={},
     )
@@ -79,6 +85,7 @@ def make_settings(
 @asynccontextmanager
 async def running_gateway(
     channels: Mapping[str, Mapping[str, Any]],
+    sections: Mapping[str, Any] | None = None,
     *,
     store: str = "memory://",
     tools: Mapping[str, Any] | None = None,
@@ -99,7 +106,7 @@ async def running_gateway(
     serving: Any = nullcontext(emulator_url) if emulator_url else emulator.serve("127.0.0.1", 0)
     async with serving as api_base:
         port = free_port()
-        settings = make_settings(channels, port=port, api_base=api_base, store=store, tools=tools,
+        settings = make_settings(channels, sections, port=port, api_base=api_base, store=store, tools=tools,
                                  gateway=gateway, agent=agent)
         app = build_app(settings)
         runner = web.AppRunner(app)

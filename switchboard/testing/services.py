@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from adapters.stores.memory import MemoryStore
+from gateway.channel import InboundRequest
 from gateway.config import parse_settings
 from gateway.events import InboundEvent
 from gateway.metrics import Metrics
@@ -26,3 +30,24 @@ class StubServices:
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
         self.accepted.extend(events)
         return [True] * len(events)
+
+
+def inbound_request(
+    body: bytes | str | Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
+    *,
+    method: str = "POST",
+    path: str = "/webhooks/test",
+    query: Mapping[str, str] | None = None,
+    public_url: str | None = None,
+) -> InboundRequest:
+    """A webhook request as the core hands it to ``verify`` and ``parse`` (a mapping is sent as JSON)."""
+    raw = json.dumps(body).encode() if isinstance(body, Mapping) else body.encode() if isinstance(body, str) else body
+    return InboundRequest(
+        method,
+        path,
+        dict(query or {}),
+        CIMultiDictProxy(CIMultiDict(headers or {})),
+        raw,
+        public_url or f"https://gateway.example{path}",
+    )
