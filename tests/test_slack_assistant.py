@@ -216,3 +216,22 @@ async def test_retry_and_feedback_buttons_work_in_assistant_threads(slack: FakeS
     assert [r for r in gw.emulator.requests if r.path.endswith("/retry")]
     [feedback] = [r for r in gw.emulator.requests if r.method == "PATCH" and r.path.endswith("/feedback")]
     assert feedback.json == {"feedback": "positive"}
+
+
+async def test_a_dm_thread_that_is_no_assistant_thread_stays_part_of_the_dm(slack: FakeSlack) -> None:
+    async with aiohttp.ClientSession() as http:
+        raw = {"type": "slack", "bot_token": slack.token, "signing_secret": SECRET, "api_base": slack.api_base}
+        chan = SlackChannel.from_config("slack", raw, StubServices(http))  # type: ignore[arg-type]
+        async with chan:
+            [turn] = await chan.callback_events(json.loads(event_body(question("Hi", "1730000000.1"))))
+    assert turn.scope == DM and "assistant" not in turn.reply and turn.meta == {"trigger": "dm"}
+
+
+def test_a_long_first_question_makes_a_short_title() -> None:
+    from channels.slack.assistant import title_of
+
+    assert title_of("  How do\nrefunds work?  ") == "How do refunds work?"
+    long = "Could you please explain, in detail, how the refund process works for annual plans bought in 2024?"
+    title = title_of(long)
+    assert len(title) <= 61 and title.endswith("…") and long.startswith(title[:-1])
+    assert long[len(title) - 1] in " ,"  # cut between words, not inside one
