@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,18 @@ def _offline() -> Iterator[None]:
     socket.getaddrinfo = _local_only
     yield
     socket.getaddrinfo = _real_getaddrinfo
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """``switchboard check`` and the log tests install a root handler on the test's captured
+    stderr; left behind, it outlives that stream, and the next library that logs from another
+    thread (aiosmtpd's server) prints "--- Logging error ---" tracebacks into the run."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 PLUGINS_DIR = str(__import__("pathlib").Path(__file__).parent / "plugins")
