@@ -241,3 +241,21 @@ async def test_assistant_threads_and_buttons_in_an_installed_workspace_use_its_t
     assert ("D0G", "1729999327.187299") in slack.prompts and ("D0G", "1729999327.187299") in slack.titles
     assert {c.token for c in slack.calls if c.method.startswith(("chat.", "assistant."))} == {token}
     assert any("👍" in str(b) for b in slack.thread("D0G", "1729999327.187299")[-1].blocks)
+
+
+async def test_answers_running_at_once_refresh_the_token_once(slack: FakeSlack) -> None:
+    import asyncio
+
+    async with gateway(slack) as (gw, http):
+        await install(gw, http, slack, ACME, rotation=True, expires_in=600)
+        gw.emulator.faults.token_delay = 0.002
+        statuses = await asyncio.gather(*(
+            post_event(gw, http, ask(f"question {n}", f"70{n}.1", ACME), ACME, f"EvRace{n}") for n in range(4)
+        ))
+        assert statuses == [200] * 4
+        await gw.idle()
+        token = await installed_token(gw, ACME)
+    refreshes = [c for c in slack.calls_to("oauth.v2.access") if c.params.get("grant_type") == "refresh_token"]
+    assert len(refreshes) == 1
+    assert {c.token for c in slack.calls if c.method.startswith("chat.")} == {token}
+    assert all(answers(slack, f"70{n}.1") for n in range(4))
