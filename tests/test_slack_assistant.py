@@ -235,3 +235,20 @@ def test_a_long_first_question_makes_a_short_title() -> None:
     title = title_of(long)
     assert len(title) <= 61 and title.endswith("…") and long.startswith(title[:-1])
     assert long[len(title) - 1] in " ,"  # cut between words, not inside one
+
+
+async def test_forgetting_a_person_deletes_their_assistant_threads(slack: FakeSlack) -> None:
+    from gateway.events import Identity
+
+    async with aiohttp.ClientSession() as http:
+        raw = {"type": "slack", "bot_token": slack.token, "signing_secret": SECRET, "api_base": slack.api_base}
+        chan = SlackChannel.from_config("slack", raw, StubServices(http))  # type: ignore[arg-type]
+        async with chan:
+            await chan.callback_events(json.loads(event_body(assistant_thread(viewing="C0SECRET"))))
+            other = assistant_thread(channel="D0OTHER", user="U0002")
+            await chan.callback_events(json.loads(event_body(other, event_id="EvOther")))
+            await chan.forget(Identity("slack", TEAM, "U0001"))
+            [turn] = await chan.callback_events(json.loads(event_body(question("Hi", "1730000000.1"))))
+            kept = await chan.assistant.get("U0002", "D0OTHER", THREAD)
+    assert turn.scope == DM and "assistant_context" not in turn.meta  # nothing left of their thread
+    assert kept is not None and kept.context["channel_id"] == "C0VIEW"

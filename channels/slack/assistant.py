@@ -4,7 +4,8 @@ When someone opens the container (or starts a new chat in it) Slack sends
 ``assistant_thread_started`` with the DM channel and thread of the new chat and the channel the
 person is viewing; ``assistant_thread_context_changed`` follows as they move around. Each
 assistant thread is its own conversation. Its record in the store (``slack:<name>:assistant:
-<channel>:<thread_ts>``) says it is one, keeps the latest context, and whether it was titled.
+<user>:<channel>:<thread_ts>``) says it is one, keeps the latest context, and whether it was
+titled; forgetting the person deletes their records.
 """
 
 from __future__ import annotations
@@ -54,16 +55,24 @@ class AssistantThreads:
         self.store = store
         self.ttl = ttl
 
-    def _key(self, channel: str, thread_ts: str) -> str:
-        return f"slack:{self.name}:assistant:{channel}:{thread_ts}"
+    def _key(self, user: str, channel: str, thread_ts: str) -> str:
+        return f"{self._prefix(user)}{channel}:{thread_ts}"
 
-    async def get(self, channel: str, thread_ts: str) -> AssistantThread | None:
-        raw = await self.store.get_value(self._key(channel, thread_ts))
+    def _prefix(self, user: str) -> str:
+        return f"slack:{self.name}:assistant:{user}:"
+
+    async def get(self, user: str, channel: str, thread_ts: str) -> AssistantThread | None:
+        """The record of ``user``'s assistant thread (None: not an assistant thread of theirs)."""
+        raw = await self.store.get_value(self._key(user, channel, thread_ts))
         return None if raw is None else AssistantThread.from_json(raw)
 
-    async def put(self, channel: str, thread_ts: str, thread: AssistantThread) -> None:
+    async def put(self, user: str, channel: str, thread_ts: str, thread: AssistantThread) -> None:
         # Kept as long as a conversation is: an idle thread later is a fresh conversation anyway.
-        await self.store.set_value(self._key(channel, thread_ts), thread.to_json(), self.ttl)
+        await self.store.set_value(self._key(user, channel, thread_ts), thread.to_json(), self.ttl)
+
+    async def forget(self, user: str) -> None:
+        """Delete every assistant thread record of ``user`` (the context they viewed included)."""
+        await self.store.delete_values(self._prefix(user))
 
     async def on_event(self, envelope: dict[str, Any], event: dict[str, Any], team: str,
                        extra_reply: dict[str, Any]) -> list[InboundEvent]:
@@ -73,13 +82,13 @@ class AssistantThreads:
             return []
         channel, thread_ts = str(thread.get("channel_id") or ""), str(thread.get("thread_ts") or "")
         user = str(thread.get("user_id") or "")
-        if not channel or not thread_ts:
+        if not channel or not thread_ts or not user:
             return []
-        record = await self.get(channel, thread_ts) or AssistantThread(user=user)
+        record = await self.get(user, channel, thread_ts) or AssistantThread(user=user)
         record.context = _context(thread.get("context")) or record.context
-        await self.put(channel, thread_ts, record)
+        await self.put(user, channel, thread_ts, record)
         started = event.get("type") == "assistant_thread_started"
-        if not started or not user or not (self.settings.greeting or self.settings.prompts):
+        if not started or not (self.settings.greeting or self.settings.prompts):
             return []
         return [InboundEvent(
             channel=self.name,
@@ -99,7 +108,7 @@ class AssistantThreads:
         if self.settings.set_title and not thread.titled:
             meta["assistant_title"] = title_of(event.text)
             thread.titled = True
-        await self.put(channel, thread_ts, thread)
+        await self.put(event.identity.id, channel, thread_ts, thread)
         if self.settings.context_preface and thread.context.get("channel_id"):
             meta["preface"] = preface(thread.context)  # for the agent only: "/new" stays a command
         return replace(event, reply={**event.reply, "assistant": True}, meta=meta)

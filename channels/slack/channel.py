@@ -30,7 +30,7 @@ from gateway import markdown
 from gateway.channel import Channel, InboundRequest, Progress, Reply, Services, WebhookResult
 from gateway.desk import thread_key
 from gateway.errors import ChannelError, ConfigError, WebhookRejected
-from gateway.events import InboundEvent
+from gateway.events import Identity, InboundEvent
 from gateway.text import split_text
 
 if TYPE_CHECKING:
@@ -222,7 +222,7 @@ class SlackChannel(Channel[SlackSettings]):
         channel = str(event.get("channel", ""))
         thread = None
         if trigger == "dm" and event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
-            thread = await self.assistant.get(channel, str(event["thread_ts"]))
+            thread = await self.assistant.get(str(event["user"]), channel, str(event["thread_ts"]))
             if thread is not None:
                 trigger = "assistant"  # a chat in Slack's AI app container: one conversation per thread
         if trigger not in ("dm", "assistant") and event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
@@ -285,10 +285,15 @@ class SlackChannel(Channel[SlackSettings]):
             if self._installed is not None:
                 reply["workspace"] = ref.to_json()
             thread_ts = reply.get("thread_ts")
-            if thread_ts and await self.assistant.get(str(reply["channel"]), str(thread_ts)) is not None:
+            if thread_ts and await self.assistant.get(event.identity.id, str(reply["channel"]), str(thread_ts)):
                 reply["assistant"] = True  # a retry there gets the status, like a question
             routed.append(replace(event, reply=reply))
         return routed
+
+    async def forget(self, identity: Identity) -> None:
+        """Their assistant threads' records (which channels they were viewing)."""
+        if identity.channel_type == self.type:
+            await self.assistant.forget(identity.id)
 
     def _thread_key(self, channel: str, thread_ts: str) -> str:
         return f"slack:{self.name}:thread:{channel}:{thread_ts}"
