@@ -252,3 +252,22 @@ async def test_forgetting_a_person_deletes_their_assistant_threads(slack: FakeSl
             kept = await chan.assistant.get("U0002", "D0OTHER", THREAD)
     assert turn.scope == DM and "assistant_context" not in turn.meta  # nothing left of their thread
     assert kept is not None and kept.context["channel_id"] == "C0VIEW"
+
+
+async def test_a_greeting_resumed_after_a_crash_is_not_posted_twice(slack: FakeSlack) -> None:
+    from gateway.channel import Answer, Progress
+    from gateway.errors import ChannelError
+
+    async with aiohttp.ClientSession() as http:
+        raw = {"type": "slack", "bot_token": slack.token, "signing_secret": SECRET, "api_base": slack.api_base}
+        chan = SlackChannel.from_config("slack", raw, StubServices(http))  # type: ignore[arg-type]
+        async with chan:
+            [greeting] = await chan.callback_events(json.loads(event_body(assistant_thread())))
+            data: dict[str, Any] = {}
+            slack.fail_next("assistant.threads.setSuggestedPrompts", status=500, error="internal_error")
+            with pytest.raises(ChannelError):  # the first run fails after posting the greeting
+                await chan.open_reply(greeting, Progress(data)).finish(Answer(greeting.text))
+            resumed = chan.open_reply(greeting, Progress(json.loads(json.dumps(data))))
+            await resumed.finish(Answer(greeting.text))
+    assert len(slack.thread(DM, THREAD)) == 1 and len(slack.calls_to("chat.postMessage")) == 1
+    assert (DM, THREAD) in slack.prompts

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from channels.slack.reply import slack_reply
 from gateway.channel import Answer, Progress, Reply
 from gateway.errors import ChannelError
 
@@ -110,12 +111,10 @@ class GreetingReply(Reply):
     async def finish(self, answer: Answer) -> None:
         target, thread_ts = str(self.event.reply["channel"]), str(self.event.reply["thread_ts"])
         settings = self.channel.settings.assistant
-        if answer.text and not self.state.get("ts"):
-            posted = await self.api.call_patiently(
-                "chat.postMessage", channel=target, thread_ts=thread_ts, text=self.channel.render(answer.text)
-            )
-            self.state["ts"] = str(posted.get("ts", ""))
-            await self.progress.save()
+        if answer.text:
+            # Posted like an answer (no buttons: a notice has no message id), so a resumed turn
+            # edits the greeting it already posted instead of greeting twice.
+            await slack_reply(self.channel, self.event, self.progress).finish(answer)
         if settings.prompts and not self.state.get("prompts"):
             prompts = [{"title": p.title, "message": p.message} for p in settings.prompts]
             await self.api.call_patiently("assistant.threads.setSuggestedPrompts", channel_id=target,
