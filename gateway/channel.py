@@ -20,7 +20,7 @@ import asyncio
 import builtins
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar
 
@@ -28,8 +28,9 @@ import pydantic
 from aiohttp import ClientSession, web
 from multidict import CIMultiDictProxy
 
-from gateway.errors import ConfigError, WebhookRejected
+from gateway.errors import ConfigError, StoreUnavailable, WebhookRejected
 from gateway.events import Identity, InboundEvent
+from gateway.progress import Progress as Progress  # re-exported: channels import it from here
 from gateway.text import split_text
 
 if TYPE_CHECKING:
@@ -100,22 +101,6 @@ class Answer:
     conversation_id: str | None = None
 
 
-class Progress:
-    """What was already delivered for one event; saved to the journal so resumes never repeat."""
-
-    def __init__(
-        self,
-        data: dict[str, Any] | None = None,
-        saver: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
-    ) -> None:
-        self.data: dict[str, Any] = data if data is not None else {}
-        self._saver = saver
-
-    async def save(self) -> None:
-        if self._saver is not None:
-            await self._saver(self.data)
-
-
 class Services(Protocol):
     """What the core gives each channel: read-only, and valid once the app has started.
 
@@ -180,8 +165,10 @@ class Reply:
 class BufferedReply(Reply):
     """Collects the answer and sends it once, split to the channel's limit.
 
-    Parts already sent are counted in the progress, so a turn resumed after a crash sends only
-    the parts that are missing.
+    Each part is announced in the progress before it is sent (:meth:`Progress.intend`) and counted,
+    with the platform's id for it, right after. A turn resumed after a crash sends only the parts
+    that are missing; a part whose send was under way when the previous run stopped is first
+    looked up on the platform (:meth:`Channel.find_sent`) and adopted when it arrived.
     """
 
     async def start(self) -> None:
@@ -189,15 +176,43 @@ class BufferedReply(Reply):
 
     async def finish(self, answer: Answer) -> None:
         parts = self.channel.split(self.channel.render(answer.text))
-        sent = int(self.progress.data.get("parts_sent", 0))
+        sent = await self._reconcile(parts)
         for index in range(sent, len(parts)):
-            await self.send_part(parts[index], answer, last=index == len(parts) - 1)
-            self.progress.data["parts_sent"] = index + 1
+            await self.progress.intend(index)
+            message_id = await self.send_part(parts[index], answer, last=index == len(parts) - 1)
+            self._record(index, message_id)
             await self.progress.save()
 
-    async def send_part(self, text: str, answer: Answer, *, last: bool) -> None:
-        """Send one rendered part; override to attach something to the ``last`` (feedback buttons)."""
-        await self.channel.send_text(self.event, text)
+    async def send_part(self, text: str, answer: Answer, *, last: bool) -> str | None:
+        """Send one rendered part and return the platform's id for it (None when there is none);
+        override to attach something to the ``last`` (feedback buttons)."""
+        return await self.channel.send_text(self.event, text)
+
+    def _record(self, index: int, message_id: str | None) -> None:
+        self.progress.data["parts_sent"] = index + 1
+        if message_id is not None:
+            self.progress.data.setdefault("sent_ids", {})[str(index)] = message_id
+        self.progress.sent()
+
+    async def _reconcile(self, parts: list[str]) -> int:
+        """How many parts are delivered, after asking the platform about one a previous run was sending."""
+        sent = int(self.progress.data.get("parts_sent", 0))
+        intent = self.progress.intent()
+        if intent is None:
+            return sent
+        if intent.part == sent < len(parts):
+            found = await self.channel.find_sent(self.event, parts[sent], since=intent.at)
+            if found is not None:
+                log.info("part %d of %s had arrived before the restart (%s); not sending it again",
+                         sent + 1, self.event.journal_key, found)
+                self._record(sent, found)
+                await self.progress.save()
+                return sent + 1
+            if not self.channel.finds_sent:
+                log.info("part %d of %s may have arrived before the restart; %s cannot tell, so it is "
+                         "sent again", sent + 1, self.event.journal_key, self.channel.type)
+        self.progress.sent()
+        return sent
 
 
 S = TypeVar("S", bound=ChannelSettings)
@@ -220,6 +235,9 @@ class Channel(ABC, Generic[S]):
     max_text_length: ClassVar[int] = 4000
     #: number parts "(1/3) " when an answer needs several messages
     number_parts: ClassVar[bool] = False
+    #: True when :meth:`find_sent` can tell whether a part reached the platform (Twilio's Messages
+    #: list); without it a part whose send a crash interrupted is sent again
+    finds_sent: ClassVar[bool] = False
     #: False when the channel can only answer inside the request that asked (web chat, a phone
     #: call): nothing can reach the person later, so e.g. a human handoff is declined there
     can_deliver_later: ClassVar[bool] = True
@@ -294,9 +312,19 @@ class Channel(ABC, Generic[S]):
         """The core's webhook flow: read, verify, parse, journal, then acknowledge."""
         inbound = await read_inbound(request, self.services.settings.public_url)
         await self.verify(inbound)
-        result = await self.parse(inbound)
-        if result.events:
-            await self.services.accept(result.events)
+        # Parsing may read the store (thread keys), journaling writes it. A hung store must cost
+        # the platform a quick 503 it retries, not a timeout it counts against us.
+        limit = self.services.settings.gateway.webhook_store_timeout
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                result = await self.parse(inbound)
+                if result.events:
+                    await self.services.accept(result.events)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise StoreUnavailable(f"the store did not answer within {limit:g} s") from None
         body = result.body.encode() if isinstance(result.body, str) else result.body
         return web.Response(status=result.status, body=body, content_type=result.content_type)
 
@@ -318,9 +346,17 @@ class Channel(ABC, Generic[S]):
     async def typing(self, event: InboundEvent) -> None:
         """Show that an answer is coming, where the platform can."""
 
-    async def send_text(self, event: InboundEvent, text: str) -> None:
-        """Send one rendered part to the user (buffered channels must override)."""
+    async def send_text(self, event: InboundEvent, text: str) -> str | None:
+        """Send one rendered part to the user (buffered channels must override).
+
+        Return the platform's id of the message when it gives one (kept in the progress).
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement send_text or open_reply")
+
+    async def find_sent(self, event: InboundEvent, text: str, *, since: float) -> str | None:
+        """The id of a message with ``text`` sent for ``event`` at or after ``since`` (Unix time),
+        or None. Set ``finds_sent`` when the platform can be asked; by default it cannot."""
+        return None
 
     async def feedback_saved(self, event: InboundEvent) -> None:
         """A feedback button was recorded by the agent; show the choice where possible."""

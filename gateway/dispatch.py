@@ -51,6 +51,16 @@ class _Lane:
         self.users = 0
 
 
+class _Turn:
+    """The entry a drain is working on, and its outcome once known (for the write-back)."""
+
+    __slots__ = ("entry", "status")
+
+    def __init__(self) -> None:
+        self.entry: JournalEntry | None = None
+        self.status: JournalStatus | None = None
+
+
 class Dispatcher:
     """Drains conversations from the journal; one per app."""
 
@@ -120,24 +130,74 @@ class Dispatcher:
         # The owner is this drain, not this instance: two drains of one conversation may overlap
         # briefly in one process, and must exclude each other exactly as across instances.
         owner = f"{self.instance_id}:{uuid.uuid4().hex[:8]}"
-        if not await self._acquire(lease, owner, wait):
-            return  # another instance holds it and will see our entry when it reads the head
-        beat = asyncio.create_task(self._heartbeat(lease, owner), name=f"lease:{conversation_key}")
-        me = asyncio.current_task()
         try:
-            entry = await self.store.journal_head(conversation_key)
-            if entry is None:
-                entry = await self._last_look(conversation_key, me)
-            while entry is not None:
-                async with self._slots:
-                    await self._process(entry)
-                entry = await self._last_look(conversation_key, me)
+            if not await self._acquire(lease, owner, wait):
+                return  # another instance holds it and will see our entry when it reads the head
         except StoreUnavailable as exc:
-            log.error("store unavailable while draining %s: %s (the sweeper retries)", conversation_key, exc)
+            log.warning("store unavailable, not draining %s now: %s (the sweeper retries)", conversation_key, exc)
+            return
+        stop = asyncio.Event()
+        beat = asyncio.create_task(self._heartbeat(lease, owner, stop), name=f"lease:{conversation_key}")
+        me = asyncio.current_task()
+        turn = _Turn()
+        try:
+            while True:
+                try:
+                    await self._drain_entries(conversation_key, me, turn)
+                    return
+                except StoreUnavailable as exc:
+                    log.error("store unavailable while draining %s: %s", conversation_key, exc)
+                    if turn.entry is None or not await self._write_back(turn, lease, owner):
+                        return  # nothing unsaved (or someone else resumed it): the sweeper retries
         finally:
+            # The heartbeat must be over before the unlock: a renewal landing after it would take
+            # the lease again, for a drain that is gone (the conversation would never move again).
+            stop.set()
             beat.cancel()
+            await asyncio.wait([beat])
             with contextlib.suppress(StoreUnavailable):  # else the lease expires by itself
                 await self.store.unlock(lease, owner)
+
+    async def _drain_entries(self, conversation_key: str, me: asyncio.Task[Any] | None, turn: _Turn) -> None:
+        entry = await self.store.journal_head(conversation_key)
+        if entry is None:
+            entry = await self._last_look(conversation_key, me)
+        while entry is not None:
+            turn.entry, turn.status = entry, None
+            async with self._slots:
+                await self._process(entry, turn)
+            turn.entry = None
+            entry = await self._last_look(conversation_key, me)
+
+    async def _write_back(self, turn: _Turn, lease: str, owner: str) -> bool:
+        """A store error cut a turn short: save what it knows it delivered once the store is back.
+
+        The progress in memory (parts sent, message ids, the agent's answer) is newer than the
+        journal's copy. It is written back only while this drain holds the conversation's lease
+        (so it can never overwrite a newer run's progress); then draining carries on. Returns False
+        when the lease went to another worker (which resumes from the journal's copy, reconciling
+        with the platform where it can) or the gateway is stopping.
+        """
+        entry = turn.entry
+        assert entry is not None
+        delay = 0.1
+        while not self._closing:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            try:
+                if not await self.store.try_lock(lease, owner, self.lease_ttl):
+                    log.warning("the lease of %s went elsewhere during the outage; its progress there "
+                                "is older than ours", entry.key)
+                    return False
+                await self.store.journal_progress(entry.key, entry.progress, entry.attempts)
+                if turn.status is not None:
+                    await self._finish(entry, turn.status)
+            except StoreUnavailable:
+                continue
+            log.info("store back: saved the progress of %s that the outage interrupted", entry.key)
+            turn.entry = None
+            return True
+        return False
 
     async def _last_look(self, conversation_key: str, me: asyncio.Task[Any] | None) -> JournalEntry | None:
         """Deregister, then read the head while still holding the lease; None ends the drain.
@@ -165,22 +225,31 @@ class Dispatcher:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    async def _heartbeat(self, lease: str, owner: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease_ttl / 3)
+    async def _heartbeat(self, lease: str, owner: str, stop: asyncio.Event) -> None:
+        """Renew the lease until ``stop`` is set.
+
+        ``stop`` rather than cancellation alone ends it: the Redis client can turn a cancellation
+        that lands on a command timing out into a timeout error, which the outage handling here
+        would swallow, and a heartbeat that outlives its drain holds the conversation forever.
+        """
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.lease_ttl / 3)
+            if stop.is_set():
+                return
             try:
                 if not await self.store.try_lock(lease, owner, self.lease_ttl):
                     log.error("lost lease %s to another instance", lease)
             except StoreUnavailable as exc:
                 log.warning("could not renew lease %s: %s", lease, exc)
 
-    async def _process(self, entry: JournalEntry) -> None:
+    async def _process(self, entry: JournalEntry, turn: _Turn) -> None:
         event = entry.event
         channel = self.channels.get(event.channel)
         entry.attempts += 1
-        if channel is None or entry.attempts > MAX_EVENT_ATTEMPTS:
-            why = "names an unknown channel" if channel is None else f"failed {MAX_EVENT_ATTEMPTS} times"
-            log.error("event %s %s; marking it failed", entry.key, why)
+        if channel is None:
+            log.error("event %s names an unknown channel; marking it failed", entry.key)
+            turn.status = "failed"
             await self._finish(entry, "failed")
             return
         await self.store.journal_progress(entry.key, entry.progress, entry.attempts)
@@ -189,6 +258,18 @@ class Dispatcher:
             await self.store.journal_progress(entry.key, data, entry.attempts)
 
         reply = channel.open_reply(event, Progress(entry.progress, save))
+        if entry.attempts > MAX_EVENT_ATTEMPTS:
+            log.error("event %s failed %d times; marking it failed", entry.key, MAX_EVENT_ATTEMPTS)
+            # Once, so an apology that itself crashes cannot loop: it replaces a placeholder left
+            # showing "thinking…" (never silence, never a stray placeholder).
+            if entry.attempts == MAX_EVENT_ATTEMPTS + 1 and event.kind != "feedback":
+                try:
+                    await apologise(reply)
+                finally:
+                    await reply.close()
+            turn.status = "failed"
+            await self._finish(entry, "failed")
+            return
         status: JournalStatus
         try:
             if await self._over_rate_limit(event, reply):
@@ -198,6 +279,7 @@ class Dispatcher:
                 status = "done" if ok is not None else "failed"
         finally:
             await reply.close()  # a turn stopped by a store outage leaves no typing or edit task behind
+        turn.status = status
         await self._finish(entry, status)
 
     async def _timed_turn(self, channel: Channel, event: InboundEvent, reply: Reply) -> Answer | None:
@@ -258,11 +340,14 @@ class Dispatcher:
         return len(keys)
 
     async def _sweep_forever(self) -> None:
+        me = asyncio.current_task()
         while True:
             await asyncio.sleep(self.sweep_interval)
             try:
                 await self.sweep()
             except StoreUnavailable as exc:
+                if me is not None and me.cancelling():
+                    raise asyncio.CancelledError from exc  # a stop the Redis client reported as a timeout
                 log.warning("journal sweep skipped: %s", exc)
 
     async def idle(self) -> None:

@@ -7,11 +7,16 @@ how to ``render`` a piece of Markdown, an optional placeholder, and its :class:`
 * a placeholder at ``start`` (or the channel's typing indicator until the first words);
 * interim edits at most once per ``interval``, newer text coalescing into one edit;
 * edits that would change nothing are skipped;
-* every message id is appended to a list inside the progress and saved right after the post, so a
-  resumed turn edits those messages instead of posting the answer again;
+* every post is announced in the progress before the platform call ("about to post message N")
+  and its id appended to a list inside the progress right after, so a resumed turn edits those
+  messages instead of posting the answer again; when a crash or a store outage fell between the
+  two, the resumed turn asks the surface (:class:`FindsPosted`, where the platform allows) whether
+  the message arrived and adopts it, so a placeholder is edited into the answer, never duplicated;
 * an answer longer than ``max_length`` continues in more messages, and messages a longer interim
   split needed are deleted when the final split is shorter;
-* a message that disappeared (deleted by someone) is posted anew and its id replaced;
+* a message that disappeared (deleted by someone) is posted anew and its id replaced; one the
+  platform refuses to edit into the final answer is replaced by a new message and deleted, so a
+  placeholder or a half answer is never left behind;
 * rate limits: an interim edit waits for ``retry_after`` and catches up; the final delivery waits
   it out (within ``max_wait``), else the error reaches the core's delivery policy, which retries.
 
@@ -25,7 +30,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 
 from gateway.channel import Answer, Progress, Reply
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited
@@ -43,6 +48,10 @@ M = TypeVar("M")
 #: what one message shows, as the channel renders it; compared to skip edits that change nothing
 P = TypeVar("P")
 T = TypeVar("T")
+M_co = TypeVar("M_co", covariant=True)
+
+#: progress key: ids of messages a new one replaced (their edit was refused), still to delete
+REPLACED = "replaced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +103,16 @@ class MessageSurface(Protocol[M, P]):
 
     async def delete(self, message: M) -> None:
         """Remove a message the answer no longer needs."""
+        ...
+
+
+@runtime_checkable
+class FindsPosted(Protocol[M_co]):
+    """Optional for a :class:`MessageSurface`: look up a message a previous run was posting."""
+
+    async def find(self, index: int, since: float) -> M_co | None:
+        """The id of the ``index``-th message of this answer if it was posted at or after
+        ``since`` (Unix time), else None."""
         ...
 
 
@@ -183,6 +202,7 @@ class EditingReply(Reply, Generic[M, P]):
         self._typing: asyncio.Task[None] | None = None
         self._closed = False
         self._next_action = 0.0
+        self._reconciled = False
 
     # -- the Reply protocol ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -268,28 +288,96 @@ class EditingReply(Reply, Generic[M, P]):
 
     async def _show(self, parts: list[P], *, final: bool = False) -> None:
         """Make the conversation show ``parts``: edit posted messages, post the missing ones."""
+        await self._reconcile()
         await asyncio.sleep(max(0.0, self._next_action - _now()))
         for index, content in enumerate(parts):
             if index >= len(self.ids):
                 await self._post(index, content)
             elif self._shown.get(index) != content:
-                if await self.surface.edit(self.ids[index], content):
+                try:
+                    edited = await self.surface.edit(self.ids[index], content)
+                except ChannelPermanentError as exc:
+                    if not final:
+                        raise
+                    await self._replace(index, content, exc)
+                    continue
+                if edited:
                     self._shown[index] = content
                     self._paced()
                 else:
                     await self._post(index, content)  # someone deleted it: post it anew
         if final and len(self.ids) > len(parts):
             await self._drop(len(parts))
+        if final:
+            await self._remove_replaced()
 
     async def _post(self, index: int, content: P) -> None:
-        """Post message ``index`` and save its id at once: a resumed turn edits it, never reposts."""
+        """Post message ``index``, saving the intent before and its id right after: a resumed turn
+        edits it, never reposts."""
+        await self.progress.intend(index)
         message = await self.surface.post(index, content)
+        self._adopt(index, message)
+        self._shown[index] = content
+        self._paced()
+        await self.progress.save()
+
+    def _adopt(self, index: int, message: M) -> None:
         if index < len(self.ids):
             self.ids[index] = message
         else:
             self.ids.append(message)
-        self._shown[index] = content
-        self._paced()
+        self.progress.sent()
+
+    async def _reconcile(self) -> None:
+        """Once per run: a post a previous run started and never recorded is looked up and adopted
+        (then edited like any posted message); if it never arrived, it is posted as usual."""
+        if self._reconciled:
+            return
+        intent = self.progress.intent()
+        if intent is None:
+            self._reconciled = True
+            return
+        if intent.part <= len(self.ids):
+            if isinstance(self.surface, FindsPosted):
+                message = await self.surface.find(intent.part, intent.at)
+                if message is not None:
+                    log.info("message %d of %s had been posted before the restart; editing it",
+                             intent.part + 1, self.event.journal_key)
+                    self._adopt(intent.part, message)
+                    self._shown.pop(intent.part, None)
+                    await self.progress.save()
+                    self._reconciled = True
+                    return
+            else:
+                self.channel.log.info("message %d of %s may have been posted before the restart; %s "
+                                      "cannot tell, so it is posted again", intent.part + 1,
+                                      self.event.journal_key, self.channel.type)
+        self.progress.sent()
+        self._reconciled = True
+
+    async def _replace(self, index: int, content: P, refused: ChannelPermanentError) -> None:
+        """The platform refuses to edit message ``index`` into the final answer (too old, locked):
+        the answer goes into a new message and the old one is removed, so no placeholder or half
+        answer stays behind. The old id is saved first, so a crash in between still removes it."""
+        self.channel.log.warning("message %d of %s cannot be edited (%s); posting the answer anew",
+                                 index + 1, self.event.journal_key, refused)
+        self.progress.data.setdefault(REPLACED, []).append(self.ids[index])
+        await self._post(index, content)
+
+    async def _remove_replaced(self) -> None:
+        """Delete the messages :meth:`_replace` superseded (also those of a previous run)."""
+        replaced = self.progress.data.get(REPLACED)
+        if not replaced:
+            return
+        for message in list(replaced):
+            try:
+                await self.surface.delete(message)
+            except ChannelRateLimited:
+                raise
+            except ChannelPermanentError as exc:  # already gone, or the platform keeps it
+                self.channel.log.info("could not remove a superseded message: %s", exc)
+            replaced.remove(message)
+        del self.progress.data[REPLACED]
         await self.progress.save()
 
     async def _drop(self, keep: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -76,17 +77,22 @@ class PrivateRedis:
             ...; server.stop(); ...; server.start()
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, data_dir: str | None = None) -> None:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        #: with a directory, every write is in its append-only file before Redis answers, so a
+        #: killed and restarted server comes back with everything it acknowledged (as in production)
+        self.data_dir = data_dir
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 5.0) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+        durable = ["--appendonly", "yes", "--appendfsync", "always", "--dir", self.data_dir] if self.data_dir \
+            else ["--appendonly", "no"]
         self._proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *durable],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -101,6 +107,16 @@ class PrivateRedis:
                     self.stop()
                     raise RuntimeError(f"private redis-server on port {self.port} did not start") from None
                 time.sleep(0.02)
+
+    def pause(self) -> None:
+        """SIGSTOP: Redis hangs (connections stay open, nothing answers), like a frozen host."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: a paused Redis answers again, with its data."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         """SIGKILL, like a crash: no goodbye to connected clients."""

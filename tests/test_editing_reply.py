@@ -124,7 +124,9 @@ async def test_the_placeholder_grows_into_the_answer_and_its_id_is_saved() -> No
     chat = MemoryChat()
     reply, saved = make_reply(chat)
     await reply.start()
-    assert chat.shown() == ["thinking…"] and saved == [{"ids": [101]}]
+    # "About to post message 1" is saved before the post, its id right after (and the intent dropped).
+    assert chat.shown() == ["thinking…"] and [s["ids"] for s in saved] == [[], [101]]
+    assert saved[0]["sending"]["part"] == 0 and "sending" not in saved[1]
     await reply.update("Hello")
     await until(lambda: chat.shown() == ["Hello"])
     await reply.finish(Answer("Hello there.", "m1"))
@@ -297,7 +299,7 @@ async def test_closing_a_turn_that_never_finished_stops_every_background_task() 
     assert reply_tasks() == []
 
 
-async def test_a_store_outage_mid_stream_leaves_no_task_and_the_posted_id_in_the_progress() -> None:
+async def test_a_store_outage_mid_stream_posts_nothing_new_and_leaves_no_task() -> None:
     outage = False
 
     async def saver(_: dict[str, Any]) -> None:
@@ -309,11 +311,14 @@ async def test_a_store_outage_mid_stream_leaves_no_task_and_the_posted_id_in_the
     await reply.start()
     outage = True
     await reply.update("This text needs two messages.")
-    await until(lambda: len(chat.ops("post")) == 2)
+    await until(lambda: chat.shown() == ["This text needs two"])  # edits need no save
+    # The second message is never posted: "about to post it" cannot be saved, and a post whose
+    # intent is not durable could become a duplicate after a crash.
     with pytest.raises(StoreUnavailable):  # the final delivery meets the outage and reports it
         await reply.finish(Answer("This text needs two messages. And then a third one."))
     await reply.close()
     assert reply_tasks() == []
+    assert len(chat.ops("post")) == 1
     assert reply.progress.data["ids"] == sorted(chat.messages)  # known, to be saved once the store is back
 
 
@@ -329,6 +334,24 @@ async def test_an_interim_refusal_stops_interim_edits_and_the_final_one_still_la
     assert len(chat.ops("edit")) == 1
     await reply.finish(Answer("One two three."))
     assert chat.shown() == ["One two three."]
+
+
+async def test_a_placeholder_the_platform_will_not_edit_is_replaced_not_left_behind() -> None:
+    chat = MemoryChat()
+    reply, saved = make_reply(chat)
+    await reply.start()
+    [placeholder] = chat.messages
+    chat.fail_next("edit", ChannelPermanentError("edit window closed"))
+    await reply.finish(Answer("The answer."))
+    assert chat.shown() == ["The answer."] and placeholder not in chat.messages
+    assert saved[-1]["ids"] == list(chat.messages) and "replaced" not in saved[-1]
+
+
+async def test_a_replaced_message_a_crash_left_is_removed_on_resume() -> None:
+    chat = MemoryChat(messages={1: "thinking…", 2: "The answer."})
+    reply, _ = make_reply(chat, {"ids": [2], "replaced": [1]})
+    await reply.finish(Answer("The answer."))
+    assert chat.shown() == ["The answer."] and "replaced" not in reply.progress.data
 
 
 async def test_a_transient_error_on_a_leftover_delete_is_retried_by_the_policy() -> None:

@@ -95,11 +95,12 @@ async def test_message_ids_are_saved_as_soon_as_they_are_posted(channel: Telegra
     await reply.start()
     await reply.update("The first words")
     for _ in range(100):
-        if saved:
+        if len(saved) == 2:
             break
         await asyncio.sleep(0.01)
     [msg] = tg.chat(CHAT)
-    assert saved == [{"messages": [msg.message_id]}]
+    # the intent first ("about to post message 1"), then the id in place of the intent
+    assert [s["messages"] for s in saved] == [[], [msg.message_id]] and "sending" not in saved[1]
     await reply.finish(Answer("The first words and the rest."))
     assert tg.chat(CHAT)[0].text == "The first words and the rest." and len(tg.calls_to("sendMessage")) == 1
 

@@ -121,19 +121,21 @@ class MetaChannel(Channel[MetaSettings]):
         except ChannelError as exc:
             self.log.debug("typing_on failed: %s", exc)
 
-    async def send_text(self, event: InboundEvent, text: str) -> None:
-        await self.send_message(event, text)
+    async def send_text(self, event: InboundEvent, text: str) -> str | None:
+        return await self.send_message(event, text)
 
     async def send_message(
         self, event: InboundEvent, text: str, quick_replies: list[dict[str, str]] | None = None
-    ) -> None:
-        """One Send API text message, as a response to the user's message."""
+    ) -> str | None:
+        """One Send API text message, as a response to the user's message; returns its ``message_id``."""
         message: dict[str, Any] = {"text": text}
         if quick_replies:
             message["quick_replies"] = quick_replies
-        await self.api.post(
+        sent = await self.api.post(
             {"recipient": {"id": event.reply["recipient"]}, "messaging_type": "RESPONSE", "message": message}
         )
+        message_id = sent.get("message_id")
+        return str(message_id) if message_id else None
 
     def describe(self) -> str:
         return f"{self.label} via the Graph Send API ({self.settings.api_base})"
@@ -144,7 +146,7 @@ class MetaReply(BufferedReply):
 
     channel: MetaChannel
 
-    async def send_part(self, text: str, answer: Answer, *, last: bool) -> None:
+    async def send_part(self, text: str, answer: Answer, *, last: bool) -> str | None:
         buttons = None
         if last and answer.message_id and self.channel.settings.feedback_buttons:
             buttons = [
@@ -155,7 +157,7 @@ class MetaReply(BufferedReply):
                 }
                 for sign, title in (("+", "👍"), ("-", "👎"))
             ]
-        await self.channel.send_message(self.event, text, buttons)
+        return await self.channel.send_message(self.event, text, buttons)
 
     async def fail(self, message: str) -> None:
         # Not through finish(): parts of a broken answer may already count as sent.

@@ -150,18 +150,29 @@ class TwilioMessagingChannel(TwilioChannel[MessagingSettings]):
         return EMPTY_TWIML
 
     # -- outbound --------------------------------------------------------------------------------
-    async def send_text(self, event: InboundEvent, text: str) -> None:
+    finds_sent = True
+
+    def _rest(self) -> TwilioRest:
+        return TwilioRest(self.services.http, self.settings.api_base, self.settings.account_sid,
+                          self.settings.auth_token)
+
+    async def send_text(self, event: InboundEvent, text: str) -> str | None:
         params = {"To": str(event.reply["to"]), "From": self.sender, "Body": text}
         if self.settings.status_callback:
             params["StatusCallback"] = self.public(self.status_path)
-        rest = TwilioRest(self.services.http, self.settings.api_base, self.settings.account_sid,
-                          self.settings.auth_token)
         try:
-            await rest.create_message(params)
+            created = await self._rest().create_message(params)
         except WhatsAppWindowClosed as exc:
             # Not retried: the core counts it under delivery_failures{reason="WhatsAppWindowClosed"}.
             self._log_window_closed(params["To"], str(exc))
             raise
+        sid = created.get("sid")
+        return str(sid) if sid else None
+
+    async def find_sent(self, event: InboundEvent, text: str, *, since: float) -> str | None:
+        """A part a crash interrupted: Twilio's Messages list (To, From, DateSent) with our body."""
+        return await self._rest().find_message(to=str(event.reply["to"]), from_=self.sender, body=text,
+                                               since=since)
 
     def _delivery_failed(self, code: int | None, to: str, detail: str) -> None:
         """A failure reported by status callback, where the core cannot see it: log and count."""

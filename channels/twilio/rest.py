@@ -1,4 +1,5 @@
-"""The one Twilio REST call we make (create a Message), with errors mapped to the core's tree.
+"""The Twilio REST calls we make (create a Message; list Messages to find one a crash interrupted),
+with errors mapped to the core's tree.
 
 Plain aiohttp on the shared session rather than twilio's client: the SDK builds its hosts from
 regions and edges, while Switchboard must honour one ``api_base`` so tests can use a fake.
@@ -7,8 +8,11 @@ regions and edges, while Switchboard must honour one ``api_base`` so tests can u
 from __future__ import annotations
 
 import base64
+import email.utils
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 
@@ -35,19 +39,50 @@ class WhatsAppWindowClosed(TwilioRejected):
     """
 
 
+#: pages of the Messages list a lookup reads at most (each up to ``_PAGE_SIZE`` messages)
+_LOOKUP_PAGES = 5
+_PAGE_SIZE = 100
+
+
 class TwilioRest:
     """Messages API of one account."""
 
     def __init__(self, http: aiohttp.ClientSession, api_base: str, account_sid: str, auth_token: str) -> None:
         self._http = http
+        self._base = api_base.rstrip("/") + "/"
         self._url = f"{api_base.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
         token = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode("ascii")
         self._headers = {"Authorization": f"Basic {token}"}
 
     async def create_message(self, params: Mapping[str, str]) -> dict[str, Any]:
         """``POST …/Messages.json``; returns the created Message resource."""
+        return await self._request("POST", self._url, data=dict(params))
+
+    async def find_message(self, *, to: str, from_: str, body: str, since: float) -> str | None:
+        """The SID of a message from ``from_`` to ``to`` with exactly ``body``, created at or after
+        ``since`` (Unix time; Twilio's dates have whole seconds), newest first; None if there is none.
+
+        Reads the Messages list filtered by ``To``, ``From`` and ``DateSent>=`` the day of ``since``.
+        """
+        day = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d")
+        query: dict[str, str] | None = {"To": to, "From": from_, "DateSent>": day, "PageSize": str(_PAGE_SIZE)}
+        url = self._url
+        for _ in range(_LOOKUP_PAGES):
+            page = await self._request("GET", url, params=query)
+            for message in page.get("messages") or []:
+                if message.get("body") == body and _created(message) >= int(since):
+                    return str(message.get("sid"))
+            next_page = page.get("next_page_uri")
+            if not next_page:
+                return None
+            url, query = urljoin(self._base, str(next_page).lstrip("/")), None
+        return None
+
+    async def _request(self, method: str, url: str, *, data: dict[str, str] | None = None,
+                       params: dict[str, str] | None = None) -> dict[str, Any]:
         try:
-            async with self._http.post(self._url, data=dict(params), headers=self._headers, timeout=_TIMEOUT) as resp:
+            async with self._http.request(method, url, data=data, params=params, headers=self._headers,
+                                          timeout=_TIMEOUT) as resp:
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
                 try:
@@ -69,6 +104,14 @@ class TwilioRest:
         if code == WHATSAPP_WINDOW_CLOSED:
             raise WhatsAppWindowClosed(detail, status=status, code=code)
         raise TwilioRejected(detail, status=status, code=code)
+
+
+def _created(message: dict[str, Any]) -> float:
+    """A Message's ``date_created`` (RFC 2822, as Twilio writes it) as Unix time; 0 if missing."""
+    try:
+        return email.utils.parsedate_to_datetime(str(message.get("date_created"))).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _seconds(value: str | None) -> float:

@@ -13,6 +13,7 @@ documents, independently of the channel's own check.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -59,6 +60,8 @@ class FakeGraph(FakeServer):
     _faults: list[_Fault] = field(default_factory=list)
     _mids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _server: TestServer | None = None
+    #: seconds a send waits, after it took effect, before it answers
+    latency: float = 0.0
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v21.0/me/messages", self._messages)
@@ -107,6 +110,8 @@ class FakeGraph(FakeServer):
                 "message": f"(#100) Length of param message[text] must be less than or equal to {self.max_text}",
                 "code": 100})
         self.calls.append(GraphCall(query, body, 200))
+        if self.latency:
+            await asyncio.sleep(self.latency)
         return web.json_response({"recipient_id": recipient, "message_id": f"m_{next(self._mids)}"})
 
     def _error(self, query: dict[str, str], body: dict[str, Any], status: int, error: dict[str, Any],

@@ -5,12 +5,16 @@
                   "api_base": slack.api_base}
         ... slack.calls_to("chat.update"), slack.thread("C1", "1700000000.000100")
 
-It keeps messages like Slack does (post, update, delete, streams), answers ``ok: false`` the
-documented way, and can be told to fail the next calls of a method (``fail_next``), e.g. a 429
-with ``Retry-After``. It also plays the OAuth side of installing an app into more workspaces
-(``approve`` gives the code Slack would redirect with; ``oauth.v2.access`` trades it for a bot
-token, with a refresh token and expiry when ``rotation`` is on) and keeps what assistant threads
-show (``statuses``, ``titles``, ``prompts``).
+It keeps messages like Slack does (post, update, delete, streams, message ``metadata``), lists them
+the way ``conversations.history`` and ``conversations.replies`` do (``oldest``/``latest``/
+``inclusive``, ``include_all_metadata``, cursor pages), answers ``ok: false`` the documented way,
+and can be told to fail the next calls of a method (``fail_next``), e.g. a 429 with
+``Retry-After``. ``latency`` makes every call take effect at once but answer that much later, as a
+real API that accepted a message may still be sending its answer when the caller dies. It also
+plays the OAuth side of installing an app into more workspaces (``approve`` gives the code Slack
+would redirect with; ``oauth.v2.access`` trades it for a bot token, with a refresh token and expiry
+when ``rotation`` is on) and keeps what assistant threads show (``statuses``, ``titles``,
+``prompts``).
 """
 
 from __future__ import annotations
@@ -72,6 +76,17 @@ class FakeMessage:
     edits: int = 0
     deleted: bool = False
     streaming: bool = False
+    metadata: dict[str, Any] | None = None
+
+    def listed(self, with_metadata: bool) -> dict[str, Any]:
+        """The message as conversations.history/replies show it."""
+        shown: dict[str, Any] = {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "text": self.text,
+                                 "ts": self.ts, "blocks": self.blocks}
+        if self.thread_ts:
+            shown["thread_ts"] = self.thread_ts
+        if with_metadata and self.metadata:
+            shown["metadata"] = self.metadata
+        return shown
 
 
 @dataclass
@@ -104,9 +119,11 @@ class FakeSlack:
         self.calls: list[SlackCall] = []
         self.messages: dict[tuple[str, str], FakeMessage] = {}
         self._faults: dict[str, list[_Fault]] = {}
-        self._ts = itertools.count(100)
+        self._last_ts = 0.0
         self._server: TestServer | None = None
         self.changed = asyncio.Condition()
+        #: seconds every API call waits, after taking effect, before it answers
+        self.latency = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def __aenter__(self) -> FakeSlack:
@@ -163,6 +180,8 @@ class FakeSlack:
         self.calls.append(SlackCall(method, params, status, time.monotonic(), _token_of(request, params)))
         async with self.changed:
             self.changed.notify_all()
+        if self.latency:
+            await asyncio.sleep(self.latency)
         return web.json_response(body, status=status, headers=headers)
 
     def _answer(
@@ -229,8 +248,9 @@ class FakeSlack:
         return envelope_id
 
     def _new_ts(self) -> str:
-        n = next(self._ts)
-        return f"{1_700_000_000 + n}.{n:06d}"
+        """Unix time with microseconds, unique and increasing, like Slack's message timestamps."""
+        self._last_ts = max(time.time(), self._last_ts + 0.000001)
+        return f"{self._last_ts:.6f}"
 
     def _apps_connections_open(self, p: dict[str, Any]) -> dict[str, Any]:
         assert self._server is not None
@@ -292,10 +312,26 @@ class FakeSlack:
     def _chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         channel = _required(p, "channel")
         text, blocks = _content(p)
+        metadata = _metadata(p.get("metadata"))
         ts = self._new_ts()
         thread_ts = p.get("thread_ts") or None
-        self.messages[(channel, ts)] = FakeMessage(channel, ts, text, thread_ts, blocks)
+        self.messages[(channel, ts)] = FakeMessage(channel, ts, text, thread_ts, blocks, metadata=metadata)
         return {"channel": channel, "ts": ts, "message": {"text": text, "ts": ts, "blocks": blocks}}
+
+    def _conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages of a conversation, newest first (thread replies are not listed)."""
+        channel = _required(p, "channel")
+        found = [m for m in self.messages.values()
+                 if m.channel == channel and not m.deleted and m.thread_ts in (None, m.ts)]
+        return _page(sorted(found, key=lambda m: float(m.ts), reverse=True), p)
+
+    def _conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A thread, oldest first. Only the bot's messages are kept here, so the parent (the user's
+        message) is taken as given rather than refused as ``thread_not_found``."""
+        channel, parent = _required(p, "channel"), _required(p, "ts")
+        found = [m for m in self.messages.values()
+                 if m.channel == channel and not m.deleted and (m.ts == parent or m.thread_ts == parent)]
+        return _page(sorted(found, key=lambda m: float(m.ts)), p)
 
     def _chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
         message = self._message(p)
@@ -388,6 +424,40 @@ def _required(p: dict[str, Any], key: str) -> str:
     if not value:
         raise _Refusal(f"invalid_arguments: missing {key}" if key != "channel" else "channel_not_found")
     return str(value)
+
+
+def _metadata(raw: Any) -> dict[str, Any] | None:
+    """``metadata`` as chat.postMessage takes it: an object (or its JSON) with event_type and event_payload."""
+    if raw in (None, ""):
+        return None
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(value, dict) or not isinstance(value.get("event_type"), str) \
+            or not isinstance(value.get("event_payload"), dict):
+        raise _Refusal("invalid_metadata_format")
+    return {"event_type": value["event_type"], "event_payload": value["event_payload"]}
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "1")
+
+
+def _page(messages: list[FakeMessage], p: dict[str, Any]) -> dict[str, Any]:
+    """One page of ``messages`` (already in the method's order), filtered like Slack filters."""
+    inclusive = _flag(p.get("inclusive"))
+    oldest = float(p.get("oldest") or 0)
+    latest = float(p["latest"]) if p.get("latest") else float("inf")
+
+    def within(m: FakeMessage) -> bool:
+        ts = float(m.ts)
+        return (oldest <= ts if inclusive else oldest < ts) and (ts <= latest if inclusive else ts < latest)
+
+    chosen = [m for m in messages if within(m)]
+    limit = max(1, min(int(p.get("limit") or 100), 1000))
+    start = int(p.get("cursor") or 0)
+    batch = chosen[start:start + limit]
+    more = start + limit < len(chosen)
+    return {"messages": [m.listed(_flag(p.get("include_all_metadata"))) for m in batch], "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
 
 
 def _content(p: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:

@@ -84,6 +84,8 @@ class FakeTelegram(FakeServer):
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(500))
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _server: TestServer | None = None
+    #: seconds a call waits, after it took effect, before it answers
+    latency: float = 0.0
 
     def __post_init__(self) -> None:
         self._arrived = asyncio.Event()
@@ -130,6 +132,8 @@ class FakeTelegram(FakeServer):
             result = await handler(params)
         except _ApiError as exc:
             return self._answer(method, params, 400, error=f"Bad Request: {exc}")
+        if self.latency and method != "getUpdates":
+            await asyncio.sleep(self.latency)
         return self._answer(method, params, 200, result=result)
 
     def _answer(self, method: str, params: dict[str, Any], status: int, *, result: Any = None,

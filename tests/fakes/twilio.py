@@ -2,14 +2,23 @@
 
 Webhooks are signed with ``twilio.request_validator.RequestValidator``, Twilio's own code, so the
 gateway's verification is tested against an independent implementation.
+
+The Messages list (``GET …/Messages.json``) filters by ``To``, ``From`` and ``DateSent`` (a
+``YYYY-MM-DD`` day in UTC, or ``DateSent<``/``DateSent>`` for on-or-before / on-or-after), newest
+first, in pages of ``PageSize`` followed through ``next_page_uri``, as Twilio documents it.
+``latency`` makes a create take effect at once but answer that much later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import email.utils
 import itertools
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -43,9 +52,14 @@ class FakeTwilio(FakeServer):
     _faults: list[Fault] = field(default_factory=list)
     _server: TestServer | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    #: the Message resources created, oldest first (what the Messages list reads)
+    resources: list[dict[str, str]] = field(default_factory=list)
+    #: seconds a create waits, after the message exists, before it answers
+    latency: float = 0.0
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create_message)
+        app.router.add_get("/2010-04-01/Accounts/{sid}/Messages.json", self._list_messages)
 
     @property
     def url(self) -> str:
@@ -82,11 +96,48 @@ class FakeTwilio(FakeServer):
         self.requests.append((request.method, request.path, form, True))
         self.messages.append(form)
         sid = f"SM{next(self._ids):032x}"
-        return web.json_response(
-            {"sid": sid, "account_sid": self.account_sid, "to": form["To"], "from": form["From"],
-             "body": form["Body"], "status": "queued", "num_segments": "1"},
-            status=201,
-        )
+        now = email.utils.format_datetime(datetime.now(UTC), usegmt=False)
+        resource = {"sid": sid, "account_sid": self.account_sid, "to": form["To"], "from": form["From"],
+                    "body": form["Body"], "status": "queued", "num_segments": "1", "direction": "outbound-api",
+                    "date_created": now, "date_updated": now, "date_sent": now,
+                    "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json"}
+        self.resources.append(resource)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return web.json_response(resource, status=201)
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        if request.headers.get("Authorization") != f"Basic {expected}" or \
+                request.match_info["sid"] != self.account_sid:
+            return _error(401, 20003, "Authenticate")
+        q = request.query
+        try:
+            exact, after, before = (_day(q.get(k)) for k in ("DateSent", "DateSent>", "DateSent<"))
+            size = min(max(int(q.get("PageSize", "50")), 1), 1000)
+            page = max(int(q.get("Page", "0")), 0)
+        except ValueError:
+            return _error(400, 20001, "Invalid query parameter")
+
+        def wanted(m: dict[str, str]) -> bool:
+            sent = email.utils.parsedate_to_datetime(m["date_sent"]).date()
+            return ((not q.get("To") or m["to"] == q["To"]) and (not q.get("From") or m["from"] == q["From"])
+                    and (exact is None or sent == exact) and (after is None or sent >= after)
+                    and (before is None or sent <= before))
+
+        chosen = [m for m in reversed(self.resources) if wanted(m)]
+        batch = chosen[page * size:(page + 1) * size]
+        base = f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+        keep = urllib.parse.urlencode([(k, v) for k, v in q.items() if k not in ("Page", "PageSize", "PageToken")])
+        more = (page + 1) * size < len(chosen)
+        return web.json_response({
+            "messages": batch, "page": page, "page_size": size, "start": page * size,
+            "end": page * size + max(len(batch) - 1, 0),
+            "uri": f"{base}?{keep}&PageSize={size}&Page={page}",
+            "first_page_uri": f"{base}?{keep}&PageSize={size}&Page=0",
+            "next_page_uri": f"{base}?{keep}&PageSize={size}&Page={page + 1}&PageToken=PA{page + 1}" if more else None,
+            "previous_page_uri": f"{base}?{keep}&PageSize={size}&Page={page - 1}" if page else None,
+        })
 
     # -- the inbound side: what Twilio posts to the gateway ----------------------------------
     def sign(self, url: str, params: Mapping[str, str]) -> str:
@@ -102,6 +153,14 @@ class FakeTwilio(FakeServer):
         sig = self.sign(signed_url or url, params) if signature is None else signature
         async with http.post(url, data=params, headers={"X-Twilio-Signature": sig}) as resp:
             return resp.status, await resp.text(), resp.content_type
+
+
+def _day(value: str | None) -> Any:
+    """A ``YYYY-MM-DD`` filter as a date (Twilio also takes a full ISO 8601 time: its day counts)."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).date() if "T" in value \
+        else datetime.strptime(value, "%Y-%m-%d").date()
 
 
 def _error(status: int, code: int | None, message: str, headers: Mapping[str, str] | None = None
