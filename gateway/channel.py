@@ -34,6 +34,7 @@ from gateway.progress import Progress as Progress  # re-exported: channels impor
 from gateway.text import split_text
 
 if TYPE_CHECKING:
+    from gateway.agent import Page
     from gateway.config import Settings
     from gateway.desk import SupportDesk
     from gateway.metrics import Metrics
@@ -127,6 +128,13 @@ class Services(Protocol):
 
     async def run_turn(self, event: InboundEvent, reply: Reply) -> Answer | None:
         """Run one turn now and deliver it through ``reply`` (web chat, voice)."""
+        ...
+
+    async def conversation_messages(self, conversation_key: str, *, cursor: str | None = None,
+                                    limit: int = 20) -> Page:
+        """One page (newest first) of the messages of the conversation ``conversation_key`` is
+        in now, read from the agent; empty when there is none (or the next turn starts afresh).
+        May raise :class:`gateway.errors.AgentError`."""
         ...
 
 

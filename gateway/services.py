@@ -8,13 +8,15 @@ returns is valid once the app has started, and asking earlier is a clear error.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import ClientSession, web
 
-from gateway.agent import AgentClient
+from gateway.agent import AgentClient, Page
 from gateway.config import Settings
+from gateway.errors import AgentNotFound
 from gateway.events import InboundEvent
 from gateway.metrics import Metrics
 from gateway.store import Store
@@ -78,6 +80,13 @@ class AppServices:
     async def run_turn(self, event: InboundEvent, reply: Reply) -> Answer | None:
         return await resource(self._app, DISPATCHER, "dispatcher").run_now(event, reply)
 
+    async def conversation_messages(self, conversation_key: str, *, cursor: str | None = None,
+                                    limit: int = 20) -> Page:
+        return await current_messages(
+            resource(self._app, STORE, "store"), resource(self._app, AGENT, "agent"), conversation_key,
+            self._settings.gateway.conversation_ttl, cursor, limit,
+        )
+
 
 class OfflineServices:
     """:class:`gateway.channel.Services` outside a running gateway (``switchboard check``, plugin
@@ -111,3 +120,26 @@ class OfflineServices:
 
     async def run_turn(self, event: InboundEvent, reply: Reply) -> Answer | None:
         raise NotStarted("turns cannot run outside a running gateway")
+
+    async def conversation_messages(self, conversation_key: str, *, cursor: str | None = None,
+                                    limit: int = 20) -> Page:
+        raise NotStarted("no conversations outside a running gateway")
+
+
+#: what :func:`current_messages` answers when there is nothing to show
+NO_MESSAGES = Page(items=[], cursor=None, has_more=False, total=0)
+
+
+async def current_messages(
+    store: Store, agent: AgentClient, conversation_key: str, conversation_ttl: float, cursor: str | None, limit: int
+) -> Page:
+    """One page of the conversation a scope is in now, as the next turn would see it: none yet,
+    one idle longer than ``conversation_ttl`` (the next message starts afresh) or one the agent no
+    longer has are all empty. The gateway keeps no transcripts; the agent's list is the record."""
+    state = await store.get_conversation(conversation_key)
+    if state is None or not state.conversation_id or time.time() - state.updated_at > conversation_ttl:
+        return NO_MESSAGES
+    try:
+        return await agent.list_messages(state.conversation_id, cursor=cursor, limit=limit)
+    except AgentNotFound:
+        return NO_MESSAGES
