@@ -18,6 +18,7 @@ from gateway.agent import AgentClient, Page
 from gateway.config import Settings
 from gateway.errors import AgentNotFound
 from gateway.events import InboundEvent
+from gateway.media_links import MediaLinks
 from gateway.metrics import Metrics
 from gateway.store import Store
 
@@ -36,6 +37,7 @@ AGENT: web.AppKey[AgentClient] = web.AppKey("agent")
 CHANNELS: web.AppKey[Mapping[str, Channel]] = web.AppKey("channels")
 CONTROLS: web.AppKey[Controls] = web.AppKey("controls")
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
+MEDIA = web.AppKey("media", MediaLinks)
 
 
 class NotStarted(RuntimeError):
@@ -73,6 +75,10 @@ class AppServices:
     @property
     def http(self) -> ClientSession:
         return resource(self._app, HTTP, "HTTP session")
+
+    @property
+    def media(self) -> MediaLinks:
+        return resource(self._app, MEDIA, "media link signer")
 
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
         return await resource(self._app, DISPATCHER, "dispatcher").accept(events)
@@ -114,6 +120,10 @@ class OfflineServices:
         if self._http is None:
             raise NotStarted("no HTTP session was given")
         return self._http
+
+    @property
+    def media(self) -> MediaLinks:
+        raise NotStarted("no media links outside a running gateway (their key is in the store)")
 
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
         raise NotStarted("events cannot be accepted outside a running gateway")

@@ -69,14 +69,23 @@ class SlackApi:
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
         """Call ``method`` once, after any wait Slack asked for on that method."""
+        return await self._send(method, {k: v for k, v in params.items() if v is not None}, read=False)
+
+    async def read(self, method: str, **params: Any) -> dict[str, Any]:
+        """Call a read method (``files.info``...), which takes query parameters rather than JSON."""
+        return await self._send(method, {k: v for k, v in params.items() if v is not None}, read=True)
+
+    async def _send(self, method: str, body: dict[str, Any], *, read: bool) -> dict[str, Any]:
         wait = self.blocked_for(method)
         if wait > 0:
             await asyncio.sleep(wait)
-        body = {k: v for k, v in params.items() if v is not None}
         if self._token_source is not None:
             body["token"] = await self._token_source()  # slack_sdk moves it into the Authorization header
         try:
-            response = await self.client.api_call(method, json=body)
+            if read:
+                response = await self.client.api_call(method, http_verb="GET", params=body)
+            else:
+                response = await self.client.api_call(method, json=body)
         except SlackApiError as exc:
             raise self._map_error(method, exc) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:

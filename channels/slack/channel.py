@@ -8,6 +8,7 @@ Assistant threads of Slack's AI app container are in ``channels/slack/assistant.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +30,9 @@ from channels.slack.workspaces import InstalledWorkspaces, Workspace, WorkspaceR
 from gateway import markdown
 from gateway.channel import Channel, InboundRequest, Progress, Reply, Services, WebhookResult
 from gateway.desk import thread_key
-from gateway.errors import ChannelError, ConfigError, WebhookRejected
+from gateway.errors import ChannelError, ChannelPermanentError, ConfigError, WebhookRejected
 from gateway.events import Identity, InboundEvent
+from gateway.media_links import MediaSource
 from gateway.text import split_text
 
 if TYPE_CHECKING:
@@ -233,7 +235,7 @@ class SlackChannel(Channel[SlackSettings]):
             self._thread_key(channel, thread_of(event))
         ) is None:
             return []  # a thread we were never asked into
-        inbound = message_event(self.name, envelope, event, trigger, me)
+        inbound = message_event(self.name, envelope, event, trigger, me, self._media_linker(ref))
         if inbound is None:
             return []
         if routing:
@@ -268,8 +270,40 @@ class SlackChannel(Channel[SlackSettings]):
         conversation = await self.services.store.get_value(key)
         if conversation is None:
             return None
-        inbound = message_event(self.name, envelope, event, trigger, me)
+        link = self._media_linker(WorkspaceRef.of_envelope(envelope))
+        inbound = message_event(self.name, envelope, event, trigger, me, link)
         return [] if inbound is None else [replace(inbound, meta={**inbound.meta, "handoff": conversation})]
+
+    def _media_linker(self, ref: WorkspaceRef) -> Callable[[str], str]:
+        """Links to a message's files; an installed app's links name the workspace whose token fetches them."""
+        if self._installed is None:
+            return lambda file_id: self.services.media.link(self.name, file_id)
+        where = ref.to_json()
+        return lambda file_id: self.services.media.link(self.name, json.dumps({"file": file_id, **where}))
+
+    async def resolve_media(self, ref: str, *, stale: bool = False) -> MediaSource:
+        """A file's current private URL (``files.info``), fetched with the bot token in a header."""
+        api, token = self._api, self.settings.bot_token
+        file_id = ref
+        if self._installed is not None:
+            try:
+                linked = json.loads(ref)
+                file_id = str(linked["file"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ChannelPermanentError("not a file link of this Slack channel") from exc
+            where = WorkspaceRef(str(linked.get("team") or ""), linked.get("enterprise") or None,
+                                 bool(linked.get("org")))
+            api, token = self._installed.api(where), await self._installed.token(where)
+        if api is None:
+            raise ChannelError(f"Slack channel {self.name!r} is not initialized")
+        info = await api.read("files.info", file=file_id)
+        found = info.get("file")
+        file: dict[str, Any] = found if isinstance(found, dict) else {}
+        url = file.get("url_private_download") or file.get("url_private")
+        if not isinstance(url, str) or not url:
+            raise ChannelPermanentError("Slack gave no download URL for this file")
+        name = file.get("name") if isinstance(file.get("name"), str) else None
+        return MediaSource(url, {"Authorization": f"Bearer {token}"}, name)
 
     async def interaction_events(self, payload: Any) -> list[InboundEvent]:
         if not isinstance(payload, dict):

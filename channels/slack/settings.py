@@ -14,7 +14,7 @@ DEFAULT_AUTHORIZE_URL = "https://slack.com/oauth/v2/authorize"
 #: the bot scopes an installation asks for (the same as the shipped app manifest's)
 DEFAULT_SCOPES = (
     "app_mentions:read", "assistant:write", "chat:write", "im:history",
-    "channels:history", "groups:history", "mpim:history",
+    "channels:history", "groups:history", "mpim:history", "files:read",
 )
 
 

@@ -100,11 +100,12 @@ class _Fault:
 class FakeSlack:
     """The Slack Web API under ``/api/<method>``; every request is recorded in ``calls``."""
 
-    def __init__(self, token: str = BOT_TOKEN, app_token: str = APP_TOKEN) -> None:
+    def __init__(self, token: str = BOT_TOKEN, app_token: str = APP_TOKEN, bot_user: str = BOT_USER) -> None:
         self.token = token
+        self.bot_user = bot_user
         self.app_token = app_token
         #: every bot token issued, the single-workspace one first
-        self.bots: dict[str, FakeBot] = {token: FakeBot(TEAM)}
+        self.bots: dict[str, FakeBot] = {token: FakeBot(TEAM, bot_user)}
         self._codes: dict[str, tuple[FakeBot, bool, int]] = {}
         self._refresh: dict[str, str] = {}  # refresh token -> the bot token it renews
         self._issued = itertools.count(1)
@@ -122,6 +123,9 @@ class FakeSlack:
         self._last_ts = 0.0
         self._server: TestServer | None = None
         self.changed = asyncio.Condition()
+        #: file ids files.info refuses (deleted, or not shared with the bot)
+        self.missing_files: set[str] = set()
+        self.downloads: list[str] = []
         #: seconds every API call waits, after taking effect, before it answers
         self.latency = 0.0
 
@@ -129,6 +133,8 @@ class FakeSlack:
     async def __aenter__(self) -> FakeSlack:
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
+        app.router.add_get("/api/{method}", self._handle)  # read methods (files.info) take a query
+        app.router.add_get("/files-pri/{file}/{name}", self._download)
         app.router.add_get("/socket-mode", self._socket)
         self._server = TestServer(app, host="127.0.0.1")
         await self._server.start_server()
@@ -401,6 +407,23 @@ class FakeSlack:
         self.prompts[key] = {"title": p.get("title"), "prompts": prompts}
         return {}
 
+    def _files_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        file_id = _required(p, "file")
+        if file_id in self.missing_files:
+            raise _Refusal("file_not_found")
+        assert self._server is not None
+        url = str(self._server.make_url(f"/files-pri/{TEAM}-{file_id}/download"))
+        return {"file": {"id": file_id, "name": "download", "mimetype": "application/octet-stream",
+                         "url_private": url, "url_private_download": url}}
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """``url_private_download``: only with the bot token in the Authorization header."""
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.Response(status=302, headers={"Location": "/?redir=login"})  # Slack's answer to strangers
+        file_id = request.match_info["file"].removeprefix(f"{TEAM}-")
+        self.downloads.append(file_id)
+        return web.Response(body=f"slack file {file_id}".encode(), content_type="application/octet-stream")
+
     def _reactions_add(self, p: dict[str, Any]) -> dict[str, Any]:
         _required(p, "name")
         return {}
@@ -487,6 +510,8 @@ def _token_of(request: web.Request, params: dict[str, Any]) -> str:
 
 
 async def _params(request: web.Request) -> dict[str, Any]:
+    if request.method == "GET":
+        return dict(request.query)
     raw = await request.read()
     if request.content_type == "application/json":
         return dict(json.loads(raw or b"{}"))
