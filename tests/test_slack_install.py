@@ -259,3 +259,24 @@ async def test_answers_running_at_once_refresh_the_token_once(slack: FakeSlack) 
     assert len(refreshes) == 1
     assert {c.token for c in slack.calls if c.method.startswith("chat.")} == {token}
     assert all(answers(slack, f"70{n}.1") for n in range(4))
+
+
+async def test_files_in_an_installed_workspace_are_fetched_with_its_token(slack: FakeSlack) -> None:
+    import re as _re
+
+    from tests.fakes.slack import message
+
+    async with gateway(slack) as (gw, http):
+        await install(gw, http, slack, ACME)
+        await install(gw, http, slack, GLOBEX)
+        pdf = {"id": "F0PDF", "name": "invoice.pdf", "mimetype": "application/pdf", "size": 48213,
+               "mode": "hosted", "url_private": "https://files.slack.com/files-pri/x/invoice.pdf"}
+        assert await post_event(gw, http, message("", files=[pdf], upload=True), GLOBEX, "EvFile") == 200
+        await gw.idle()
+        [said] = [r.json["message"] for r in gw.emulator.requests if isinstance(r.json, dict) and r.json.get("message")]
+        [link] = _re.findall(r"https?://\S+?(?=\])", said)
+        async with http.get(link) as resp:
+            assert (resp.status, await resp.read()) == (200, b"slack file F0PDF")
+        token = await installed_token(gw, GLOBEX)
+    [info] = slack.calls_to("files.info")
+    assert info.token == token

@@ -412,15 +412,17 @@ class FakeSlack:
         if file_id in self.missing_files:
             raise _Refusal("file_not_found")
         assert self._server is not None
-        url = str(self._server.make_url(f"/files-pri/{TEAM}-{file_id}/download"))
+        team = self.bots[str(p["_token"])].team  # files live in the workspace of the token that asks
+        url = str(self._server.make_url(f"/files-pri/{team}-{file_id}/download"))
         return {"file": {"id": file_id, "name": "download", "mimetype": "application/octet-stream",
                          "url_private": url, "url_private_download": url}}
 
     async def _download(self, request: web.Request) -> web.Response:
         """``url_private_download``: only with the bot token in the Authorization header."""
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        bot = self.bots.get(request.headers.get("Authorization", "").removeprefix("Bearer "))
+        team, _, file_id = request.match_info["file"].partition("-")
+        if bot is None or bot.revoked or bot.team != team:
             return web.Response(status=302, headers={"Location": "/?redir=login"})  # Slack's answer to strangers
-        file_id = request.match_info["file"].removeprefix(f"{TEAM}-")
         self.downloads.append(file_id)
         return web.Response(body=f"slack file {file_id}".encode(), content_type="application/octet-stream")
 
