@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -31,12 +32,20 @@ class SlackRefused(ChannelPermanentError):
         self.code = code
 
 
+#: where a workspace's current bot token comes from when it can change (rotation, reinstall)
+TokenSource = Callable[[], Awaitable[str]]
+
+
 class SlackApi:
-    """A thin client: ``call(method, **params)`` returns the response body or raises."""
+    """A thin client: ``call(method, **params)`` returns the response body or raises.
+
+    ``token`` is the bot token, or a :data:`TokenSource` asked before every call (a workspace
+    installed through OAuth, whose token may be rotated while an answer streams).
+    """
 
     def __init__(
         self,
-        token: str,
+        token: str | TokenSource,
         api_base: str,
         session: aiohttp.ClientSession | None = None,
         *,
@@ -45,8 +54,10 @@ class SlackApi:
         attempts: int = 5,
     ) -> None:
         # No SDK retry handlers: retries are decided here and in the core, where they are visible.
+        self._token_source = None if isinstance(token, str) else token
         self.client = AsyncWebClient(
-            token=token, base_url=api_base, session=session, timeout=timeout, retry_handlers=[]
+            token=token if isinstance(token, str) else None, base_url=api_base, session=session,
+            timeout=timeout, retry_handlers=[],
         )
         self.max_wait = max_wait
         self.attempts = attempts
@@ -68,6 +79,8 @@ class SlackApi:
         wait = self.blocked_for(method)
         if wait > 0:
             await asyncio.sleep(wait)
+        if self._token_source is not None:
+            body["token"] = await self._token_source()  # slack_sdk moves it into the Authorization header
         try:
             if read:
                 response = await self.client.api_call(method, http_verb="GET", params=body)
@@ -110,3 +123,26 @@ def _retry_after(headers: Any) -> float:
         return max(0.0, float(headers.get("Retry-After", 1)))
     except (TypeError, ValueError):
         return 1.0
+
+
+class OAuthClient(AsyncWebClient):
+    """The client of ``oauth.v2.access`` (installs and token refreshes).
+
+    The app's credentials go as form fields, which Slack accepts, instead of slack_sdk's HTTP
+    basic auth: that path uses ``aiohttp.BasicAuth``, deprecated and gone in aiohttp 4.
+    """
+
+    async def oauth_v2_access(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        code: str | None = None,
+        redirect_uri: str | None = None,
+        grant_type: str | None = None,
+        refresh_token: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        form = {"client_id": client_id, "client_secret": client_secret, "code": code, "redirect_uri": redirect_uri,
+                "grant_type": grant_type, "refresh_token": refresh_token, **kwargs}
+        return await self.api_call("oauth.v2.access", data={k: v for k, v in form.items() if v is not None})
