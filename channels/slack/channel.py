@@ -47,7 +47,7 @@ class SlackChannel(Channel[SlackSettings]):
     # -- lifecycle -------------------------------------------------------------------------------
     async def initialize(self) -> None:
         """Learn our own user and bot ids (``auth.test``) so we never answer ourselves."""
-        self._api = SlackApi(self.settings.bot_token, self.settings.api_base, self.services.http)
+        self._api = SlackApi(self.settings.bot_token, self.settings.api_base, self.services.http, pacer=self.pacer)
         try:
             await self._learn_identity()
         except SlackRefused as exc:
