@@ -10,8 +10,9 @@ scope and:
 * **pauses exactly what was refused**: a 429 that names its scope pauses that scope for its
   ``Retry-After``; one that names none (every platform above, in practice) pauses the
   conversation's own scope and *reduces* the rate of the wider scopes the call fell in (to 80%
-  of what they were doing, at most once a second and never below half, recovering by a tenth
-  per second), so one refused conversation never stalls the others;
+  of their declared rate, or of what they were doing and at least ``MIN_BASE``, at most once a
+  second and never below half, recovering by a tenth per second), so one refused conversation
+  never stalls the others;
 * **gives the turn's slot back** while it waits longer than a moment
   (:func:`gateway.slots.parked`), and says who waits, on what and why (:meth:`Pacer.waiting`,
   the admin API's ``/admin/v1/waiting``) and how long (``/metrics``).
@@ -43,6 +44,9 @@ FLOOR = 0.5
 CUT = 0.8
 #: share of the original rate regained per second after a reduction
 RECOVERY = 0.1
+#: a scope without a declared rate is never cut below this many calls per second (its recent rate
+#: may be tiny when the 429 comes, and a rate cut from that would starve it once traffic grows)
+MIN_BASE = 5.0
 #: how far back the rate a scope was doing is measured (for scopes without a declared rate)
 _WINDOW = 2.0
 
@@ -128,7 +132,7 @@ class _Bucket:
             return
         current = self.rate(now)
         if self.cap is None:
-            self.base = current if current > 0 else max(1.0, self.recent_rate(now))
+            self.base = current if current > 0 else max(MIN_BASE, self.recent_rate(now))
             current = self.base
         self.cap = max(self.base * FLOOR, current * CUT)
         self.cut_at = now
