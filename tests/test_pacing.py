@@ -71,7 +71,8 @@ async def slack() -> AsyncIterator[fslack.FakeSlack]:
 
 
 async def _slack_say(gw: GatewayUnderTest, http: aiohttp.ClientSession, channel: str, text: str, n: int) -> None:
-    body = fslack.event_body(fslack.message(text, channel=channel, user="U" + channel, ts=f"1690000000.{n:06d}"), event_id=f"Ev{n}")
+    event = fslack.message(text, channel=channel, user="U" + channel, ts=f"1690000000.{n:06d}")
+    body = fslack.event_body(event, event_id=f"Ev{n}")
     async with http.post(f"{gw.url}/webhooks/slack", data=body, headers=fslack.signed_headers(body)) as r:
         assert r.status == 200
 
