@@ -11,8 +11,9 @@ scope and:
   ``Retry-After``; one that names none (every platform above, in practice) pauses the
   conversation's own scope and *reduces* the rate of the wider scopes the call fell in (to 80%
   of their declared rate, or of what they were doing and at least ``MIN_BASE``, at most once a
-  second and never below half, recovering by a tenth per second), so one refused conversation
-  never stalls the others;
+  second and never below half, recovering by a tenth per second; a conversation refused again
+  right after its pause is the same refusal going on and cuts nothing more), so one refused
+  conversation never stalls the others;
 * **gives the turn's slot back** while it waits longer than a moment
   (:func:`gateway.slots.parked`), and says who waits, on what and why (:meth:`Pacer.waiting`,
   the admin API's ``/admin/v1/waiting``) and how long (``/metrics``).
@@ -79,6 +80,9 @@ class _Bucket:
     stamp: float = 0.0
     paused_until: float = 0.0
     paused_why: str = ""
+    #: when this scope was last refused, and the Retry-After then (to tell a new refusal from a repeat)
+    refused_at: float = -1e9
+    refused_for: float = 0.0
     #: reduced rate (calls per second) after an unscoped 429, its original and when it was cut
     cap: float | None = None
     base: float = 0.0
@@ -194,11 +198,15 @@ class Pacer:
         target = [s for s in scopes if s.kind == named] if named else [s for s in scopes if s.conversation]
         if not target:  # nothing narrower to blame: the whole call's narrowest scope
             target = list(scopes[:1])
+        repeat = False
         for scope in target:
             bucket = self._bucket(scope)
+            # Refused again right after its pause: the same refusal going on, not news about the rate.
+            repeat = repeat or now - bucket.refused_at <= 2 * bucket.refused_for + 1.0
+            bucket.refused_at, bucket.refused_for = now, retry_after
             bucket.paused_until = max(bucket.paused_until, now + retry_after)
             bucket.paused_why = reason
-        if named is None:
+        if named is None and not repeat:
             for scope in scopes:
                 if scope not in target:
                     self._bucket(scope).reduce(now)

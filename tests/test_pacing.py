@@ -36,9 +36,12 @@ async def test_an_unscoped_429_pauses_the_conversation_and_only_slows_the_shared
     started = time.monotonic()
     await pacer.pace([OTHER_CHAT, BOT_SCOPE], "b")
     assert time.monotonic() - started < 0.5
-    for _ in range(20):
-        pacer.refused([CHAT, BOT_SCOPE], 30.0)
     bucket = pacer._buckets[BOT_SCOPE.name]
+    cut = bucket.rate(time.monotonic())
+    assert FLOOR * BOT_SCOPE.rate <= cut < BOT_SCOPE.rate
+    for n in range(20):  # other chats refused too, a second apart: cut again, never below half
+        bucket.cut_at -= 1.0
+        pacer.refused([Scope("chat", f"x{n}", conversation=True), BOT_SCOPE], 30.0)
     assert bucket.rate(time.monotonic()) >= FLOOR * BOT_SCOPE.rate
     # The refused chat waits, listed with its reason.
     waiter = asyncio.create_task(pacer.pace([CHAT, BOT_SCOPE], "a"))
@@ -46,6 +49,17 @@ async def test_an_unscoped_429_pauses_the_conversation_and_only_slows_the_shared
     [waiting] = pacer.waiting()
     assert waiting.scope == "chat:1" and "Retry-After 30s" in waiting.reason and not waiter.done()
     waiter.cancel()
+
+
+async def test_a_conversation_refused_again_after_its_pause_cuts_nothing_more() -> None:
+    pacer = Pacer("sms")
+    account = Scope("account", "AC1")
+    pacer.refused([CHAT, account], 0.01)
+    bucket = pacer._buckets[account.name]
+    first = bucket.cap
+    bucket.cut_at -= 1.0  # a second later
+    pacer.refused([CHAT, account], 0.01)  # the same person, still refused
+    assert bucket.cap == first
 
 
 async def test_a_429_naming_its_scope_pauses_that_scope() -> None:
