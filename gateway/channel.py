@@ -249,7 +249,7 @@ class Channel(ABC, Generic[S]):
         self.services = services
         self.log = logging.getLogger(f"switchboard.channel.{name}")
         #: the platform's rate-limit scopes, paced (gateway/pacing.py); API clients use it
-        self.pacer = Pacer(name, getattr(services, "metrics", None))  # no services: `switchboard check`
+        self.pacer = Pacer(name, getattr(services, "metrics", None), lambda: services.store)
 
     @classmethod
     def validate(cls, name: str, raw: Mapping[str, Any]) -> S:

@@ -18,8 +18,12 @@ scope and:
   (:func:`gateway.slots.parked`), and says who waits, on what and why (:meth:`Pacer.waiting`,
   the admin API's ``/admin/v1/waiting``) and how long (``/metrics``).
 
-The buckets live in this process: a conversation is drained by one instance at a time (its
-lease), so its own scope is never shared; the wider scopes are paced per instance.
+A conversation is drained by one instance at a time (its lease), so its own scope lives in this
+process. A scope marked ``shared`` (a bot, a group, a Slack channel several threads write to) is the
+same limit for every instance: when the store keeps a bucket shared across processes (Redis), its
+declared rate is also taken from there, through the agent budget's bucket
+(:mod:`gateway.budget`, one Lua call), so several instances together keep to it. Pauses and rate
+cuts after a 429 stay in the instance that got it.
 """
 
 from __future__ import annotations
@@ -27,15 +31,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gateway.budget import HasRateBucket, RateBucket, RateLimit
+from gateway.errors import StoreUnavailable
 from gateway.slots import parked
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 #: waits shorter than this keep the turn's slot (giving it back and taking it again costs more)
 PARK_AFTER = 0.5
@@ -67,6 +76,8 @@ class Scope:
     rate: float = 0.0
     burst: float = 1.0
     conversation: bool = False
+    #: the same limit for every instance: its rate is also taken from the store's shared bucket
+    shared: bool = False
 
     @property
     def name(self) -> str:
@@ -161,9 +172,12 @@ class Pacer:
 
     _serials = itertools.count(1)
 
-    def __init__(self, channel: str, metrics: Metrics | None = None) -> None:
+    def __init__(self, channel: str, metrics: Metrics | None = None, store: Callable[[], object] | None = None) -> None:
         self.channel = channel
         self._metrics = metrics
+        self._store = store
+        self._shared: RateBucket | None = None
+        self._shared_failed = False
         self._buckets: dict[str, _Bucket] = {}
         self._waiters: dict[int, Waiting] = {}
 
@@ -181,6 +195,8 @@ class Pacer:
             waits = [(b.wait(now), b) for b in buckets]
             wait, slowest = max(waits, key=lambda w: w[0], default=(0.0, None))
             if wait <= 0 or slowest is None:
+                wait, slowest = await self._take_shared(buckets)
+            if wait <= 0 or slowest is None:
                 for bucket in buckets:
                     bucket.take(now)
                 return
@@ -188,6 +204,43 @@ class Pacer:
             reason = slowest.paused_why if now < slowest.paused_until else f"paced at {slowest.rate(now):.3g}/s"
             async with self.waiting_on(scope, what, reason, until=time.time() + wait, park=wait >= PARK_AFTER):
                 await asyncio.sleep(wait)
+
+    async def _take_shared(self, buckets: list[_Bucket]) -> tuple[float, _Bucket | None]:
+        """Take a token of every shared scope from the store's bucket; (seconds to wait, the scope
+        that said so) when one has none. Without a shared bucket (or while the store is down) the
+        local buckets alone pace."""
+        shared = [b for b in buckets if b.scope.shared and b.scope.rate > 0]
+        bucket = self._shared_bucket() if shared else None
+        if bucket is None:
+            return 0.0, None
+        for local in shared:
+            scope = local.scope
+            # The agent budget's bucket lets half its limit go while no rate headers inform it (and
+            # platforms send none), so the declared rate is passed doubled, over a window of at
+            # least a second that holds at least two calls.
+            window = max(1.0, 2.0 / scope.rate)
+            limit = RateLimit(max(2, round(2 * scope.rate * window)), window)
+            try:
+                grant = await bucket.take(f"pace:{self.channel}:{scope.name}", limit)
+            except StoreUnavailable as exc:
+                log.warning("shared pacing unavailable (%s); pacing %s in this instance only", exc, scope.name)
+                return 0.0, None
+            if grant.wait > 0:
+                return grant.wait, local
+        return 0.0, None
+
+    def _shared_bucket(self) -> RateBucket | None:
+        if self._shared is not None or self._store is None or self._shared_failed:
+            return self._shared
+        try:
+            store = self._store()
+        except (RuntimeError, AttributeError):  # not started (or `switchboard check`): nothing is shared yet
+            return None
+        if isinstance(store, HasRateBucket):
+            self._shared = store.rate_bucket()
+        else:
+            self._shared_failed = True  # memory and SQLite serve one process
+        return self._shared
 
     def refused(self, scopes: Sequence[Scope], retry_after: float, *, named: str | None = None,
                 why: str = "429") -> None:

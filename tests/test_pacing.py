@@ -177,3 +177,22 @@ async def test_past_the_delivery_deadline_the_operator_is_alerted(caplog: pytest
             assert _metric(gw, "switchboard_turns_total", channel="sms", outcome="failed") == 1
             assert any("ALERT" in r.getMessage() and "delivery_deadline" in r.getMessage() for r in caplog.records)
             assert not [m for m in twilio.messages if m["To"] == user]
+
+
+async def test_a_shared_scope_is_paced_across_instances_through_redis() -> None:
+    from adapters.stores.redis import RedisStore
+    from tests.conftest_stores import REDIS_TEST_URL, flush_test_redis
+
+    flush_test_redis()
+    store = RedisStore(REDIS_TEST_URL)
+    await store.initialize()
+    try:
+        bot = Scope("bot", "bot", rate=4.0, burst=4.0, shared=True)
+        one, two = Pacer("tg", store=lambda: store), Pacer("tg", store=lambda: store)
+        started = time.monotonic()
+        for n in range(8):  # 4 at once, the rest at 4/s, whichever instance calls
+            await (one if n % 2 else two).pace([Scope("chat", str(n), conversation=True), bot], str(n))
+        # Each instance alone would have let its 4 calls go at once.
+        assert time.monotonic() - started >= 0.75
+    finally:
+        await store.close()

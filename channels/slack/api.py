@@ -68,7 +68,8 @@ class SlackApi:
         channel = params.get("channel")
         if channel:
             if method in _POSTS:
-                scopes.insert(0, Scope("channel_posts", str(channel), rate=1.0, burst=3.0))
+                # Shared: several threads of one channel may be drained by different instances.
+                scopes.insert(0, Scope("channel_posts", str(channel), rate=1.0, burst=3.0, shared=True))
             scopes.insert(0, Scope("channel", str(channel), conversation=True))
         return scopes
 

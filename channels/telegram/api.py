@@ -76,8 +76,8 @@ def chat_scopes(chat_id: int) -> list[Scope]:
     bot. A 429's ``retry_after`` does not say which was hit: the chat is paused, the rest slowed."""
     scopes = [Scope("chat", str(chat_id), rate=1.0, burst=3.0, conversation=True)]
     if chat_id < 0:
-        scopes.append(Scope("group", str(chat_id), rate=20 / 60, burst=10.0))
-    scopes.append(Scope("bot", "bot", rate=30.0, burst=30.0))
+        scopes.append(Scope("group", str(chat_id), rate=20 / 60, burst=10.0, shared=True))
+    scopes.append(Scope("bot", "bot", rate=30.0, burst=30.0, shared=True))
     return scopes
 
 
