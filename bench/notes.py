@@ -149,7 +149,7 @@ in the table below, or of the webhook path where stated):
   message map at the end (`gateway/turns.py`).
 - The placeholder: an answer that arrives within, say, half a second could be posted directly
   instead of a placeholder plus an edit, saving a Slack call and a progress save per answer
-  (`channels/slack/reply.py`; its tests expect the placeholder first).
+  (`gateway/editing.py`; the Slack tests expect the placeholder first).
 - `InboundEvent.to_json` through `dataclasses.asdict` (about 10% of the webhook path) and an INFO
   log line per webhook and per turn (about 10% of the webhook path).
 - SQLite: one `fsync` per write on one connection; group commit would serve the acknowledgements,
