@@ -57,6 +57,10 @@ RECOVERY = 0.1
 #: a scope without a declared rate is never cut below this many calls per second (its recent rate
 #: may be tiny when the 429 comes, and a rate cut from that would starve it once traffic grows)
 MIN_BASE = 5.0
+#: a bucket unused for this long (and not paused or cut) is forgotten: conversations come and go
+_IDLE = 120.0
+#: buckets kept before idle ones are looked for
+_PRUNE_ABOVE = 1000
 #: how far back the rate a scope was doing is measured (for scopes without a declared rate)
 _WINDOW = 2.0
 
@@ -102,6 +106,11 @@ class _Bucket:
     window_start: float = 0.0
     calls_now: int = 0
     calls_before: int = 0
+    #: when a call last went (or a 429 came): idle buckets are dropped
+    used: float = 0.0
+
+    def idle(self, now: float) -> bool:
+        return now >= self.paused_until and self.cap is None and now - self.used > _IDLE
 
     def rate(self, now: float) -> float:
         """Calls per second allowed now (0: unlimited)."""
@@ -137,6 +146,7 @@ class _Bucket:
         return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / rate
 
     def take(self, now: float) -> None:
+        self.used = now
         if self.rate(now) > 0:
             self.tokens -= 1.0
         self._roll(now)
@@ -179,13 +189,25 @@ class Pacer:
         self._shared: RateBucket | None = None
         self._shared_failed = False
         self._buckets: dict[str, _Bucket] = {}
+        self._prune_at = _PRUNE_ABOVE
         self._waiters: dict[int, Waiting] = {}
 
     def _bucket(self, scope: Scope) -> _Bucket:
         bucket = self._buckets.get(scope.name)
-        if bucket is None or bucket.scope != scope:
-            bucket = self._buckets[scope.name] = _Bucket(scope) if bucket is None else _replace(bucket, scope)
+        if bucket is None:
+            if len(self._buckets) >= self._prune_at:
+                self._prune()
+            bucket = self._buckets[scope.name] = _Bucket(scope, used=time.monotonic())
+        elif bucket.scope != scope:
+            bucket.scope = scope  # re-declared with another rate: keeps its pause and counts
         return bucket
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        for name in [n for n, b in self._buckets.items() if b.idle(now)]:
+            del self._buckets[name]
+        # Look again once as many more are kept: pruning stays linear in the number of calls.
+        self._prune_at = max(_PRUNE_ABOVE, 2 * len(self._buckets))
 
     async def pace(self, scopes: Sequence[Scope], what: str) -> None:
         """Wait until every scope allows one more call, then count it. ``what`` names the waiter."""
@@ -256,7 +278,7 @@ class Pacer:
             bucket = self._bucket(scope)
             # Refused again right after its pause: the same refusal going on, not news about the rate.
             repeat = repeat or now - bucket.refused_at <= 2 * bucket.refused_for + 1.0
-            bucket.refused_at, bucket.refused_for = now, retry_after
+            bucket.refused_at, bucket.refused_for, bucket.used = now, retry_after, now
             bucket.paused_until = max(bucket.paused_until, now + retry_after)
             bucket.paused_why = reason
         if named is None and not repeat:
@@ -299,8 +321,3 @@ class Pacer:
         """What waits now, oldest first."""
         return sorted(self._waiters.values(), key=lambda w: w.since)
 
-
-def _replace(bucket: _Bucket, scope: Scope) -> _Bucket:
-    """A scope re-declared with another rate keeps its pause and counts."""
-    bucket.scope = scope
-    return bucket

@@ -196,3 +196,17 @@ async def test_a_shared_scope_is_paced_across_instances_through_redis() -> None:
         assert time.monotonic() - started >= 0.75
     finally:
         await store.close()
+
+
+async def test_buckets_of_conversations_long_gone_are_forgotten() -> None:
+    pacer = Pacer("tg")
+    for n in range(1500):
+        await pacer.pace([Scope("chat", str(n), conversation=True)], str(n))
+    pacer.refused([Scope("chat", "0", conversation=True)], 600.0)
+    for bucket in pacer._buckets.values():
+        bucket.used -= 3600  # an hour later
+    await pacer.pace([Scope("chat", "new", conversation=True)], "new")
+    for n in range(1500, 2600):
+        await pacer.pace([Scope("chat", str(n), conversation=True)], str(n))
+    assert len(pacer._buckets) < 2000
+    assert pacer.paused_for(Scope("chat", "0", conversation=True)) > 500  # a pause is never forgotten
