@@ -19,6 +19,7 @@ from tests.pressure import PLATFORMS, percentile, run_isolation
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.timeout(400)
 @pytest.mark.parametrize("platform", PLATFORMS)
 async def test_one_refused_conversation_neither_stalls_the_others_nor_loses_answers(platform: str) -> None:
     outcome = await run_isolation(platform, conversations=300, rate=10.0, warmup=10.0, refuse_for=30.0,
@@ -34,6 +35,7 @@ async def test_one_refused_conversation_neither_stalls_the_others_nor_loses_answ
 
 @pytest.mark.skipif(not os.environ.get("SWITCHBOARD_PRESSURE_LONG"), reason="10-minute refusal: opt in with "
                     "SWITCHBOARD_PRESSURE_LONG=1")
+@pytest.mark.timeout(1500)
 @pytest.mark.parametrize("platform", PLATFORMS)
 async def test_a_ten_minute_refusal_loses_nothing(platform: str) -> None:
     outcome = await run_isolation(platform, conversations=50, rate=2.0, warmup=5.0, refuse_for=600.0,
