@@ -1,10 +1,10 @@
 """The aiohttp application: routes, middleware and one cleanup context per resource.
 
 Start-up order (shutdown runs in reverse, and a failed start unwinds only what started):
-HTTP session → store → agent client → conversation controls (linking, handoff) → turn runner and
-dispatcher → admin API → each channel → pollers → handoff sweeper → resume unfinished journal
-entries. Each resource lives under its own typed key in :mod:`gateway.services`; each class gets
-the few resources it uses through its constructor, once they are open.
+HTTP session → store → media link key → agent client → conversation controls (linking, handoff) →
+turn runner and dispatcher → admin API → each channel → pollers → handoff sweeper → resume
+unfinished journal entries. Each resource lives under its own typed key in :mod:`gateway.services`;
+each class gets the few resources it uses through its constructor, once they are open.
 """
 
 from __future__ import annotations
@@ -29,9 +29,23 @@ from gateway.desk import SupportDesk
 from gateway.dispatch import Dispatcher
 from gateway.errors import AgentError, ConfigError, StoreUnavailable, SwitchboardError, WebhookRejected
 from gateway.handoff import Handoff
+from gateway.media_links import ROUTE as MEDIA_ROUTE
+from gateway.media_links import MediaLinks, load_key, serve_media
 from gateway.metrics import Metrics
 from gateway.plugins import load_channel_class, load_store
-from gateway.services import AGENT, CHANNELS, CONTROLS, DISPATCHER, HTTP, METRICS, SETTINGS, STORE, AppServices
+from gateway.services import (
+    AGENT,
+    CHANNELS,
+    CONTROLS,
+    DISPATCHER,
+    HTTP,
+    MEDIA,
+    METRICS,
+    SETTINGS,
+    STORE,
+    AppServices,
+    resource,
+)
 from gateway.tools import ToolRunner
 from gateway.turns import TurnRunner
 
@@ -85,6 +99,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get(MEDIA_ROUTE, _media, allow_head=False)  # HEAD would download the whole file
     for channel in channels.values():
         app.router.add_routes(channel.routes())
 
@@ -104,6 +119,11 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
             yield
         finally:
             await store.close()
+
+    async def media_ctx(app: web.Application) -> AsyncIterator[None]:
+        key = await load_key(settings.gateway.media_secret, app[STORE])
+        app[MEDIA] = MediaLinks(key, settings.public_url, settings.gateway.media_link_ttl)
+        yield
 
     async def agent_ctx(app: web.Application) -> AsyncIterator[None]:
         app[AGENT] = agent_factory(app[HTTP], settings, agent_budget(settings.agent, app[STORE], metrics))
@@ -145,7 +165,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
         yield
         await dispatcher.shutdown(0)  # already drained in on_shutdown; cancels stragglers
 
-    app.cleanup_ctx.extend([http_ctx, store_ctx, agent_ctx, controls_ctx, dispatcher_ctx])
+    app.cleanup_ctx.extend([http_ctx, store_ctx, media_ctx, agent_ctx, controls_ctx, dispatcher_ctx])
     if settings.gateway.admin_token:
         app.cleanup_ctx.append(_admin_ctx)
     for channel in channels.values():
@@ -304,6 +324,12 @@ async def _readyz(request: web.Request) -> web.Response:
     if problems:
         return web.json_response({"status": "unavailable", "problems": problems}, status=503)
     return web.json_response({"status": "ready"})
+
+
+async def _media(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    channels: Mapping[str, Channel] = app[CHANNELS]
+    return await serve_media(request, resource(app, MEDIA, "media link signer"), channels, app[HTTP])
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -28,15 +28,17 @@ import pydantic
 from aiohttp import ClientSession, web
 from multidict import CIMultiDictProxy
 
-from gateway.errors import ConfigError, StoreUnavailable, WebhookRejected
+from gateway.errors import ChannelError, ConfigError, StoreUnavailable, WebhookRejected
 from gateway.events import Identity, InboundEvent
 from gateway.pacing import Pacer
 from gateway.progress import Progress as Progress  # re-exported: channels import it from here
 from gateway.text import split_text
 
 if TYPE_CHECKING:
+    from gateway.agent import Page
     from gateway.config import Settings
     from gateway.desk import SupportDesk
+    from gateway.media_links import MediaLinks, MediaSource
     from gateway.metrics import Metrics
     from gateway.store import Store
 
@@ -122,12 +124,24 @@ class Services(Protocol):
     @property
     def http(self) -> ClientSession: ...
 
+    @property
+    def media(self) -> MediaLinks:
+        """Signs the media links put in inbound text (see :mod:`gateway.media_links`)."""
+        ...
+
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
         """Journal (deduplicated) and schedule events; True for each one that was new."""
         ...
 
     async def run_turn(self, event: InboundEvent, reply: Reply) -> Answer | None:
         """Run one turn now and deliver it through ``reply`` (web chat, voice)."""
+        ...
+
+    async def conversation_messages(self, conversation_key: str, *, cursor: str | None = None,
+                                    limit: int = 20) -> Page:
+        """One page (newest first) of the messages of the conversation ``conversation_key`` is
+        in now, read from the agent; empty when there is none (or the next turn starts afresh).
+        May raise :class:`gateway.errors.AgentError`."""
         ...
 
 
@@ -310,6 +324,14 @@ class Channel(ABC, Generic[S]):
     async def parse(self, request: InboundRequest) -> WebhookResult:
         """Turn a verified webhook into events and the answer for the platform."""
         raise WebhookRejected(404, "this channel has no inbound webhook")
+
+    async def resolve_media(self, ref: str, *, stale: bool = False) -> MediaSource:
+        """Where the media behind a signed link (``services.media.link(name, ref)``) really is.
+
+        Channels whose inbound media needs the bot's token override this; ``stale`` is True when
+        the source given before answered 403/404/410 (an expired CDN link: look it up afresh).
+        """
+        raise ChannelError(f"channel {self.name!r} serves no media")
 
     async def handle_webhook(self, request: web.Request) -> web.StreamResponse:
         """The core's webhook flow: read, verify, parse, journal, then acknowledge."""

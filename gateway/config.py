@@ -58,6 +58,11 @@ class GatewaySettings(_Frozen):
     lease_ttl: float = pydantic.Field(15.0, gt=0)
     #: seconds between scans of the journal for orphaned entries
     sweep_interval: float = pydantic.Field(5.0, gt=0)
+    #: key of the signed media links the agent receives (docs/media.md); unset: one is generated
+    #: and kept in the store. Use a ${ENV} or file: reference.
+    media_secret: str | None = pydantic.Field(None, min_length=16)
+    #: seconds a media link the agent received keeps working
+    media_link_ttl: float = pydantic.Field(7 * 24 * 3600, gt=0)
     #: seconds a webhook waits for the store (parse and journal) before answering 503, so the
     #: platform retries instead of counting a timeout; well inside Slack's 3 s ack deadline
     webhook_store_timeout: float = pydantic.Field(1.0, gt=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.config import Settings, parse_settings
+from gateway.demo_site import DEMO_PAGE_PATH, GREETING, PROMPTS, add_demo_site
 
 DEMO_TOOL_PATH = "/demo/tools/lookupOrder"
 _STATUSES = ("processing", "shipped", "out for delivery", "delivered")
@@ -34,7 +36,7 @@ def use_real_agent() -> bool:
     return bool(os.environ.get("CHATBASE_API_KEY") and os.environ.get("CHATBASE_AGENT_ID"))
 
 
-def demo_settings(host: str, port: int, emulator_url: str | None) -> Settings:
+def demo_settings(host: str, port: int, emulator_url: str | None, identity_secret: str = "") -> Settings:
     """The embedded configuration; ``emulator_url`` None means the real Chatbase API."""
     Path(".switchboard").mkdir(exist_ok=True)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
@@ -49,7 +51,10 @@ def demo_settings(host: str, port: int, emulator_url: str | None) -> Settings:
         "gateway": {"host": host, "port": port, "public_url": public_url,
                     "store": "sqlite:///.switchboard/state.db"},
         "agent": agent,
-        "channels": {"web": {"type": "web"}},
+        # The demo shop page is served by the gateway itself: its origin may frame the chat.
+        "channels": {"web": {"type": "web", "title": "Acme Outdoor", "allowed_origins": [public_url],
+                             "greeting": list(GREETING), "suggested_prompts": list(PROMPTS),
+                             "identity_secret": identity_secret or secrets.token_hex(32)}},
         "tools": tools,
     })
 
@@ -70,26 +75,32 @@ def build_demo_app(host: str, port: int, *, enforce_rate_limit: bool = False) ->
     """The demo application and the line to print once it listens."""
     from gateway.app import build_app
 
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/chat/web/"
+    root = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    secret = secrets.token_hex(32)  # per run: the demo shop signs its pretend user with it
+    where = (f"Open {root}{DEMO_PAGE_PATH}  (a demo shop page: click the chat bubble in the corner)\n"
+             f"The chat page alone: {root}/chat/web/")
     if use_real_agent():
-        settings = demo_settings(host, port, None)
-        return build_app(settings), f"Switchboard demo (agent: Chatbase API, {settings.agent.agent_id})\nOpen {url}"
+        settings = demo_settings(host, port, None, secret)
+        app = build_app(settings)
+        add_demo_site(app, "web", secret)
+        return app, f"Switchboard demo (agent: Chatbase API, {settings.agent.agent_id})\n{where}"
 
     from adapters.emulator import Emulator
 
     emulator = Emulator(rate_limit=enforce_rate_limit)
     emu_port = free_port()
     emulator_url = f"http://127.0.0.1:{emu_port}/api/v2"
-    app = build_app(demo_settings(host, port, emulator_url))
+    app = build_app(demo_settings(host, port, emulator_url, secret))
     app.router.add_post(DEMO_TOOL_PATH, lookup_order)
+    add_demo_site(app, "web", secret)
 
     async def emulator_ctx(app: web.Application) -> AsyncIterator[None]:
         async with emulator.serve("127.0.0.1", emu_port):
             yield
 
     app.cleanup_ctx.insert(0, emulator_ctx)
-    banner = (f"Switchboard demo (agent: built-in Chatbase emulator at {emulator_url})\n"
-              f"Open {url}  (try: hello, markdown, Where is order 1234?)")
+    banner = (f"Switchboard demo (agent: built-in Chatbase emulator at {emulator_url})\n{where}\n"
+              "Try: hello, markdown, Where is order 1234?")
     return app, banner
 
 

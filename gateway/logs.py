@@ -113,7 +113,8 @@ class JsonFormatter(logging.Formatter):
 
 def secrets_of(settings: Settings) -> list[str]:
     """Every configured value that must never appear in a log line."""
-    found: list[str] = [settings.agent.api_key, settings.gateway.admin_token or ""]
+    found: list[str] = [settings.agent.api_key, settings.gateway.admin_token or "",
+                        settings.gateway.media_secret or ""]
     found += _store_secrets(settings.gateway.store)
     for tool in settings.tools.values():
         found += list(tool.headers.values())

@@ -8,14 +8,17 @@ returns is valid once the app has started, and asking earlier is a clear error.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import ClientSession, web
 
-from gateway.agent import AgentClient
+from gateway.agent import AgentClient, Page
 from gateway.config import Settings
+from gateway.errors import AgentNotFound
 from gateway.events import InboundEvent
+from gateway.media_links import MediaLinks
 from gateway.metrics import Metrics
 from gateway.store import Store
 
@@ -34,6 +37,7 @@ AGENT: web.AppKey[AgentClient] = web.AppKey("agent")
 CHANNELS: web.AppKey[Mapping[str, Channel]] = web.AppKey("channels")
 CONTROLS: web.AppKey[Controls] = web.AppKey("controls")
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
+MEDIA = web.AppKey("media", MediaLinks)
 
 
 class NotStarted(RuntimeError):
@@ -72,11 +76,22 @@ class AppServices:
     def http(self) -> ClientSession:
         return resource(self._app, HTTP, "HTTP session")
 
+    @property
+    def media(self) -> MediaLinks:
+        return resource(self._app, MEDIA, "media link signer")
+
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
         return await resource(self._app, DISPATCHER, "dispatcher").accept(events)
 
     async def run_turn(self, event: InboundEvent, reply: Reply) -> Answer | None:
         return await resource(self._app, DISPATCHER, "dispatcher").run_now(event, reply)
+
+    async def conversation_messages(self, conversation_key: str, *, cursor: str | None = None,
+                                    limit: int = 20) -> Page:
+        return await current_messages(
+            resource(self._app, STORE, "store"), resource(self._app, AGENT, "agent"), conversation_key,
+            self._settings.gateway.conversation_ttl, cursor, limit,
+        )
 
 
 class OfflineServices:
@@ -106,8 +121,35 @@ class OfflineServices:
             raise NotStarted("no HTTP session was given")
         return self._http
 
+    @property
+    def media(self) -> MediaLinks:
+        raise NotStarted("no media links outside a running gateway (their key is in the store)")
+
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:
         raise NotStarted("events cannot be accepted outside a running gateway")
 
     async def run_turn(self, event: InboundEvent, reply: Reply) -> Answer | None:
         raise NotStarted("turns cannot run outside a running gateway")
+
+    async def conversation_messages(self, conversation_key: str, *, cursor: str | None = None,
+                                    limit: int = 20) -> Page:
+        raise NotStarted("no conversations outside a running gateway")
+
+
+#: what :func:`current_messages` answers when there is nothing to show
+NO_MESSAGES = Page(items=[], cursor=None, has_more=False, total=0)
+
+
+async def current_messages(
+    store: Store, agent: AgentClient, conversation_key: str, conversation_ttl: float, cursor: str | None, limit: int
+) -> Page:
+    """One page of the conversation a scope is in now, as the next turn would see it: none yet,
+    one idle longer than ``conversation_ttl`` (the next message starts afresh) or one the agent no
+    longer has are all empty. The gateway keeps no transcripts; the agent's list is the record."""
+    state = await store.get_conversation(conversation_key)
+    if state is None or not state.conversation_id or time.time() - state.updated_at > conversation_ttl:
+        return NO_MESSAGES
+    try:
+        return await agent.list_messages(state.conversation_id, cursor=cursor, limit=limit)
+    except AgentNotFound:
+        return NO_MESSAGES

@@ -168,9 +168,12 @@ async def test_demo_serves_the_web_chat_and_answers(tmp_path: Path) -> None:
         banner = await wait_for_line(proc, "/chat/web/")
         assert "emulator" in banner
         assert f"http://127.0.0.1:{port}/chat/web/" in banner
+        assert f"Open http://127.0.0.1:{port}/demo/" in banner  # the demo shop with the chat bubble
         async with aiohttp.ClientSession() as s:
             async with s.get(f"http://127.0.0.1:{port}/chat/web/") as r:
                 assert r.status == 200 and "<html" in (await r.text()).lower()
+            async with s.get(f"http://127.0.0.1:{port}/demo/") as r:
+                assert r.status == 200 and '<script src="/chat/web/embed.js"' in await r.text()
             async with s.post(f"http://127.0.0.1:{port}/chat/web/messages",
                               json={"sessionId": "demo-session-1", "message": "hello"}) as r:
                 stream = await r.text()

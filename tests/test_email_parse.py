@@ -1,4 +1,4 @@
-"""Email parsing, cleaning, loop rules, reply composition and settings: no servers needed."""
+"""Email parsing, loop rules, reply composition and settings: no servers needed (body text: test_email_text)."""
 
 from __future__ import annotations
 
@@ -13,59 +13,10 @@ from channels.email.inbound import question_text
 from channels.email.parse import parse_mail
 from channels.email.rules import skip_reason
 from channels.email.settings import EmailSettings
-from channels.email.text import html_to_text, strip_quoted
 from gateway.errors import ConfigError
 from tests.fakes.mailserver import make_mail
 
 OURS = "bot@example.test"
-
-
-# -- the question inside the body ------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        # top-posting with a (wrapped) Gmail attribution
-        ("Thanks, and the price?\n\nOn Mon, 1 Jan 2024 at 10:00, Bot <bot@example.test>\nwrote:\n> We ship.\n",
-         "Thanks, and the price?"),
-        # bottom-posting: the new text follows the quote
-        ("On Mon, Jan 1, 2024, Bot wrote:\n> We ship.\n\nAnd to Sweden?\n", "And to Sweden?"),
-        # inline answers between quoted lines
-        ("> Which size?\nLarge\n> Which colour?\nBlue\n", "Large\nBlue"),
-        # Outlook's rule and header block
-        ("Yes please.\n\n________________________________\nFrom: Bot <bot@example.test>\nSent: Monday\n"
-         "To: Alice\nSubject: Re: x\n\nOld text", "Yes please."),
-        ("Yes.\n\n-----Original Message-----\nFrom: Bot\nold", "Yes."),
-        # signatures
-        ("Where is my parcel?\n\n-- \nAlice Example\nACME Corp", "Where is my parcel?"),
-        ("Where is my parcel?\n\nSent from my iPhone", "Where is my parcel?"),
-        ("Le lun. 1 janv. 2024, Bot a écrit :\n> old\n\nMerci !", "Merci !"),
-    ],
-)
-def test_quoted_history_and_signatures_are_removed(body: str, expected: str) -> None:
-    assert strip_quoted(body) == expected
-
-
-def test_text_that_merely_mentions_writing_is_kept() -> None:
-    body = "On Monday my colleague wrote: the invoice is wrong.\nCan you check?"
-    assert strip_quoted(body) == body
-
-
-def test_html_becomes_readable_text() -> None:
-    html = (
-        "<html><head><title>t</title><style>p{color:red}</style><script>x()</script></head><body>"
-        "<p>Hello&nbsp;<b>team</b>,</p><p>see <a href='https://example.org/a'>this page</a><br>and</p>"
-        "<ul><li>one</li><li>two</li></ul><img alt='[logo]' src='cid:x'>"
-        "<blockquote type='cite'>quoted <p>old</p></blockquote>"
-        "<div class='gmail_quote'>On Mon wrote: <div>older</div></div><p>Bye &amp; thanks</p></body></html>"
-    )
-    text = html_to_text(html)
-    assert text == (
-        "Hello team,\n\nsee this page (https://example.org/a)\nand\n\n- one\n- two\n[logo]\n\nBye & thanks"
-    )
-
-
-def test_broken_html_never_raises() -> None:
-    assert "text" in html_to_text("<div><p>text</span></blockquote><b>")
 
 
 # -- parsing ---------------------------------------------------------------------------------------

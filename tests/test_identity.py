@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gateway.events import Identity
@@ -39,3 +39,21 @@ def test_long_ids_keep_a_prefix_and_a_hash() -> None:
     assert a.startswith("email.bot-40example")
     assert a != b
     assert VALID_USER_ID.fullmatch(a)
+
+
+def test_nested_ids_read_as_dotted_parts_and_map_back_to_their_identity() -> None:
+    from gateway.admin.people import identity_of_user_id
+    from gateway.identity import nested_id
+
+    verified = Identity("web", "site", nested_id("u", "ada@example.com"))
+    assert user_id_for(verified) == "web.site.u.ada-40example-2ecom"
+    assert identity_of_user_id(user_id_for(verified)) == verified.key()
+    assert identity_of_user_id(user_id_for(Identity("web", "site", "u.ada"))) == "web|site|u.ada"
+
+
+@given(parts, parts)
+def test_a_nested_id_never_equals_a_plain_one(first: str, plain: str) -> None:
+    from gateway.identity import SUBPART, nested_id
+
+    assume(SUBPART not in first and SUBPART not in plain)  # a plain id never holds the separator
+    assert user_id_for(Identity("web", "site", nested_id("u", first))) != user_id_for(Identity("web", "site", plain))

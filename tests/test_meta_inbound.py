@@ -208,7 +208,8 @@ _entries = (
 @given(entries=_entries)
 @settings(max_examples=300, deadline=None)
 def test_no_payload_shape_crashes_the_parser(entries: Any) -> None:
-    for event in events_from_payload({"object": "page", "entry": entries}, channel="fb", channel_type="messenger"):
+    for event in events_from_payload({"object": "page", "entry": entries}, channel="fb", channel_type="messenger",
+                                     link=lambda ref: ref):
         assert event.key and event.scope and (event.text or event.kind == "feedback")
 
 

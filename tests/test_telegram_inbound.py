@@ -149,16 +149,15 @@ async def test_commands(channel: TelegramChannel, text: str, chat_type: str, exp
     assert [e.text for e in found] == ([expected] if expected else [])
 
 
-async def test_edits_stickers_and_bots_are_ignored(channel: TelegramChannel) -> None:
+async def test_edits_service_messages_and_bots_are_ignored(channel: TelegramChannel) -> None:
     edited = text_update("typo fixed")
     edited["edited_message"] = edited.pop("message")
-    sticker = text_update("x")
-    del sticker["message"]["text"]
-    sticker["message"]["sticker"] = {"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1,
-                                     "is_animated": False, "is_video": False, "type": "regular"}
+    pinned = text_update("x")
+    del pinned["message"]["text"]
+    pinned["message"]["pinned_message"] = text_update("an old message")["message"]
     from_bot = text_update("beep")
     from_bot["message"]["from"]["is_bot"] = True
-    for update in (edited, sticker, from_bot):
+    for update in (edited, pinned, from_bot):
         assert await events(channel, update) == []
 
 

@@ -145,7 +145,8 @@ async def test_media_message_reaches_the_agent_as_links(twilio: FakeTwilio) -> N
         first, second = agent_messages(gw)
     assert first.startswith("Is this damaged?") and photo in first and "image/jpeg" in first
     assert photo + "2" in second and "audio/ogg" in second
-    assert len(twilio.bodies(WA_USER)) == 2  # both answered
+    assert AUTH_TOKEN not in first + second  # Twilio's media URLs carry no credential
+    assert len(twilio.bodies(WA_USER)) == 2  # both answered, the media-only one too
 
 
 async def test_whatsapp_window_closed_is_counted_once_and_not_retried(twilio: FakeTwilio) -> None:

@@ -197,7 +197,7 @@ async def test_rewritten_text_goes_out_as_a_new_part_not_a_wrong_delta() -> None
         ({"sessionId": "session-abc", "message": "x" * 51}, 413, "message_too_long"),
         (b"{oops", 400, "malformed_json"),
         (b"\xff" * 10, 400, "malformed_json"),
-        (b"x" * 2_000, 413, "body_too_large"),
+        (b"x" * 4_000, 413, "body_too_large"),
     ],
 )
 async def test_bad_requests_are_4xx_json_and_never_reach_the_agent(payload: Any, status: int, code: str) -> None:
@@ -353,6 +353,7 @@ async def test_check_prints_the_page_and_api_urls() -> None:
     assert channel.webhook_urls("https://bot.example.com/") == [
         ("chat page", "https://bot.example.com/chat/site/"),
         ("chat API", "https://bot.example.com/chat/site/messages"),
+        ("embed script", "https://bot.example.com/chat/site/embed.js"),
     ]
     assert "same origin only" in channel.describe()
 

@@ -168,7 +168,8 @@ class Poller:
         raw = await session.fetch(uid)
         if raw is None:
             return  # expunged meanwhile
-        mail = parse_mail(raw)
+        # In a thread: reading a large body through the reply parsers takes up to a second or two.
+        mail = await asyncio.to_thread(parse_mail, raw)
         reason = skip_reason(mail, self.settings.address)
         question = question_text(mail)
         if reason is None and not question:

@@ -16,7 +16,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage, Message, MIMEPart
 from email.policy import default as default_policy
 
-from channels.email.text import html_to_text, strip_quoted
+from channels.email.text import mail_text
 
 _MSGID = re.compile(r"<[^<>\s]+>")
 #: headers the loop rules look at (RFC 3834 and common vendor markers)
@@ -65,15 +65,16 @@ def parse_mail(raw: bytes) -> ParsedMail:
     # One recipient only: a forged Reply-To must not turn the bot into a mass mailer.
     reply_addrs = _addresses(_header(msg, "Reply-To"))[:1] or sender_addrs[:1]
     reply_to = ", ".join(_format_address(name, addr) for name, addr in reply_addrs)
+    subject = " ".join(_header(msg, "Subject").split())
     return ParsedMail(
         message_id=_first_id(_header(msg, "Message-ID")),
         sender=sender,
         reply_to=reply_to,
         reply_addresses=tuple(a[1] for a in reply_addrs),
-        subject=" ".join(_header(msg, "Subject").split()),
+        subject=subject,
         in_reply_to=_first_id(_header(msg, "In-Reply-To")),
         references=tuple(_MSGID.findall(_header(msg, "References"))),
-        body=_body(msg),
+        body=_body(msg, subject),
         attachments=_attachments(msg),
         loop_headers={name: _header(msg, name) for name in LOOP_HEADERS if name in msg},
     )
@@ -120,27 +121,33 @@ def _first_id(value: str) -> str | None:
     return f"<{value}>" if value and " " not in value else None
 
 
-def _body(msg: EmailMessage) -> str:
+def _body(msg: EmailMessage, subject: str) -> str:
+    """The new text of the body, then of every further part meant to be read inline.
+
+    iPhone Mail puts the text typed after an inline photo in a second ``text/plain`` part.
+    """
     try:
         part = msg.get_body(preferencelist=("plain", "html"))
     except Exception:
         part = None
-    if part is None:
-        return ""
+    parts = ([] if part is None else [part]) + _inline_texts(msg)
+    return "\n\n".join(t for t in (_new_text(p, subject) for p in parts) if t)
+
+
+def _new_text(part: MIMEPart, subject: str) -> str:
     text = _part_text(part)
-    if part.get_content_subtype() == "html":
-        text = html_to_text(text)
-    return strip_quoted(text)
+    try:
+        return mail_text(text, html=part.get_content_subtype() == "html", subject=subject)
+    except Exception:  # a parser bug on one odd mail must not stop the mailbox: send the body as it is
+        return re.sub(r"<[^>]*>", " ", text).strip() if part.get_content_subtype() == "html" else text.strip()
 
 
 def _part_text(part: MIMEPart) -> str:
-    """A text part decoded with its charset, guessing when the charset is missing or unknown."""
-    try:
-        content = part.get_content()
-        if isinstance(content, str):
-            return content
-    except Exception:
-        pass
+    """A text part decoded with its charset, or UTF-8, or cp1252, before accepting replacement characters.
+
+    Valid UTF-8 wins over a declared 8-bit charset: non-ASCII bytes are practically never valid
+    UTF-8 by accident, and mislabelled UTF-8 (``charset=Big5`` on UTF-8 bytes) is common.
+    """
     try:
         payload = part.get_payload(decode=True)
     except Exception:
@@ -148,20 +155,42 @@ def _part_text(part: MIMEPart) -> str:
     if not isinstance(payload, bytes):
         raw = part.get_payload()
         return raw if isinstance(raw, str) else ""
-    charset = part.get_content_charset() or "utf-8"
-    for candidate in (charset, "utf-8"):
+    charset = (part.get_content_charset() or "utf-8").lower()
+    candidates = [charset, "utf-8", "cp1252"]
+    if not payload.isascii() and not charset.startswith(("utf-16", "utf-32")):
+        candidates.insert(0, "utf-8")
+    for candidate in candidates:
         try:
             return payload.decode(candidate)
         except (LookupError, UnicodeDecodeError):
             continue
-    # cp1252 decodes nearly every byte and is what undeclared 8-bit mail usually is
-    return payload.decode("cp1252", errors="replace")
+    return payload.decode("utf-8", errors="replace")
+
+
+def _readable_inline(part: MIMEPart) -> bool:
+    """A ``text/plain`` part with no filename and no attachment disposition is part of the message."""
+    try:
+        return (part.get_content_type() == "text/plain" and not part.get_filename()
+                and part.get_content_disposition() != "attachment")
+    except Exception:
+        return False
+
+
+def _inline_texts(msg: EmailMessage) -> list[MIMEPart]:
+    if msg.get_content_type() == "multipart/alternative":
+        return []  # its other parts are the same text again, in another form
+    try:
+        return [part for part in msg.iter_attachments() if _readable_inline(part)]
+    except Exception:
+        return []
 
 
 def _attachments(msg: EmailMessage) -> tuple[str, ...]:
     names: list[str] = []
     try:
         for part in msg.iter_attachments():
+            if _readable_inline(part):
+                continue
             try:
                 name = part.get_filename()
             except Exception:

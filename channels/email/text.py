@@ -1,148 +1,104 @@
-"""The question inside a mail body: HTML to text, quoted history and signatures removed.
+"""What the person wrote this time, out of a mail body: quoted history, signatures and HTML removed.
 
-Mail clients append the whole earlier thread to every reply; the agent already has that history
-in its conversation, so only what the person wrote this time is sent.
+Mail clients append the earlier thread to every reply; the agent already has that history in its
+conversation, so only the new text is sent. Finding where the history starts is done by two
+maintained libraries (the evaluation is in docs/setup/email.md): quotequail (quote and
+forward structure, reply below the quote) and mail-parser-reply (attribution lines and header
+blocks in many languages). What stays here is the glue: forwards, bottom-posting, signatures,
+and two language-independent shapes the libraries miss (HTML to text is in ``html.py``).
 """
 
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 
-_BLOCK = frozenset({
-    "address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "fieldset", "figcaption", "figure",
-    "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre",
-    "section", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
-})
-_SKIP = frozenset({"script", "style", "head", "title", "template", "noscript"})
-_VOID = frozenset({
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr",
-})
-# Quoted history in HTML mail: <blockquote type="cite"> and the clients' reply containers.
-_QUOTE_CLASSES = ("gmail_quote", "moz-cite-prefix", "yahoo_quoted", "protonmail_quote")
-_QUOTE_IDS = ("appendonsend", "divrplyfwdmsg", "mail-editor-reference-message-container")
+import quotequail
+from mailparser_reply import EmailMessage as _ReplyParser
+from mailparser_reply.constants import MAIL_LANGUAGES
 
+from channels.email.html import html_to_text
 
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self._hidden: list[str] = []  # open tags whose content is dropped
-        self._pre = 0
-        self._href: list[str | None] = []
-
-    def _drops(self, tag: str, attrs: dict[str, str | None]) -> bool:
-        if tag in _SKIP or tag == "blockquote":
-            return True
-        classes = (attrs.get("class") or "").lower()
-        ident = (attrs.get("id") or "").lower()
-        return any(c in classes for c in _QUOTE_CLASSES) or ident in _QUOTE_IDS
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._hidden:
-            if tag not in _VOID:
-                self._hidden.append(tag)
-            return
-        amap = dict(attrs)
-        if tag not in _VOID and self._drops(tag, amap):
-            self._hidden.append(tag)
-            return
-        if tag == "br":
-            self.out.append("\n")
-        elif tag == "li":
-            self.out.append("\n- ")
-        elif tag in _BLOCK:
-            self.out.append("\n\n" if tag in ("p", "h1", "h2", "h3", "h4", "h5", "h6", "table") else "\n")
-        if tag == "pre":
-            self._pre += 1
-        elif tag == "a":
-            self._href.append(amap.get("href"))
-        elif tag == "img" and amap.get("alt"):
-            self.out.append(str(amap["alt"]))
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._hidden:
-            # Tolerate unbalanced markup: close up to the matching open tag if there is one.
-            if tag in self._hidden:
-                while self._hidden and self._hidden.pop() != tag:
-                    pass
-            return
-        if tag == "pre":
-            self._pre = max(0, self._pre - 1)
-        elif tag == "a" and self._href:
-            href = self._href.pop()
-            text = self.out[-1].strip() if self.out else ""
-            if href and href.startswith(("http://", "https://")) and href != text:
-                self.out.append(f" ({href})")
-        if tag in _BLOCK and tag != "li":
-            self.out.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if self._hidden:
-            return
-        self.out.append(data if self._pre else re.sub(r"\s+", " ", data))
+_HEADERS = _ReplyParser("", languages=[lang for lang in MAIL_LANGUAGES if lang != "david"]).HEADER_REGEX
+# "<date> <time>, Name <a@b>:" in whatever language, wrapped over up to three lines (Gmail, Yandex,
+# Android, Zoho's "---- On … wrote ----"): a date or time, an address, and a colon or dashes at the end
+# (or an address cut by the wrap, whose ">:" the next client then quoted).
+_ATTRIBUTION = re.compile(r"(\d{4}|\d:\d\d|\d/\d+/\d).*(@.*(:|\s-{2,})|<\S+@\S+)\s*$", re.DOTALL)
+# What is left of a cut separator: "-----", "____", "-------- Oprindelig besked --------".
+_SEPARATOR = re.compile(r"^\s*([-_=*]+|-{2,}[^-]*-{2,})?\s*$")
+# Outlook's rule above a header block ("Label: value" in the writer's language, then the old mail).
+_RULE = re.compile(r"^\s*_{30,}\s*$")
+_LABEL = re.compile(r"^\s*\*?[^\W\d_][^:\n]{0,30}:")
+_SIGNATURE = re.compile(r"^--\s?$")
+# "Sent from my iPhone", "Get Outlook for iOS<https://…>", "Envoyé de mon iPad": short, no sentence.
+_MOBILE = re.compile(
+    r"^(sent from|sent with|get outlook for|envoyé (de|depuis|à partir de)|gesendet von|enviado desde|"
+    r"inviato da|verzonden (met|vanaf)|sendt fra|skickat från)\b[^,;!?]{0,40}$", re.IGNORECASE)
+#: how much of a body is read: the agent gets 16,000 characters at most, and the libraries' patterns
+#: slow down steeply on long inputs (a 20 kB line starting with "On " takes seconds)
+MAX_LINES, MAX_CHARS, MAX_HTML, LONG_LINE = 2_000, 64_000, 128_000, 1_000
+_FORWARD_SUBJECT = re.compile(r"^\s*(fwd?|fw|wg|tr|rv|enc|vs|vb|doorst|pd|fs|пересл|转发|転送)\s*:", re.IGNORECASE)
 
 
-def html_to_text(html: str) -> str:
-    """Readable text of an HTML mail body, without scripts, styles and quoted replies."""
-    parser = _TextExtractor()
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # html.parser is lenient, but a broken mail must never stop the channel
-        return re.sub(r"<[^>]*>", " ", html).strip()
-    lines = [line.strip() for line in "".join(parser.out).splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+def mail_text(body: str, *, html: bool, subject: str = "") -> str:
+    """The new text of one body part; a forward keeps the forwarded content under a line saying so."""
+    body = body[:MAX_HTML] if html else "\n".join(body[:MAX_CHARS].splitlines()[:MAX_LINES])
+    found = quotequail.unwrap_html(body) if html else quotequail.unwrap(body)
+    key = "html" if html else "text"
+
+    def text(part: str, keep_quotes: bool = False) -> str:
+        return html_to_text(part, keep_quotes) if html else part
+
+    if found is None:
+        return new_text(text(body))
+    top = new_text(text(found.get(f"{key}_top", "")))
+    if found["type"] == "forward":
+        if _FORWARD_SUBJECT.match(subject) or not top:
+            origin = ", ".join(f"{k}: {found[k]}" for k in ("from", "subject") if found.get(k))
+            note = f"---- Forwarded message ({origin}) ----" if origin else "---- Forwarded message ----"
+            return "\n\n".join(p for p in (top, note, text(found.get(key, ""), True).strip()) if p)
+        return top
+    # Nothing but a greeting above the quote: the answer was written below it (bottom-posting).
+    if not top or (len(top.split()) <= 3 and not top.endswith((".", "?"))):
+        return "\n\n".join(p for p in (top, new_text(text(found.get(f"{key}_bottom", "")))) if p)
+    return top
 
 
-_ATTRIBUTION = re.compile(
-    r"^\s*(on|le|am|el|il|op|em|den|w dniu)\b.{0,300}?\b"
-    r"(wrote|écrit|schrieb|escribió|ha scritto|scritto|geschreven|escreveu|skrev|napisał)\s*:\s*$",
-    re.IGNORECASE,
-)
-_ORIGINAL = re.compile(r"^\s*-{2,}\s*(original message|ursprüngliche nachricht|message d'origine)\s*-{2,}\s*$",
-                       re.IGNORECASE)
-_OUTLOOK_RULE = re.compile(r"^\s*_{10,}\s*$")
-_HEADER_FROM = re.compile(r"^\s*\*?(from|von|de)\s*:\*?\s", re.IGNORECASE)
-_HEADER_NEXT = re.compile(r"^\s*\*?(sent|date|gesendet|envoyé|to|an|à|subject|betreff|objet)\s*:", re.IGNORECASE)
-_SIGNATURE = re.compile(r"^(-- ?|--)$")
-_MOBILE = re.compile(r"^\s*(sent from my |get outlook for |sent from (mail|yahoo mail) for )", re.IGNORECASE)
-
-
-def _history_start(lines: list[str]) -> tuple[int, int] | None:
-    """Where the quoted history begins: (first line, how many lines the attribution takes)."""
+def new_text(text: str) -> str:
+    """Plain text without quoted lines, quoted history, signature and mobile footer."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")[:MAX_LINES]]
+    probe = "\n".join("" if len(line) > LONG_LINE else line for line in lines)
+    if header := _HEADERS.search(probe):
+        # The history starts there, unless nothing came before it (then the answer is below it).
+        first = probe.count("\n", 0, header.start() + probe.startswith("\n", header.start()))
+        last = probe.count("\n", 0, header.end())
+        lines = lines[:first] if any(line.strip() for line in lines[:first]) else lines[last + 1 :]
+    kept: list[str] = []
+    resume = 0
     for i, line in enumerate(lines):
-        if _ATTRIBUTION.match(line) or _ORIGINAL.match(line):
-            return i, 1
-        # Clients wrap long attributions: "On Mon, 1 Jan 2024 at 10:00, Alice <a@example.org>\nwrote:"
-        if i + 1 < len(lines) and _ATTRIBUTION.match(line.rstrip() + " " + lines[i + 1].strip()):
-            return i, 2
-        if _OUTLOOK_RULE.match(line) and any(_HEADER_FROM.match(w) for w in lines[i + 1 : i + 3]):
-            return i, 1
-        if _HEADER_FROM.match(line) and any(_HEADER_NEXT.match(w) for w in lines[i + 1 : i + 5]):
-            return i, 1
-    return None
-
-
-def _is_quote(line: str) -> bool:
-    return line.lstrip().startswith(">")
-
-
-def strip_quoted(text: str) -> str:
-    """What the sender wrote this time: no quoted history, ``>`` lines, or signature."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    found = _history_start(lines)
-    if found is not None:
-        start, span = found
-        if any(line.strip() for line in lines[:start] if not _is_quote(line)):
-            lines = lines[:start]
-        else:
-            # Bottom-posting: the answer follows the quote; drop only the attribution.
-            lines = lines[:start] + lines[start + span :]
-    lines = [line for line in lines if not _is_quote(line)]
-    for i, line in enumerate(lines):
-        if _SIGNATURE.match(line) or _MOBILE.match(line):
-            lines = lines[:i]
+        if i < resume or line.lstrip().startswith(">"):
+            continue
+        words = len(re.sub(r"<[^>]*>", "", line).split())
+        if _SIGNATURE.match(line) or (_MOBILE.match(line.strip()) and words <= 8):
             break
-    cleaned = "\n".join(line.rstrip() for line in lines).strip()
-    return re.sub(r"\n{3,}", "\n\n", cleaned)
+        if _RULE.match(line) and any(_LABEL.match(nxt) for nxt in lines[i + 1 : i + 4] if nxt.strip()):
+            break
+        if (end := _attribution_end(lines, i)) is not None:
+            if any(k.strip() for k in kept):
+                break
+            resume = end + 1  # nothing above it: the answer is below (bottom-posting)
+            continue
+        kept.append(line)
+    while kept and _SEPARATOR.match(kept[-1]):
+        kept.pop()
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+
+
+def _attribution_end(lines: list[str], i: int) -> int | None:
+    """The last line of an attribution that starts at line ``i`` (wrapped over up to 3 lines), if any."""
+    if not re.search(r"\d", lines[i]):
+        return None
+    wrapped = [j for j in range(i, min(i + 3, len(lines))) if lines[j].strip()]
+    for n in range(1, len(wrapped) + 1):
+        if _ATTRIBUTION.search(" ".join(lines[j] for j in wrapped[:n])[:400]):
+            return wrapped[n - 1]
+    return None

@@ -16,7 +16,8 @@ import pydantic
 from aiohttp import web
 
 from channels.meta.events import events_from_payload, feedback_payload
-from channels.meta.graph import SendApi
+from channels.meta.graph import SendApi, attachment_url
+from channels.meta.media import parse_reference
 from gateway.channel import (
     Answer,
     BufferedReply,
@@ -28,8 +29,9 @@ from gateway.channel import (
     WebhookResult,
 )
 from gateway.config import check_url
-from gateway.errors import ChannelError, WebhookRejected
+from gateway.errors import ChannelError, ChannelPermanentError, WebhookRejected
 from gateway.events import InboundEvent
+from gateway.media_links import MediaSource
 from gateway.text import split_text
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
@@ -96,8 +98,22 @@ class MetaChannel(Channel[MetaSettings]):
             # Another product's events (e.g. page feed): acknowledged, or Meta retries them.
             self.log.info("ignoring webhook object %r", body.get("object"))
             return WebhookResult(body="EVENT_RECEIVED")
-        events = events_from_payload(body, channel=self.name, channel_type=self.type)
+        events = events_from_payload(body, channel=self.name, channel_type=self.type, link=self._media_link)
         return WebhookResult(events=events, body="EVENT_RECEIVED")
+
+    def _media_link(self, ref: str) -> str:
+        return self.services.media.link(self.name, ref)
+
+    async def resolve_media(self, ref: str, *, stale: bool = False) -> MediaSource:
+        """The CDN URL from the webhook; once it has expired, a fresh one from Graph."""
+        try:
+            url, mid, index = parse_reference(ref)
+        except (ValueError, KeyError, TypeError):
+            raise ChannelPermanentError("not a Meta media reference") from None
+        if not stale:
+            return MediaSource(url)
+        return MediaSource(await attachment_url(self.services.http, self.settings.api_base,
+                                                self.settings.page_access_token, mid, index))
 
     # -- outbound --------------------------------------------------------------------------------
     @property
@@ -117,7 +133,7 @@ class MetaChannel(Channel[MetaSettings]):
 
     async def typing(self, event: InboundEvent) -> None:
         try:
-            await self.api.post({"recipient": {"id": event.reply["recipient"]}, "sender_action": "typing_on"})
+            await self.api.post({"recipient": recipient(event), "sender_action": "typing_on"})
         except ChannelError as exc:
             self.log.debug("typing_on failed: %s", exc)
 
@@ -132,13 +148,20 @@ class MetaChannel(Channel[MetaSettings]):
         if quick_replies:
             message["quick_replies"] = quick_replies
         sent = await self.api.post(
-            {"recipient": {"id": event.reply["recipient"]}, "messaging_type": "RESPONSE", "message": message}
+            {"recipient": recipient(event), "messaging_type": "RESPONSE", "message": message}
         )
         message_id = sent.get("message_id")
         return str(message_id) if message_id else None
 
     def describe(self) -> str:
         return f"{self.label} via the Graph Send API ({self.settings.api_base})"
+
+
+def recipient(event: InboundEvent) -> dict[str, str]:
+    """Send API ``recipient``: the page-scoped id, or the Chat Plugin guest's ``user_ref``."""
+    if event.reply.get("user_ref"):
+        return {"user_ref": str(event.reply["user_ref"])}
+    return {"id": str(event.reply["recipient"])}
 
 
 class MetaReply(BufferedReply):

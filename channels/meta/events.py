@@ -1,9 +1,13 @@
 """Meta webhook payloads (Messenger ``object: page``, Instagram ``object: instagram``) to events.
 
-Every ``entry`` and every ``messaging`` item is read; echoes of our own sends, delivery and read
-receipts, reactions and attachment-only messages produce nothing. A quick reply sends its
-payload; a postback sends its payload, or its button title when the payload is a code such as
-``GET_STARTED``. The 👍/👎 quick replies under an answer become feedback events.
+Every ``entry`` and every ``messaging`` item is read. Echoes of our own sends, deletions, edits,
+delivery and read receipts, reactions, referrals, opt-ins, handover and policy notices produce
+nothing (docs/setup/meta.md says why); so does ``standby`` (another app owns the thread). A
+message's attachments become media lines with signed links (:mod:`channels.meta.media`). A quick
+reply sends its payload (its text when the payload is a code); a postback sends its payload, or
+its button title when the payload is a code such as ``GET_STARTED``. The 👍/👎 quick replies
+under an answer become feedback events.
+A sender known only as ``user_ref`` (the website Chat Plugin) is answered through ``user_ref``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import re
 from typing import Any
 from urllib.parse import quote, unquote
 
+from channels.meta.media import Linker, media_lines, sticker_text, story_reply_line
 from gateway.events import EventKind, Identity, InboundEvent
+from gateway.media import message_text
 
 FEEDBACK_PREFIX = "SB_FEEDBACK:"
 _SIGNS = {"+": "positive", "-": "negative"}
@@ -43,7 +49,7 @@ def parse_feedback(payload: str | None) -> dict[str, str] | None:
     return meta
 
 
-def events_from_payload(body: Any, *, channel: str, channel_type: str) -> list[InboundEvent]:
+def events_from_payload(body: Any, *, channel: str, channel_type: str, link: Linker) -> list[InboundEvent]:
     """The events of one webhook POST, oldest first (Meta may deliver out of order)."""
     found: list[tuple[int, InboundEvent]] = []
     entries = body.get("entry") if isinstance(body, dict) else None
@@ -52,7 +58,7 @@ def events_from_payload(body: Any, *, channel: str, channel_type: str) -> list[I
             continue
         items = entry.get("messaging")
         for item in items if isinstance(items, list) else []:
-            event = _event(item, entry, channel, channel_type) if isinstance(item, dict) else None
+            event = _event(item, entry, channel, channel_type, link) if isinstance(item, dict) else None
             if event is not None:
                 timestamp = item.get("timestamp")
                 found.append((timestamp if isinstance(timestamp, int) else 0, event))
@@ -60,10 +66,12 @@ def events_from_payload(body: Any, *, channel: str, channel_type: str) -> list[I
     return [event for _, event in found]
 
 
-def _event(item: dict[str, Any], entry: dict[str, Any], channel: str, channel_type: str) -> InboundEvent | None:
-    sender = _id(item.get("sender"))
+def _event(
+    item: dict[str, Any], entry: dict[str, Any], channel: str, channel_type: str, link: Linker
+) -> InboundEvent | None:
+    sender, user_ref = _id(item.get("sender")), _user_ref(item.get("sender"))
     page = _id(item.get("recipient")) or str(entry.get("id") or "")
-    if not sender or not page:
+    if not (sender or user_ref) or not page:
         return None
     message, postback = item.get("message"), item.get("postback")
     if isinstance(message, dict):
@@ -72,25 +80,38 @@ def _event(item: dict[str, Any], entry: dict[str, Any], channel: str, channel_ty
         key = message.get("mid")
         quick_reply = message.get("quick_reply")
         payload = _str(quick_reply.get("payload")) if isinstance(quick_reply, dict) else None
-        text = payload or message.get("text")
+        text_part = _str(message.get("text"))
+        # Like a postback: a quick reply's payload is sent when it is a question, but a code such as
+        # MENU_HOURS is for machines, so then the button's own text (which Meta repeats) is sent.
+        spoken = payload if payload and not (_CODE.fullmatch(payload) and text_part) else text_part
+        caption = spoken or sticker_text(message)
+        items = media_lines(message, str(key), link) if isinstance(key, str) and key else []
+        story = story_reply_line(message, str(key), link) if isinstance(key, str) and key else None
+        if story:
+            items.append(story)
+        if message.get("is_unsupported") and not items:
+            items = ["[The user sent a kind of message the platform does not pass on to apps]"]
+        text: str | None = message_text(caption, items)
     elif isinstance(postback, dict):
         payload, title = _str(postback.get("payload")), _str(postback.get("title"))
         text = title if (payload is None or _CODE.fullmatch(payload)) and title else payload
-        key = postback.get("mid") or _postback_key(sender, item.get("timestamp"), payload, title)
+        key = postback.get("mid") or _postback_key(sender or user_ref, item.get("timestamp"), payload, title)
     else:
-        return None  # delivery, read, reaction, referral, optin...
+        return None  # delivery, read, reaction, edit, referral, optin, handover, policy notices
     if not isinstance(key, str) or not key or not isinstance(text, str) or not text.strip():
-        return None  # attachment-only messages (stickers, photos) carry no question
+        return None
     feedback = parse_feedback(payload)
     kind: EventKind = "message" if feedback is None else "feedback"
+    # A Chat Plugin guest has no page-scoped id until they log in; their user_ref is answered as such.
+    who = sender or f"user_ref:{user_ref}"
     return InboundEvent(
         channel=channel,
         key=key,
-        identity=Identity(channel_type, page, sender),
-        scope=sender,
+        identity=Identity(channel_type, page, who),
+        scope=who,
         text=text.strip() if feedback is None else "",
         kind=kind,
-        reply={"recipient": sender},
+        reply={"recipient": sender} if sender else {"user_ref": user_ref},
         meta=feedback or {},
     )
 
@@ -101,6 +122,10 @@ def _str(value: Any) -> str | None:
 
 def _id(party: Any) -> str:
     return str(party.get("id") or "") if isinstance(party, dict) else ""
+
+
+def _user_ref(party: Any) -> str:
+    return str(party.get("user_ref") or "") if isinstance(party, dict) else ""
 
 
 def _postback_key(sender: str, timestamp: Any, payload: Any, title: Any) -> str:

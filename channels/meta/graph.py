@@ -75,6 +75,35 @@ class SendApi:
         raise graph_error(status, body, retry_after)
 
 
+async def attachment_url(http: aiohttp.ClientSession, api_base: str, access_token: str, mid: str, index: int) -> str:
+    """A fresh download URL of one attachment of the message ``mid`` (Graph's message node)."""
+    try:
+        async with http.get(f"{api_base}/{mid}/attachments", params={"access_token": access_token},
+                            timeout=_TIMEOUT) as resp:
+            status = resp.status
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:
+                body = None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ChannelError(f"Graph API unreachable: {type(exc).__name__}") from None  # no URL: it has the token
+    if status >= 300:
+        raise graph_error(status, body)
+    data = body.get("data") if isinstance(body, dict) else None
+    item = data[index] if isinstance(data, list) and 0 <= index < len(data) else None
+    if not isinstance(item, dict):
+        raise ChannelPermanentError(f"Graph lists no attachment {index} on this message")
+    for url in (_nested(item, "image_data", "url"), _nested(item, "video_data", "url"), item.get("file_url")):
+        if isinstance(url, str) and url:
+            return url
+    raise ChannelPermanentError("Graph gave no download URL for this attachment")
+
+
+def _nested(item: dict[str, Any], outer: str, inner: str) -> Any:
+    value = item.get(outer)
+    return value.get(inner) if isinstance(value, dict) else None
+
+
 def graph_error(status: int, body: Any, retry_after: str | None = None) -> ChannelError:
     """The Switchboard error for a failed Graph call."""
     error = body.get("error") if isinstance(body, dict) else None

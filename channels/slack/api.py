@@ -75,11 +75,20 @@ class SlackApi:
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
         """Call ``method`` once, after any wait its scopes ask for."""
-        scopes = self.scopes(method, params)
-        await self.pacer.pace(scopes, str(params.get("channel") or method))
-        body = {k: v for k, v in params.items() if v is not None}
+        return await self._send(method, {k: v for k, v in params.items() if v is not None}, read=False)
+
+    async def read(self, method: str, **params: Any) -> dict[str, Any]:
+        """Call a read method (``files.info``...), which takes query parameters rather than JSON."""
+        return await self._send(method, {k: v for k, v in params.items() if v is not None}, read=True)
+
+    async def _send(self, method: str, body: dict[str, Any], *, read: bool) -> dict[str, Any]:
+        scopes = self.scopes(method, body)
+        await self.pacer.pace(scopes, str(body.get("channel") or method))
         try:
-            response = await self.client.api_call(method, json=body)
+            if read:
+                response = await self.client.api_call(method, http_verb="GET", params=body)
+            else:
+                response = await self.client.api_call(method, json=body)
         except SlackApiError as exc:
             error = self._map_error(method, exc)
             if isinstance(error, ChannelRateLimited):

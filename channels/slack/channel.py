@@ -16,8 +16,9 @@ from channels.slack.signature import verify_signature
 from gateway import markdown
 from gateway.channel import Channel, InboundRequest, Progress, Reply, Services, WebhookResult
 from gateway.desk import thread_key
-from gateway.errors import ChannelError, ConfigError, WebhookRejected
+from gateway.errors import ChannelError, ChannelPermanentError, ConfigError, WebhookRejected
 from gateway.events import InboundEvent
+from gateway.media_links import MediaSource
 from gateway.text import split_text
 
 
@@ -131,7 +132,7 @@ class SlackChannel(Channel[SlackSettings]):
             self._thread_key(channel, thread_of(event))
         ) is None:
             return []  # a thread we were never asked into
-        inbound = message_event(self.name, envelope, event, trigger, self.me)
+        inbound = message_event(self.name, envelope, event, trigger, self.me, self._media_link)
         if inbound is None:
             return []
         if trigger != "dm":
@@ -148,8 +149,22 @@ class SlackChannel(Channel[SlackSettings]):
         conversation = await self.services.store.get_value(key)
         if conversation is None:
             return None
-        inbound = message_event(self.name, envelope, event, trigger, self.me)
+        inbound = message_event(self.name, envelope, event, trigger, self.me, self._media_link)
         return [] if inbound is None else [replace(inbound, meta={**inbound.meta, "handoff": conversation})]
+
+    def _media_link(self, file_id: str) -> str:
+        return self.services.media.link(self.name, file_id)
+
+    async def resolve_media(self, ref: str, *, stale: bool = False) -> MediaSource:
+        """A file's current private URL (``files.info``), fetched with the bot token in a header."""
+        info = await self.api.read("files.info", file=ref)
+        found = info.get("file")
+        file: dict[str, Any] = found if isinstance(found, dict) else {}
+        url = file.get("url_private_download") or file.get("url_private")
+        if not isinstance(url, str) or not url:
+            raise ChannelPermanentError("Slack gave no download URL for this file")
+        name = file.get("name") if isinstance(file.get("name"), str) else None
+        return MediaSource(url, {"Authorization": f"Bearer {self.settings.bot_token}"}, name)
 
     def interaction_events(self, payload: Any) -> list[InboundEvent]:
         if not isinstance(payload, dict):

@@ -10,11 +10,16 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from channels.slack.files import Linker, file_lines
 from gateway.events import Identity, InboundEvent
+from gateway.media import message_text
 
-#: message subtypes that are still a person writing; every other subtype (edits, deletions,
-#: joins, bot messages...) is ignored so the bot never answers itself or another bot.
-_PERSON_SUBTYPES = frozenset({"thread_broadcast", "file_share"})
+#: message subtypes that are still a person writing (``me_message`` is ``/me waves``); every other
+#: subtype (edits, deletions, joins, bot messages...) is ignored so the bot never answers itself
+#: or another bot.
+_PERSON_SUBTYPES = frozenset({"thread_broadcast", "file_share", "me_message"})
+#: Slackbot writes as this user id, without a bot_id (reminders, slash-command echoes, help)
+SLACKBOT = "USLACKBOT"
 #: ``message`` events in these conversation types can be thread follow-ups.
 _SHARED = frozenset({"channel", "group", "mpim"})
 
@@ -39,8 +44,10 @@ def classify(event: dict[str, Any], me: BotIdentity) -> Trigger | None:
     if event.get("bot_id") or event.get("bot_profile"):
         return None
     user = event.get("user")
-    if not isinstance(user, str) or not user or user == me.user_id:
+    if not isinstance(user, str) or not user or user in (me.user_id, SLACKBOT):
         return None
+    if event.get("hidden"):
+        return None  # Slack's own bookkeeping messages, never shown as a person writing
     subtype = event.get("subtype")
     if subtype is not None and (not isinstance(subtype, str) or subtype not in _PERSON_SUBTYPES):
         return None
@@ -79,10 +86,15 @@ def scope_of(event: dict[str, Any], trigger: Trigger) -> str:
 
 
 def message_event(
-    name: str, envelope: dict[str, Any], event: dict[str, Any], trigger: Trigger, me: BotIdentity
+    name: str, envelope: dict[str, Any], event: dict[str, Any], trigger: Trigger, me: BotIdentity,
+    link: Linker | None = None,
 ) -> InboundEvent | None:
-    """The InboundEvent for a message worth answering (None when nothing is left to say)."""
+    """The InboundEvent for a message worth answering (None when nothing is left to say).
+
+    ``link`` turns a file id into the link the agent gets; without it files are left out.
+    """
     text = clean_text(str(event.get("text") or ""), me.user_id)
+    text = message_text(text, file_lines(event, link) if link else [])
     if not text:
         return None
     team = str(envelope.get("team_id") or event.get("team") or me.team_id)

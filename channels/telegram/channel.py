@@ -19,7 +19,7 @@ from telegram.request import HTTPXRequest
 
 from channels.telegram.api import call, feedback_keyboard
 from channels.telegram.reply import telegram_reply
-from channels.telegram.updates import OWN_COMMANDS, BotInfo, events_from_update
+from channels.telegram.updates import OWN_COMMANDS, BotInfo, events_from_update, fill_legacy_fields
 from gateway.channel import (
     Channel,
     ChannelSettings,
@@ -32,6 +32,7 @@ from gateway.channel import (
 from gateway.config import CommandSettings, check_url
 from gateway.errors import ChannelError, ChannelPermanentError, ConfigError, WebhookRejected
 from gateway.events import InboundEvent
+from gateway.media_links import MediaSource
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 _TOKEN = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
@@ -177,7 +178,7 @@ class TelegramChannel(Channel[TelegramSettings]):
             raise WebhookRejected(400, "not a Telegram update")
         try:
             # PTB builds objects without checking field types; odd ones surface as these errors.
-            update = Update.de_json(data, self.bot)
+            update = Update.de_json(fill_legacy_fields(data), self.bot)
             events = await self.events_for(update)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise WebhookRejected(400, f"malformed Telegram update: {type(exc).__name__}") from exc
@@ -195,7 +196,17 @@ class TelegramChannel(Channel[TelegramSettings]):
             self._background(self._answer_callback(update.callback_query.id))
         settings = getattr(self.services, "settings", None)  # unit tests run channels without a core
         commands = own_commands(settings.commands) if settings is not None else OWN_COMMANDS
-        return events_from_update(update, self.name, self.me, commands)
+        return events_from_update(update, self.name, self.me, self._media_link, commands)
+
+    def _media_link(self, file_id: str) -> str:
+        return self.services.media.link(self.name, file_id)
+
+    async def resolve_media(self, ref: str, *, stale: bool = False) -> MediaSource:
+        """A ``file_id``'s download URL (``getFile``; valid an hour, and it holds the bot token)."""
+        file = await call(self.bot.get_file(ref))
+        if not file.file_path:
+            raise ChannelPermanentError("Telegram gave no file_path for this file")
+        return MediaSource(file.file_path)
 
     async def _answer_callback(self, query_id: str) -> None:
         try:

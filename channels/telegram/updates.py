@@ -1,6 +1,7 @@
 """Telegram ``Update`` objects to inbound events: who is addressed, what is the text.
 
-Rules (see docs/setup/telegram.md): private chats are always answered; in groups the bot
+Rules (see docs/setup/telegram.md): private chats are always answered,
+media included (described with a signed link, see channels/telegram/media.py); in groups the bot
 answers only when mentioned (``@username``), replied to, or sent one of its own commands
 (``/new``, ``/retry``, ``/start``, bare or as ``/cmd@username``). ``/start`` becomes a greeting
 turn ("Hello"), so the agent introduces itself in its own words.
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from telegram import CallbackQuery, Message, MessageEntity, Update
 from telegram.constants import ChatType
 
 from channels.telegram.api import parse_feedback_data
+from channels.telegram.media import Linker, media_lines
 from gateway.events import Identity, InboundEvent
+from gateway.media import message_text
 
 #: what a ``/start`` turn sends the agent
 START_TEXT = "Hello"
@@ -38,15 +42,16 @@ class BotInfo:
 
 
 def events_from_update(
-    update: Update, channel: str, bot: BotInfo, own_commands: frozenset[str] = OWN_COMMANDS
+    update: Update, channel: str, bot: BotInfo, link: Linker, own_commands: frozenset[str] = OWN_COMMANDS
 ) -> list[InboundEvent]:
     """The events one update asks the gateway to handle (often none).
 
-    ``own_commands`` are the command names (without ``/``) that a group may send without naming us.
+    ``link`` turns a ``file_id`` into the link the agent gets; ``own_commands`` are the command
+    names (without ``/``) that a group may send without naming us.
     """
     key = f"{bot.id}:{update.update_id}"
     if update.message is not None:
-        event = _message_event(update.message, key, channel, bot, own_commands)
+        event = _message_event(update.message, key, channel, bot, own_commands, link)
         return [event] if event else []
     if update.callback_query is not None:
         event = _feedback_event(update.callback_query, key, channel, bot)
@@ -55,15 +60,19 @@ def events_from_update(
 
 
 def _message_event(
-    msg: Message, key: str, channel: str, bot: BotInfo, own_commands: frozenset[str]
+    msg: Message, key: str, channel: str, bot: BotInfo, own_commands: frozenset[str], link: Linker
 ) -> InboundEvent | None:
     user = msg.from_user
-    text = msg.text or msg.caption
-    if user is None or user.is_bot or not text:
-        return None
+    if user is None or user.is_bot:
+        return None  # channel posts, anonymous admins, other bots
+    # A sticker's emoji is what the person said; the sticker itself follows as a media line.
+    text = msg.text or msg.caption or (msg.sticker.emoji if msg.sticker else None) or ""
+    items = media_lines(msg, link) if not msg.text else []
+    if not text and not items:
+        return None  # a service message: members, titles, pins, payments, topics...
     _check_ids(user.id, msg.chat.id, msg.message_id)
     private = msg.chat.type == ChatType.PRIVATE
-    command = _COMMAND.match(text)
+    command = _COMMAND.match(text) if not items else None  # a caption is never a command
     if command and command.group(2) and not bot.is_me(command.group(2)):
         return None  # /cmd@some_other_bot
     name = command.group(1).lower() if command else None
@@ -78,6 +87,7 @@ def _message_event(
             text = f"/{name if name in own_commands else command.group(1)} {rest}".strip()
     elif bot.username:
         text = _strip_mention(text, bot.username)
+    text = message_text(text, items)
     if not text:
         return None
     reply: dict[str, object] = {"chat_id": msg.chat.id}
@@ -94,6 +104,34 @@ def _message_event(
         reply=reply,
         meta={"language_code": user.language_code} if user.language_code else {},
     )
+
+
+def fill_legacy_fields(data: Any) -> Any:
+    """Fields older Bot API payloads (and Telegram's own webhook guide) leave out, filled in.
+
+    PTB requires what the current Bot API always sends: ``User.is_bot`` (Bot API 3.0),
+    ``Chat.type`` and the files' ``file_unique_id`` (4.5). Without them a genuine person's message
+    would be refused, so: a user without ``is_bot`` is a person (bots always carry it), a chat's
+    type follows from its id (private chats are positive), a file's unique id is its file id,
+    and a button press without ``chat_instance`` (Bot API 2.0) gets an empty one.
+    """
+    if isinstance(data, list):
+        for item in data:
+            fill_legacy_fields(item)
+    elif isinstance(data, dict):
+        if "first_name" in data and isinstance(data.get("id"), int) and "is_bot" not in data:
+            data["is_bot"] = False
+        if "file_id" in data and "file_unique_id" not in data:
+            data["file_unique_id"] = data["file_id"]
+        query = data.get("callback_query")
+        if isinstance(query, dict) and "chat_instance" not in query:
+            query["chat_instance"] = ""
+        chat = data.get("chat")
+        if isinstance(chat, dict) and "type" not in chat and isinstance(chat.get("id"), int):
+            chat["type"] = "private" if chat["id"] > 0 else "group"
+        for value in data.values():
+            fill_legacy_fields(value)
+    return data
 
 
 def _feedback_event(query: CallbackQuery, key: str, channel: str, bot: BotInfo) -> InboundEvent | None:

@@ -19,10 +19,12 @@ from channels.twilio.base import (
     form_params,
 )
 from channels.twilio.rest import WHATSAPP_WINDOW_CLOSED, TwilioRejected, TwilioRest, WhatsAppWindowClosed
+from gateway import media
 from gateway.channel import InboundRequest, WebhookResult
 from gateway.config import check_url
 from gateway.errors import WebhookRejected
 from gateway.events import Identity, InboundEvent
+from gateway.media import Attachment, message_text
 
 EMPTY_TWIML = str(MessagingResponse())
 #: Twilio's Body limit for one message (SMS and WhatsApp alike)
@@ -56,19 +58,24 @@ def is_keyword(body: str) -> bool:
     return body.strip().upper() in KEYWORDS
 
 
-def describe_extras(form: MultiDict[str]) -> list[str]:
-    """Media and shared locations as lines the agent can read (links, not content)."""
-    lines: list[str] = []
+def describe_extras(form: MultiDict[str]) -> list[Attachment | str]:
+    """Media and shared locations as lines the agent can read (links, not content).
+
+    Twilio's media URLs carry no credential (unless the account turned on HTTP basic auth for
+    media, which the agent cannot pass), so they are given as they are.
+    """
+    lines: list[Attachment | str] = []
     count = form.get("NumMedia", "0")
     for i in range(min(int(count), MAX_MEDIA) if count.isdigit() else 0):
         url = form.get(f"MediaUrl{i}")
         if url:
-            kind = form.get(f"MediaContentType{i}") or "unknown type"
-            lines.append(f"[The user sent an attachment ({kind}): {url}]")
-    lat, lon = form.get("Latitude"), form.get("Longitude")
-    if lat and lon:
-        label = form.get("Label") or form.get("Address") or ""
-        lines.append(f"[The user shared a location: {lat}, {lon}{' (' + label + ')' if label else ''}]")
+            mime = form.get(f"MediaContentType{i}") or None
+            lines.append(Attachment(media.kind_of(mime), url, mime))
+    try:
+        lat, lon = float(form.get("Latitude", "")), float(form.get("Longitude", ""))
+    except ValueError:
+        return lines
+    lines.append(media.location(lat, lon, form.get("Label") or form.get("Address") or None))
     return lines
 
 
@@ -119,7 +126,7 @@ class TwilioMessagingChannel(TwilioChannel[MessagingSettings]):
             # Twilio already answered and updated the opt-out list; the agent must not reply too.
             self.log.info("message %s is the keyword %r, left to Twilio's opt-out handling", sid, body)
             return ack
-        text = "\n\n".join([body, *describe_extras(form)]).strip()
+        text = message_text(body, describe_extras(form))
         if not text:
             return ack
         number = e164(sender)

@@ -5,6 +5,10 @@
 webhook and no journal: the browser holds the connection for the whole turn, so the turn runs
 right away through ``services.run_turn``. Each sessionId is its own identity and conversation.
 ``POST /chat/<name>/feedback`` records thumbs up/down on an answer (journaled, like a button).
+``GET /chat/<name>/embed.js`` is the drop-in widget (a launcher and a panel running the page in an
+iframe); ``GET /chat/<name>/history`` reads the current conversation back from the agent and
+``POST /chat/<name>/new`` starts a new one. With ``identity_secret`` a site can vouch for its
+logged-in users (see :mod:`channels.web.visitor`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import asyncio
 import json
 import logging
 import uuid
+from typing import Annotated, Any
+from urllib.parse import unquote
 
 import pydantic
 from aiohttp import web
@@ -27,11 +33,15 @@ from channels.web.guard import (
     normalise_origin,
     parse_chat_body,
     parse_feedback_body,
+    parse_history_query,
+    parse_session_body,
 )
-from channels.web.page import ASSETS, load_assets, security_headers, serve
+from channels.web.history import read_history
+from channels.web.page import ASSETS, embed_headers, load_assets, security_headers, serve
 from channels.web.stream import STREAM_HEADERS, SseSink, StreamReply
+from channels.web.visitor import Claim, IdentityVerifier, Visitor, resolve_visitor
 from gateway.channel import BODY_READ_TIMEOUT, Answer, Channel, ChannelSettings, Progress, Reply, Services
-from gateway.events import Identity, InboundEvent
+from gateway.events import InboundEvent
 from gateway.policy import APOLOGY
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,16 @@ class WebSettings(ChannelSettings):
     max_concurrent_per_client: int = pydantic.Field(4, ge=1)
     #: behind a reverse proxy: take the client address from the last ``X-Forwarded-For`` entry
     trust_forwarded_for: bool = False
+    #: the key a site signs its logged-in users' ids with (see channels.web.visitor); empty: off
+    identity_secret: str = ""
+    #: seconds a signed id stays valid; then it must carry its signing time (``userId:ts``)
+    identity_ttl: float | None = pydantic.Field(None, gt=0)
+    #: messages shown before the first question (not sent to the agent)
+    greeting: tuple[Annotated[str, pydantic.StringConstraints(min_length=1, max_length=1000)], ...] = (
+        pydantic.Field((), max_length=5))
+    #: questions offered as buttons before the first question; a click sends the text
+    suggested_prompts: tuple[Annotated[str, pydantic.StringConstraints(min_length=1, max_length=200)], ...] = (
+        pydantic.Field((), max_length=8))
 
     @pydantic.field_validator("allowed_origins", mode="before")
     @classmethod
@@ -81,8 +101,11 @@ class WebChannel(Channel[WebSettings]):
         self.limiter = RateLimiter(s.rate_per_minute)
         self.slots = ClientSlots(s.max_concurrent_per_client)
         self._turns: set[asyncio.Task[None]] = set()
-        self.assets = load_assets(s.title, s.max_message_chars)
+        self.assets = load_assets(s.title, s.max_message_chars, s.greeting, s.suggested_prompts)
         self.feedback_limiter = RateLimiter(s.rate_per_minute)
+        # Opening the panel reads history; a reload loop must not hammer the agent either.
+        self.read_limiter = RateLimiter(max(30.0, s.rate_per_minute))
+        self.verifier = IdentityVerifier(s.identity_secret, s.identity_ttl) if s.identity_secret else None
         listed = list(s.allowed_origins)
         self.page_headers = security_headers(" ".join(["'self'", *listed]) if listed else "'none'")
 
@@ -99,18 +122,24 @@ class WebChannel(Channel[WebSettings]):
             web.route("OPTIONS", base + "/messages", self.preflight),
             web.post(base + "/feedback", self.feedback),
             web.route("OPTIONS", base + "/feedback", self.preflight),
+            web.post(base + "/new", self.new_conversation),
+            web.route("OPTIONS", base + "/new", self.preflight),
+            web.get(base + "/history", self.history),
+            web.route("OPTIONS", base + "/history", self.preflight),
+            web.get(base + "/embed.js", self.embed_script),
         ]
         routes += [web.get(f"{base}/static/{name}", self.static) for name in ASSETS]
         return routes
 
     def webhook_urls(self, public_url: str) -> list[tuple[str, str]]:
         root = public_url.rstrip("/") + self.base_path
-        return [("chat page", root + "/"), ("chat API", root + "/messages")]
+        return [("chat page", root + "/"), ("chat API", root + "/messages"), ("embed script", root + "/embed.js")]
 
     def describe(self) -> str:
         listed = ", ".join(self.settings.allowed_origins)
         callers = f"same origin and {listed}" if listed else "same origin only"
-        return f"web chat page at {self.base_path}/ (API callers: {callers})"
+        signed = ", signed visitor ids" if self.verifier else ""
+        return f"web chat page at {self.base_path}/ (API callers: {callers}{signed})"
 
     # -- page --------------------------------------------------------------------------------------
     async def redirect_to_page(self, request: web.Request) -> web.StreamResponse:
@@ -123,6 +152,11 @@ class WebChannel(Channel[WebSettings]):
         name = request.path.rsplit("/", 1)[-1]
         return serve(request, self.assets[name], self.page_headers)
 
+    async def embed_script(self, request: web.Request) -> web.StreamResponse:
+        """The widget script, for pages on other sites (whether they may frame the chat is the page's CSP)."""
+        cors = self.origins.cors_headers(request.headers.get("Origin"), _own_origin(request))
+        return serve(request, self.assets["embed.js"], {**embed_headers(), **cors})
+
     # -- API ---------------------------------------------------------------------------------------
     async def preflight(self, request: web.Request) -> web.StreamResponse:
         """CORS preflight: answered only for origins that may call the API."""
@@ -130,10 +164,11 @@ class WebChannel(Channel[WebSettings]):
         cors = self.origins.cors_headers(origin, _own_origin(request))
         if not cors:
             return self._refuse(ChatRequestError(403, "origin_not_allowed", "This origin may not call the chat."))
+        reads = request.path.endswith("/history")
         cors.update(
             {
-                "Access-Control-Allow-Methods": "POST, OPTIONS",
-                "Access-Control-Allow-Headers": "Content-Type",
+                "Access-Control-Allow-Methods": "GET, OPTIONS" if reads else "POST, OPTIONS",
+                "Access-Control-Allow-Headers": "Content-Type, X-Switchboard-User-Id, X-Switchboard-User-Hash",
                 "Access-Control-Max-Age": "600",
             }
         )
@@ -149,9 +184,10 @@ class WebChannel(Channel[WebSettings]):
         try:
             body = await _read_capped(request, body_limit(self.settings.max_message_chars))
             chat = parse_chat_body(body, self.settings.max_message_chars)
+            visitor = self._visitor(chat.session_id, chat.claim)
             with self.slots.hold(self._client_address(request)):
-                self.limiter.take(chat.session_id)
-                return await self._answer(request, chat.session_id, chat.text, cors)
+                self.limiter.take(visitor.scope)
+                return await self._answer(request, visitor, chat.text, cors)
         except ChatRequestError as exc:
             return self._refuse(exc, cors)
 
@@ -164,37 +200,81 @@ class WebChannel(Channel[WebSettings]):
         cors = self.origins.cors_headers(origin, own)
         try:
             vote = parse_feedback_body(await _read_capped(request, 4096))
-            self.feedback_limiter.take(vote.session_id)
+            visitor = self._visitor(vote.session_id, vote.claim)
+            self.feedback_limiter.take(visitor.scope)
         except ChatRequestError as exc:
             return self._refuse(exc, cors)
-        # The conversation comes from the session's own state, never from the client, so a
-        # session can only rate answers of its own conversation.
-        event = InboundEvent(
-            channel=self.name,
-            key=f"feedback-{uuid.uuid4().hex}",
-            identity=Identity(self.type, self.name, vote.session_id),
-            scope=vote.session_id,
-            kind="feedback",
-            meta={"message_id": vote.message_id, "feedback": vote.feedback},
-        )
+        # The conversation comes from the visitor's own state, never from the client, so a
+        # visitor can only rate answers of its own conversation.
+        event = self._event(visitor, kind="feedback", key=f"feedback-{uuid.uuid4().hex}",
+                            meta={"message_id": vote.message_id, "feedback": vote.feedback})
         await self.services.accept([event])
         return web.json_response({"ok": True}, status=202, headers=cors)
 
-    async def _answer(
-        self, request: web.Request, session_id: str, text: str, cors: dict[str, str]
-    ) -> web.StreamResponse:
-        event = InboundEvent(
+    async def new_conversation(self, request: web.Request) -> web.StreamResponse:
+        """Start the visitor's conversation afresh, on the agent's side (every device of a verified visitor)."""
+        origin = request.headers.get("Origin")
+        own = _own_origin(request)
+        if not self.origins.allows(origin, own):
+            return self._refuse(ChatRequestError(403, "origin_not_allowed", "This origin may not call the chat."))
+        cors = self.origins.cors_headers(origin, own)
+        try:
+            session_id, claim = parse_session_body(await _read_capped(request, 4096))
+            visitor = self._visitor(session_id, claim)
+            self.limiter.take(visitor.scope)
+        except ChatRequestError as exc:
+            return self._refuse(exc, cors)
+        # The same path as the /new command: a handoff in progress is handed back, a pause kept.
+        event = self._event(visitor, kind="new", key=f"new-{uuid.uuid4().hex}")
+        collected = _Collected(self, event, Progress())
+        await self.services.run_turn(event, collected)
+        return web.json_response({"ok": True, "verified": visitor.verified, "text": collected.text},
+                                 headers=cors)
+
+    async def history(self, request: web.Request) -> web.StreamResponse:
+        """One page of the visitor's current conversation, newest page first, from the agent."""
+        origin = request.headers.get("Origin")
+        own = _own_origin(request)
+        if not self.origins.allows(origin, own):
+            return self._refuse(ChatRequestError(403, "origin_not_allowed", "This origin may not call the chat."))
+        cors = self.origins.cors_headers(origin, own)
+        try:
+            session_id, cursor, limit = parse_history_query(request.query)
+            visitor = self._visitor(session_id, _header_claim(request))
+            self.read_limiter.take(visitor.scope)
+        except ChatRequestError as exc:
+            return self._refuse(exc, cors)
+        conversation_key = self._event(visitor, key="history").conversation_key
+        page = await read_history(self.services, conversation_key, cursor, limit)
+        if page is None:
+            return self._refuse(ChatRequestError(503, "history_unavailable",
+                                                 "The conversation cannot be read right now."), cors)
+        page["verified"] = visitor.verified
+        if visitor.notice:
+            page["identityNotice"] = visitor.notice
+        return web.json_response(page, headers={**cors, "Cache-Control": "no-store"})
+
+    def _visitor(self, session_id: str, claim: Claim | None) -> Visitor:
+        return resolve_visitor(self.name, session_id, claim, self.verifier)
+
+    def _event(self, visitor: Visitor, **fields: Any) -> InboundEvent:
+        return InboundEvent(
             channel=self.name,
-            key=uuid.uuid4().hex,
-            identity=Identity(self.type, self.name, session_id),
-            scope=session_id,
-            text=text,
+            identity=visitor.identity,
+            scope=visitor.scope,
+            reply={"session": visitor.session_id, "verified": visitor.verified},
+            **fields,
         )
+
+    async def _answer(
+        self, request: web.Request, visitor: Visitor, text: str, cors: dict[str, str]
+    ) -> web.StreamResponse:
+        event = self._event(visitor, key=uuid.uuid4().hex, text=text)
         response = web.StreamResponse(headers={**STREAM_HEADERS, **cors})
         if cors:
             response.headers["Access-Control-Expose-Headers"] = "x-vercel-ai-ui-message-stream"
         await response.prepare(request)
-        reply = StreamReply(self, event, Progress(), SseSink(response), f"msg_{uuid.uuid4().hex}")
+        reply = StreamReply(self, event, Progress(), SseSink(response), f"msg_{uuid.uuid4().hex}", visitor.notice)
         await reply.begin()
         # The turn runs in its own task: a browser that disconnects (and a server that cancels
         # handlers on disconnect) must not cut a turn in half and lose its conversation state.
@@ -252,6 +332,23 @@ class _Unanswerable(Reply):
     async def finish(self, answer: Answer) -> None:
         if answer.text:
             log.info("web chat %s: no open stream for the reply to a %s event", self.channel.name, self.event.kind)
+
+
+class _Collected(Reply):
+    """Keeps the text of an answer given inside a plain JSON response (starting afresh)."""
+
+    text = ""
+
+    async def finish(self, answer: Answer) -> None:
+        self.text = answer.text
+
+
+def _header_claim(request: web.Request) -> Claim | None:
+    """A signed identity sent in headers (GET requests carry no body); the id is percent-encoded."""
+    user_id = request.headers.get("X-Switchboard-User-Id")
+    if not user_id:
+        return None
+    return Claim(unquote(user_id), request.headers.get("X-Switchboard-User-Hash", ""))
 
 
 def _own_origin(request: web.Request) -> str:

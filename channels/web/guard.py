@@ -12,10 +12,12 @@ import math
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from channels.web.visitor import Claim
 
 #: what a sessionId may be: long enough to be unguessable, short and plain enough to be a key
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
@@ -45,6 +47,7 @@ class ChatMessage:
 
     session_id: str
     text: str
+    claim: Claim | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,7 @@ class FeedbackRequest:
     session_id: str
     message_id: str
     feedback: str | None
+    claim: Claim | None = None
 
 
 def normalise_origin(value: str) -> str:
@@ -119,6 +123,14 @@ def _object_with_session(body: bytes) -> tuple[dict[str, object], str]:
     return data, session_id
 
 
+def claim_of(user_id: object, user_hash: object) -> Claim | None:
+    """A signed-identity claim, if any. A malformed one is still a claim (that fails its check):
+    the visitor gets an anonymous answer saying so, never an error."""
+    if user_id is None or user_id == "":
+        return None
+    return Claim(user_id if isinstance(user_id, str) else "", user_hash if isinstance(user_hash, str) else "")
+
+
 def parse_chat_body(body: bytes, max_chars: int) -> ChatMessage:
     """Validate ``{"sessionId": str, "message": str}``; raise :class:`ChatRequestError`."""
     data, session_id = _object_with_session(body)
@@ -127,7 +139,7 @@ def parse_chat_body(body: bytes, max_chars: int) -> ChatMessage:
         raise ChatRequestError(400, "invalid_message", "message must be a non-empty string.")
     if len(message) > max_chars:
         raise ChatRequestError(413, "message_too_long", f"message is longer than {max_chars} characters.")
-    return ChatMessage(session_id, message.strip())
+    return ChatMessage(session_id, message.strip(), claim_of(data.get("userId"), data.get("userHash")))
 
 
 def parse_feedback_body(body: bytes) -> FeedbackRequest:
@@ -139,12 +151,39 @@ def parse_feedback_body(body: bytes) -> FeedbackRequest:
     feedback = data.get("feedback", "missing")
     if feedback not in FEEDBACK:
         raise ChatRequestError(400, "invalid_feedback", 'feedback must be "positive", "negative" or null.')
-    return FeedbackRequest(session_id, message_id, feedback if isinstance(feedback, str) else None)
+    return FeedbackRequest(session_id, message_id, feedback if isinstance(feedback, str) else None,
+                           claim_of(data.get("userId"), data.get("userHash")))
+
+
+def parse_session_body(body: bytes) -> tuple[str, Claim | None]:
+    """Validate ``{"sessionId", "userId"?, "userHash"?}`` (starting a new conversation)."""
+    data, session_id = _object_with_session(body)
+    return session_id, claim_of(data.get("userId"), data.get("userHash"))
+
+
+#: a Chatbase page cursor as the history endpoint hands it out and takes it back
+CURSOR = re.compile(r"[A-Za-z0-9._~+/=:-]{1,512}")
+
+
+def parse_history_query(query: Mapping[str, str]) -> tuple[str, str | None, int]:
+    """``sessionId``, ``cursor`` (optional) and ``limit`` (1-50, default 20) of a history request."""
+    session_id = query.get("sessionId", "")
+    if not SESSION_ID.fullmatch(session_id):
+        raise ChatRequestError(
+            400, "invalid_session_id", "sessionId must be 8 to 64 characters of A-Z, a-z, 0-9, '_' or '-'."
+        )
+    cursor = query.get("cursor") or None
+    if cursor is not None and not CURSOR.fullmatch(cursor):
+        raise ChatRequestError(400, "invalid_cursor", "cursor must be one handed out by this endpoint.")
+    raw_limit = query.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 50:
+        raise ChatRequestError(400, "invalid_limit", "limit must be a whole number from 1 to 50.")
+    return session_id, cursor, int(raw_limit)
 
 
 def body_limit(max_chars: int) -> int:
     """Bytes a valid request can need: every character JSON-escaped (6 bytes) plus the envelope."""
-    return max_chars * 6 + 1024
+    return max_chars * 6 + 2048
 
 
 class RateLimiter:

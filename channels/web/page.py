@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
 from aiohttp import web
 
 #: the only files served under ``static/``: a fixed list, so no path can escape the package
-ASSETS = {"chat.js": "text/javascript", "chat.css": "text/css"}
+ASSETS = {
+    "chat.js": "text/javascript",
+    "markdown.js": "text/javascript",
+    "frame.js": "text/javascript",
+    "chat.css": "text/css",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,15 +31,39 @@ def _asset(body: bytes, content_type: str) -> Asset:
     return Asset(body, content_type, '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
 
 
-def load_assets(title: str, max_chars: int) -> dict[str, Asset]:
-    """The page (with this instance's title filled in, escaped) and its script and style sheet."""
+def load_assets(
+    title: str, max_chars: int, greeting: Sequence[str] = (), prompts: Sequence[str] = ()
+) -> dict[str, Asset]:
+    """The page (this instance's settings filled in, escaped), its scripts, style sheet and embed.js."""
     static = files("channels.web").joinpath("static")
     page = static.joinpath("index.html").read_text(encoding="utf-8")
-    page = page.replace("{{title}}", html.escape(title)).replace("{{max_chars}}", str(max_chars))
+    values = {
+        "title": html.escape(title),
+        "max_chars": str(max_chars),
+        # JSON in a quoted attribute: html.escape also escapes the quotes, the script parses it.
+        "greeting": html.escape(json.dumps(list(greeting))),
+        "prompts": html.escape(json.dumps(list(prompts))),
+    }
+    for key, value in values.items():
+        page = page.replace("{{" + key + "}}", value)
     assets = {"index.html": _asset(page.encode(), "text/html")}
     for name, content_type in ASSETS.items():
         assets[name] = _asset(static.joinpath(name).read_bytes(), content_type)
+    # JSON is a JavaScript literal; ensure_ascii keeps U+2028 and friends out, and the value sits
+    # in a script file, not in HTML, so "</script>" means nothing there.
+    defaults = json.dumps({"title": title}, ensure_ascii=True)
+    embed = static.joinpath("embed.js").read_text(encoding="utf-8").replace("/*{{defaults}}*/ null", defaults)
+    assets["embed.js"] = _asset(embed.encode(), "text/javascript")
     return assets
+
+
+def embed_headers() -> dict[str, str]:
+    """Headers of embed.js: a script other sites load, so it must be loadable cross-origin."""
+    return {
+        "X-Content-Type-Options": "nosniff",
+        "Cross-Origin-Resource-Policy": "cross-origin",
+        "Cache-Control": "no-cache",
+    }
 
 
 def security_headers(frame_ancestors: str) -> dict[str, str]:

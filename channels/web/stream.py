@@ -66,11 +66,19 @@ class StreamReply(Reply):
     """Streams one answer as UI-message-stream events into an open HTTP response."""
 
     def __init__(
-        self, channel: Channel, event: InboundEvent, progress: Progress, sink: SseSink, message_id: str
+        self,
+        channel: Channel,
+        event: InboundEvent,
+        progress: Progress,
+        sink: SseSink,
+        message_id: str,
+        notice: str | None = None,
     ) -> None:
         super().__init__(channel, event, progress)
         self.sink = sink
         self.message_id = message_id
+        #: said before the answer, as its own text part (e.g. "this chat is anonymous")
+        self.notice = notice
         self.done = False
         self._sent = ""
         self._part = 0
@@ -79,6 +87,10 @@ class StreamReply(Reply):
     async def begin(self) -> None:
         """Announce the message; sent before the agent is called so the browser sees life at once."""
         await self.sink.write(sse({"type": "start", "messageId": self.message_id}))
+        if self.notice:
+            await self._start_part()
+            await self.sink.write(sse({"type": "text-delta", "id": self._part_id, "delta": self.notice}))
+            await self._end_part()
 
     async def update(self, text: str) -> None:
         if not self.done:
@@ -134,6 +146,11 @@ class StreamReply(Reply):
             await self._start_part()
         await self._end_part()
         meta = {k: v for k, v in metadata.items() if v is not None}
-        meta["sessionId"] = self.event.scope
+        # The browser's own session id: a verified visitor's scope is their user, not the session.
+        meta["sessionId"] = self.event.reply.get("session", self.event.scope)
+        if self.event.reply.get("verified"):
+            meta["verified"] = True
+        if self.notice:
+            meta["identityNotice"] = self.notice
         await self.sink.write(sse({"type": "finish", "messageMetadata": meta}))
         await self.sink.write(DONE)

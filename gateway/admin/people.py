@@ -18,7 +18,7 @@ from typing import Any
 from gateway.channel import Channel
 from gateway.commands import Controls
 from gateway.handoff import RECORD_PREFIX, ROUTE_PREFIX
-from gateway.identity import unescape_part, user_id_for
+from gateway.identity import SUBPART, unescape_part, user_id_for
 from gateway.linking import Linker, identity_from_key, own_user_id
 from gateway.store import ConversationState, IdentityRecord, Store
 
@@ -36,10 +36,11 @@ class Forgotten:
 def identity_of_user_id(user_id: str) -> str | None:
     """The identity whose own ``userId`` this is (None for hashed, over-long ids)."""
     parts = user_id.split(".")
-    if len(parts) != 3 or "-z" in user_id:
+    if len(parts) < 3 or "-z" in user_id:
         return None
     try:
-        key = "|".join(unescape_part(p) for p in parts)
+        kind, namespace, *id_parts = (unescape_part(p) for p in parts)
+        key = "|".join((kind, namespace, SUBPART.join(id_parts)))
     except (ValueError, UnicodeDecodeError):
         return None
     identity = identity_from_key(key)

@@ -13,6 +13,7 @@ from adapters.stores.memory import MemoryStore
 from gateway.channel import InboundRequest
 from gateway.config import parse_settings
 from gateway.events import InboundEvent
+from gateway.media_links import MediaLinks
 from gateway.metrics import Metrics
 
 
@@ -25,6 +26,7 @@ class StubServices:
         self.store = store if store is not None else MemoryStore()
         self.http = http
         self.metrics = Metrics()
+        self.media = MediaLinks(b"stub media link key 0123456789", "https://gateway.test", 3600)
         self.accepted: list[InboundEvent] = []
 
     async def accept(self, events: Sequence[InboundEvent]) -> list[bool]:

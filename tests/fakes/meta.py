@@ -58,6 +58,10 @@ class FakeGraph(FakeServer):
     max_text: int = 2000
     calls: list[GraphCall] = field(default_factory=list)
     _faults: list[_Fault] = field(default_factory=list)
+    #: CDN file names that answer 403 like an expired Meta CDN URL
+    expired: set[str] = field(default_factory=set)
+    #: message id -> the CDN file names of its attachments, for Graph's attachments edge
+    attachments: dict[str, list[str]] = field(default_factory=dict)
     _mids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _server: TestServer | None = None
     #: seconds a send waits, after it took effect, before it answers
@@ -65,6 +69,8 @@ class FakeGraph(FakeServer):
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v21.0/me/messages", self._messages)
+        app.router.add_get("/v21.0/{mid}/attachments", self._attachments)
+        app.router.add_get("/cdn/{name}", self._cdn)
 
     @property
     def api_base(self) -> str:
@@ -81,11 +87,36 @@ class FakeGraph(FakeServer):
     def sent(self) -> list[dict[str, Any]]:
         return [c.body for c in self.calls if c.status == 200]
 
+    def cdn_url(self, name: str) -> str:
+        """A CDN URL of the fake, like the ones in attachment payloads."""
+        return self.base_url(f"/cdn/{name}")
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name in self.expired:
+            return web.Response(status=403, text="URL signature expired")
+        return web.Response(body=f"cdn file {name}".encode(), content_type="image/jpeg")
+
+    async def _attachments(self, request: web.Request) -> web.Response:
+        if request.query.get("access_token") != self.token:
+            return web.json_response({"error": {"message": "Invalid OAuth access token.", "code": 190}}, status=400)
+        names = self.attachments.get(request.match_info["mid"])
+        if names is None:
+            return web.json_response({"error": {"message": "Unsupported get request.", "code": 100}}, status=400)
+        data = [{"id": f"att{i}", "mime_type": "image/jpeg",
+                 "image_data": {"url": self.cdn_url(name + ".fresh")}} for i, name in enumerate(names)]
+        return web.json_response({"data": data})
+
+    def texts_to_ref(self, user_ref: str) -> list[str]:
+        return [b["message"]["text"] for b in self.sent()
+                if b["recipient"].get("user_ref") == user_ref and "message" in b]
+
     def texts_to(self, recipient: str) -> list[str]:
-        return [b["message"]["text"] for b in self.sent() if b["recipient"]["id"] == recipient and "message" in b]
+        return [b["message"]["text"] for b in self.sent() if b["recipient"].get("id") == recipient and "message" in b]
 
     def actions_to(self, recipient: str) -> list[str]:
-        return [b["sender_action"] for b in self.sent() if b["recipient"]["id"] == recipient and "sender_action" in b]
+        return [b["sender_action"] for b in self.sent()
+                if b["recipient"].get("id") == recipient and "sender_action" in b]
 
     async def _messages(self, request: web.Request) -> web.Response:
         query = dict(request.query)
@@ -96,7 +127,8 @@ class FakeGraph(FakeServer):
             if fault.count > 0 and "message" in body:  # typing indicators never fail here
                 fault.count -= 1
                 return self._error(query, body, fault.status, fault.error, fault.headers)
-        recipient = (body.get("recipient") or {}).get("id")
+        to = body.get("recipient") or {}
+        recipient = to.get("id") or to.get("user_ref")
         if not recipient:
             return self._error(query, body, 400, {"message": "(#100) param recipient must be non-empty.", "code": 100})
         if "sender_action" in body:

@@ -81,8 +81,9 @@ class _Fault:
 class FakeSlack:
     """The Slack Web API under ``/api/<method>``; every request is recorded in ``calls``."""
 
-    def __init__(self, token: str = BOT_TOKEN, app_token: str = APP_TOKEN) -> None:
+    def __init__(self, token: str = BOT_TOKEN, app_token: str = APP_TOKEN, bot_user: str = BOT_USER) -> None:
         self.token = token
+        self.bot_user = bot_user
         self.app_token = app_token
         #: Socket Mode: open connections, and the envelope ids the client acknowledged
         self.sockets: list[web.WebSocketResponse] = []
@@ -96,6 +97,9 @@ class FakeSlack:
         self._last_ts = 0.0
         self._server: TestServer | None = None
         self.changed = asyncio.Condition()
+        #: file ids files.info refuses (deleted, or not shared with the bot)
+        self.missing_files: set[str] = set()
+        self.downloads: list[str] = []
         #: seconds every API call waits, after taking effect, before it answers
         self.latency = 0.0
 
@@ -103,6 +107,8 @@ class FakeSlack:
     async def __aenter__(self) -> FakeSlack:
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
+        app.router.add_get("/api/{method}", self._handle)  # read methods (files.info) take a query
+        app.router.add_get("/files-pri/{file}/{name}", self._download)
         app.router.add_get("/socket-mode", self._socket)
         self._server = TestServer(app, host="127.0.0.1")
         await self._server.start_server()
@@ -226,7 +232,7 @@ class FakeSlack:
 
     def _auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"url": "https://acme.slack.com/", "team": "Acme", "user": "switchboard",
-                "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}
+                "team_id": TEAM, "user_id": self.bot_user, "bot_id": BOT_ID}
 
     def _chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         channel = _required(p, "channel")
@@ -295,6 +301,23 @@ class FakeSlack:
         _required(p, "channel_id")
         _required(p, "thread_ts")
         return {}
+
+    def _files_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        file_id = _required(p, "file")
+        if file_id in self.missing_files:
+            raise _Refusal("file_not_found")
+        assert self._server is not None
+        url = str(self._server.make_url(f"/files-pri/{TEAM}-{file_id}/download"))
+        return {"file": {"id": file_id, "name": "download", "mimetype": "application/octet-stream",
+                         "url_private": url, "url_private_download": url}}
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """``url_private_download``: only with the bot token in the Authorization header."""
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.Response(status=302, headers={"Location": "/?redir=login"})  # Slack's answer to strangers
+        file_id = request.match_info["file"].removeprefix(f"{TEAM}-")
+        self.downloads.append(file_id)
+        return web.Response(body=f"slack file {file_id}".encode(), content_type="application/octet-stream")
 
     def _reactions_add(self, p: dict[str, Any]) -> dict[str, Any]:
         _required(p, "name")
@@ -374,6 +397,8 @@ def _content(p: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 
 
 async def _params(request: web.Request) -> dict[str, Any]:
+    if request.method == "GET":
+        return dict(request.query)
     raw = await request.read()
     if request.content_type == "application/json":
         return dict(json.loads(raw or b"{}"))

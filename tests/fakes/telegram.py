@@ -81,6 +81,9 @@ class FakeTelegram(FakeServer):
     calls: list[TgCall] = field(default_factory=list)
     messages: dict[tuple[int, int], TgMessage] = field(default_factory=dict)
     webhook: dict[str, Any] = field(default_factory=dict)
+    #: file ids getFile refuses (as Telegram does for a file over 20 MB or a foreign file_id)
+    missing_files: set[str] = field(default_factory=set)
+    downloads: list[str] = field(default_factory=list)
     _faults: dict[str, list[_Fault]] = field(default_factory=dict)
     #: chats refused with 429 + ``retry_after`` for a while
     refusals: Refusals = field(default_factory=Refusals)
@@ -95,6 +98,7 @@ class FakeTelegram(FakeServer):
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
 
     @property
     def api_base(self) -> str:
@@ -193,6 +197,22 @@ class FakeTelegram(FakeServer):
     async def _m_deleteMessage(self, params: dict[str, Any]) -> bool:
         self._find(params).deleted = True
         return True
+
+    async def _m_getFile(self, params: dict[str, Any]) -> dict[str, Any]:
+        file_id = str(params["file_id"])
+        if file_id in self.missing_files:
+            raise _ApiError("invalid file_id")
+        return {"file_id": file_id, "file_unique_id": "u" + file_id[-8:], "file_size": len(file_content(file_id)),
+                "file_path": f"files/{urllib.parse.quote(file_id, safe='')}.bin"}
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """``/file/bot<token>/<file_path>``: any file getFile described, its bytes from ``file_content``."""
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        self.downloads.append(path)
+        file_id = urllib.parse.unquote(path.removeprefix("files/").removesuffix(".bin"))
+        return web.Response(body=file_content(file_id), content_type="application/octet-stream")
 
     async def _m_sendChatAction(self, params: dict[str, Any]) -> bool:
         return True
@@ -313,6 +333,11 @@ class _HtmlCheck(HTMLParser):
     def handle_charref(self, name: str) -> None:
         self.out.append(html.unescape(f"&#{name};"))
 
+
+
+def file_content(file_id: str) -> bytes:
+    """The bytes the fake serves for a file: derived from its id, so a test can check them."""
+    return f"content of {file_id}".encode()
 
 
 # -- what Telegram sends us --------------------------------------------------------------------------

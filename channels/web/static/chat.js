@@ -1,14 +1,12 @@
 // Switchboard web chat: sends a message, streams the answer (UI message stream over SSE) and
-// renders the agent's Markdown safely. Every piece of agent text reaches the page through
-// textContent / createTextNode only, never innerHTML, so it can never become markup.
+// renders it with markdown.js (DOM nodes only, never innerHTML). Standalone, or inside the
+// embed.js panel, where frame.js passes the site's settings in through window.SwitchboardChat.
 "use strict";
 
 (function () {
-  const API = "messages";
   const STORE_KEY = "switchboard-chat:" + location.pathname;
   const MAX_STORED = 100;
   const SESSION_ID = /^[A-Za-z0-9_-]{8,64}$/;
-  const SAFE_URL = /^(https?:|mailto:)/i;
 
   const $ = (id) => document.getElementById(id);
   const transcript = $("transcript");
@@ -16,12 +14,31 @@
   const input = $("message");
   const sendButton = $("send");
   const newButton = $("new-conversation");
+  const promptsBox = $("prompts");
   const statusLine = $("status");
+  const render = window.SwitchboardMarkdown.render;
 
   let state = loadState();
   let busy = false;
+  let greeting = listOf($("chat").dataset.greeting);
+  let prompts = listOf($("chat").dataset.prompts);
+  // A signed identity from the embedding site: {userId, userHash}. While it is verified the
+  // transcript lives at the agent (GET history), not in this browser.
+  let identity = null;
+  let verified = false;
+  let olderCursor = null;
 
   // -- state ----------------------------------------------------------------------------------
+  function listOf(raw) {
+    try {
+      const value = typeof raw === "string" ? JSON.parse(raw) : raw;
+      if (typeof value === "string") return value.trim() ? [value] : [];
+      return Array.isArray(value) ? value.filter((v) => typeof v === "string" && v.trim()).slice(0, 8) : [];
+    } catch (e) {
+      return [];
+    }
+  }
+
   function randomId() {
     // crypto.randomUUID needs a secure context; getRandomValues works on plain http too.
     const bytes = new Uint8Array(16);
@@ -41,127 +58,30 @@
 
   function saveState() {
     state.messages = state.messages.slice(-MAX_STORED);
+    // A verified visitor's transcript is read from the agent on every open: keep only the session.
+    const kept = verified ? { sessionId: state.sessionId, messages: [] } : state;
     try {
-      localStorage.setItem(STORE_KEY, JSON.stringify(state));
+      localStorage.setItem(STORE_KEY, JSON.stringify(kept));
     } catch (e) {
-      /* private mode or full: the chat still works, it just is not remembered */
+      /* private mode, full, or blocked in a third-party frame: the chat still works */
     }
   }
 
-  // -- safe Markdown ----------------------------------------------------------------------------
+  function withIdentity(body) {
+    if (identity) {
+      body.userId = identity.userId;
+      body.userHash = identity.userHash;
+    }
+    return body;
+  }
+
+  // -- transcript -------------------------------------------------------------------------------
   function el(tag, className) {
     const node = document.createElement(tag);
     if (className) node.className = className;
     return node;
   }
 
-  const INLINE = new RegExp(
-    [
-      "(`+)([^`]|[^`][\\s\\S]*?[^`])\\1(?!`)", // 1-2 code
-      "\\*\\*([^*\\s](?:[\\s\\S]*?\\S)?)\\*\\*", // 3 bold
-      "__([^_\\s](?:[\\s\\S]*?\\S)?)__", // 4 bold
-      "~~([^~\\s](?:[\\s\\S]*?\\S)?)~~", // 5 strike
-      "\\*([^*\\s](?:[\\s\\S]*?[^\\s*])?)\\*", // 6 italic
-      "_([^_\\s](?:[\\s\\S]*?[^\\s_])?)_(?![A-Za-z0-9])", // 7 italic
-      "\\[([^\\]\\n]+)\\]\\(\\s*([^()\\s]+)\\s*\\)", // 8-9 link
-      "(https?://[^\\s<>()\"']+[^\\s<>()\"'.,;:!?])", // 10 bare URL
-    ].join("|"),
-    "g"
-  );
-
-  function safeLink(url, into) {
-    if (!SAFE_URL.test(url)) return null;
-    const a = el("a");
-    a.href = url;
-    if (!/^(https?:|mailto:)$/.test(a.protocol)) return null;
-    a.target = "_blank";
-    a.rel = "noopener noreferrer nofollow";
-    into.appendChild(a);
-    return a;
-  }
-
-  function inline(text, into, inLink) {
-    const re = new RegExp(INLINE.source, "g"); // own lastIndex: this function recurses
-    let last = 0;
-    let m;
-    while ((m = re.exec(text))) {
-      const underscore = m[4] !== undefined || m[7] !== undefined;
-      if (underscore && m.index > 0 && /[A-Za-z0-9]/.test(text[m.index - 1])) {
-        re.lastIndex = m.index + 1; // snake_case is not emphasis
-        continue;
-      }
-      into.appendChild(document.createTextNode(text.slice(last, m.index)));
-      last = re.lastIndex;
-      if (m[2] !== undefined) {
-        into.appendChild(el("code")).textContent = m[2];
-      } else if (m[3] !== undefined || m[4] !== undefined) {
-        inline(m[3] !== undefined ? m[3] : m[4], into.appendChild(el("strong")), inLink);
-      } else if (m[5] !== undefined) {
-        inline(m[5], into.appendChild(el("s")), inLink);
-      } else if (m[6] !== undefined || m[7] !== undefined) {
-        inline(m[6] !== undefined ? m[6] : m[7], into.appendChild(el("em")), inLink);
-      } else if (m[8] !== undefined) {
-        const a = inLink ? null : safeLink(m[9], into); // links never nest
-        inline(m[8], a || into, inLink || Boolean(a));
-      } else {
-        const a = inLink ? null : safeLink(m[10], into);
-        (a || into).appendChild(document.createTextNode(m[10]));
-      }
-    }
-    into.appendChild(document.createTextNode(text.slice(last)));
-  }
-
-  const FENCE = /^\s*(```|~~~)/;
-  const HEADING = /^(#{1,6})\s+(.*?)(?:\s+#+)?\s*$/;
-  const ITEM = /^\s*([-*+]|\d{1,9}[.)])\s+(.*)$/;
-
-  function renderMarkdown(markdown, into) {
-    const lines = markdown.replace(/\r\n?/g, "\n").split("\n");
-    let para = [];
-    const flush = () => {
-      if (!para.length) return;
-      const p = into.appendChild(el("p"));
-      para.forEach((line, k) => {
-        if (k) p.appendChild(el("br"));
-        inline(line, p);
-      });
-      para = [];
-    };
-    let i = 0;
-    while (i < lines.length) {
-      const line = lines[i];
-      let m;
-      if ((m = FENCE.exec(line))) {
-        flush();
-        const code = [];
-        for (i++; i < lines.length && !lines[i].trim().startsWith(m[1]); i++) code.push(lines[i]);
-        i++;
-        into.appendChild(el("pre")).appendChild(el("code")).textContent = code.join("\n");
-      } else if ((m = HEADING.exec(line))) {
-        flush();
-        inline(m[2], into.appendChild(el("h" + Math.min(m[1].length + 1, 4))));
-        i++;
-      } else if ((m = ITEM.exec(line))) {
-        flush();
-        const ordered = /\d/.test(m[1]);
-        const list = into.appendChild(el(ordered ? "ol" : "ul"));
-        if (ordered && parseInt(m[1], 10) !== 1) list.start = parseInt(m[1], 10);
-        while (i < lines.length && (m = ITEM.exec(lines[i])) && /\d/.test(m[1]) === ordered) {
-          inline(m[2], list.appendChild(el("li")));
-          i++;
-        }
-      } else if (!line.trim()) {
-        flush();
-        i++;
-      } else {
-        para.push(line);
-        i++;
-      }
-    }
-    flush();
-  }
-
-  // -- transcript -------------------------------------------------------------------------------
   // Follow the growing answer unless the reader scrolled up to read something earlier.
   let follow = true;
   transcript.addEventListener("scroll", () => {
@@ -176,7 +96,7 @@
     bubble.textContent = "";
     bubble.classList.toggle("error", Boolean(message.error));
     if (message.role === "user") bubble.textContent = message.text;
-    else renderMarkdown(message.text, bubble);
+    else render(message.text, bubble);
   }
 
   function addBubble(message) {
@@ -234,7 +154,7 @@
       const response = await fetch("feedback", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ sessionId: state.sessionId, messageId: message.messageId, feedback: next }),
+        body: JSON.stringify(withIdentity({ sessionId: state.sessionId, messageId: message.messageId, feedback: next })),
       });
       if (!response.ok) throw new Error(await refusal(response));
       message.feedback = next;
@@ -248,13 +168,37 @@
 
   function renderAll() {
     transcript.textContent = "";
-    if (!state.messages.length) {
+    if (olderCursor) {
+      const more = transcript.appendChild(el("button", "secondary older"));
+      more.type = "button";
+      more.textContent = "Show earlier messages";
+      more.addEventListener("click", loadOlder);
+    }
+    // The greeting opens every conversation; it is the site's text, never sent to the agent.
+    greeting.forEach((text) => addBubble({ role: "assistant", text: text }).classList.add("greeting"));
+    if (!state.messages.length && !greeting.length) {
       const empty = transcript.appendChild(el("p", "empty"));
       empty.id = "empty";
       empty.textContent = "Ask anything to start the conversation.";
     }
     state.messages.forEach((message) => addFeedback(message, addBubble(message)));
+    renderPrompts();
     scrollDown(true);
+  }
+
+  function renderPrompts() {
+    promptsBox.textContent = "";
+    const asked = state.messages.some((m) => m.role === "user");
+    promptsBox.hidden = asked || !prompts.length;
+    if (promptsBox.hidden) return;
+    prompts.forEach((text) => {
+      const button = promptsBox.appendChild(el("button", "prompt"));
+      button.type = "button";
+      button.textContent = text;
+      button.addEventListener("click", () => {
+        if (!busy) send(text);
+      });
+    });
   }
 
   function setStatus(text, isError) {
@@ -266,6 +210,7 @@
     busy = value;
     sendButton.disabled = value;
     newButton.disabled = value;
+    promptsBox.querySelectorAll("button").forEach((b) => (b.disabled = value));
   }
 
   // -- the API ----------------------------------------------------------------------------------
@@ -308,6 +253,7 @@
     state.messages.push(question);
     saveState();
     addBubble(question);
+    renderPrompts();
     const answer = { role: "assistant", text: "" };
     const bubble = addBubble(answer);
     bubble.setAttribute("aria-busy", "true");
@@ -320,10 +266,10 @@
     };
     let finished = false;
     try {
-      const response = await fetch(API, {
+      const response = await fetch("messages", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ sessionId: state.sessionId, message: text }),
+        body: JSON.stringify(withIdentity({ sessionId: state.sessionId, message: text })),
       });
       if (!response.ok || !response.body) throw new Error(await refusal(response));
       let parts = 0;
@@ -331,7 +277,7 @@
         if (data === "[DONE]") break;
         const event = JSON.parse(data);
         if (event.type === "text-start") {
-          // A second text part (rare) starts a new paragraph of the same answer.
+          // A second text part (a notice, then the answer) starts a new paragraph.
           if (parts++ && answer.text) answer.text += "\n\n";
         } else if (event.type === "text-delta") answer.text += event.delta;
         else if (event.type === "error") throw new Error(event.errorText || "The answer failed.");
@@ -340,6 +286,7 @@
           const meta = event.messageMetadata || {};
           answer.error = Boolean(meta.error);
           if (typeof meta.messageId === "string") answer.messageId = meta.messageId;
+          verified = Boolean(meta.verified);
         }
         if (event.type === "text-delta" && !pending) {
           pending = true;
@@ -361,6 +308,10 @@
         addFeedback(answer, bubble);
         state.messages.push(answer);
         saveState();
+        if (!answer.error) {
+          const detail = { text: answer.text, messageId: answer.messageId || null };
+          document.dispatchEvent(new CustomEvent("switchboard-chat:answer", { detail: detail }));
+        }
       } else {
         bubble.remove(); // finished without words (a person took the conversation over)
       }
@@ -368,6 +319,106 @@
       setBusy(false);
       input.focus();
     }
+  }
+
+  async function fetchHistory(cursor) {
+    const query = new URLSearchParams({ sessionId: state.sessionId, limit: "20" });
+    if (cursor) query.set("cursor", cursor);
+    const headers = {};
+    if (identity) {
+      headers["X-Switchboard-User-Id"] = encodeURIComponent(identity.userId);
+      headers["X-Switchboard-User-Hash"] = identity.userHash;
+    }
+    const response = await fetch("history?" + query, { headers: headers, cache: "no-store" });
+    if (!response.ok) throw new Error(await refusal(response));
+    return response.json();
+  }
+
+  function fromHistory(page) {
+    return page.messages.map((m) =>
+      m.role === "assistant"
+        ? { role: "assistant", text: m.text, messageId: m.id || undefined, feedback: m.feedback || null }
+        : { role: "user", text: m.text }
+    );
+  }
+
+  // A verified visitor's thread comes from the agent, so it is the same on every device.
+  let generation = 0; // the newest identity load; an older one that answers late is ignored
+  // ``quiet``: refresh what is shown (the panel opened again) without blanking it first.
+  async function loadIdentity(quiet) {
+    const mine = ++generation;
+    if (!identity) {
+      olderCursor = null;
+      verified = false;
+      renderAll();
+      return;
+    }
+    setBusy(true); // nothing is sent into a thread that is still loading
+    if (!quiet) {
+      olderCursor = null;
+      renderAll();
+      setStatus("Loading the conversation…");
+    }
+    try {
+      const page = await fetchHistory(null);
+      if (mine !== generation) return;
+      verified = Boolean(page.verified);
+      if (verified) {
+        state.messages = fromHistory(page);
+        olderCursor = page.cursor || null;
+        saveState();
+        setStatus("");
+      } else {
+        state.messages = loadState().messages; // anonymous after all: this browser's transcript
+        setStatus(page.identityNotice || "This chat is anonymous.", true);
+      }
+    } catch (err) {
+      if (mine === generation) setStatus(err instanceof Error ? err.message : String(err), true);
+    } finally {
+      if (mine === generation) {
+        setBusy(false);
+        renderAll();
+      }
+    }
+  }
+
+  async function loadOlder() {
+    if (!olderCursor || !verified) return;
+    try {
+      const page = await fetchHistory(olderCursor);
+      olderCursor = page.cursor || null;
+      state.messages = fromHistory(page).concat(state.messages);
+      renderAll();
+      transcript.scrollTop = 0;
+    } catch (err) {
+      setStatus(err instanceof Error ? err.message : String(err), true);
+    }
+  }
+
+  async function newConversation() {
+    if (busy) return;
+    if (verified) {
+      // On the agent's side, so every device of this visitor starts afresh too.
+      try {
+        const response = await fetch("new", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(withIdentity({ sessionId: state.sessionId })),
+        });
+        if (!response.ok) throw new Error(await refusal(response));
+      } catch (err) {
+        setStatus(err instanceof Error ? err.message : String(err), true);
+        return;
+      }
+      state = { sessionId: state.sessionId, messages: [] };
+    } else {
+      state = { sessionId: randomId(), messages: [] };
+    }
+    olderCursor = null;
+    saveState();
+    renderAll();
+    setStatus("Started a new conversation.");
+    input.focus();
   }
 
   // -- controls ---------------------------------------------------------------------------------
@@ -392,13 +443,32 @@
     input.style.height = input.scrollHeight + 2 + "px";
   });
 
-  newButton.addEventListener("click", () => {
-    if (busy) return;
-    state = { sessionId: randomId(), messages: [] };
-    saveState();
-    renderAll();
-    setStatus("Started a new conversation.");
-    input.focus();
+  newButton.addEventListener("click", newConversation);
+
+  // -- for frame.js (the page inside the embed.js panel) --------------------------------------
+  function identityOf(userId, userHash) {
+    return userId && userHash ? { userId: String(userId), userHash: String(userHash) } : null;
+  }
+
+  window.SwitchboardChat = Object.freeze({
+    // Site settings (greeting, prompts, signed identity), then the transcript is loaded.
+    start(config) {
+      if (Array.isArray(config.greeting) || typeof config.greeting === "string") greeting = listOf(config.greeting);
+      if (Array.isArray(config.prompts) || typeof config.prompts === "string") prompts = listOf(config.prompts);
+      identity = identityOf(config.userId, config.userHash);
+      return loadIdentity();
+    },
+    identify(userId, userHash) {
+      identity = identityOf(userId, userHash);
+      // Signed out: back to this browser's anonymous transcript; signed in: the agent's copy.
+      state = { sessionId: state.sessionId, messages: identity ? [] : loadState().messages };
+      return loadIdentity();
+    },
+    reset: newConversation,
+    // The panel opened again: a signed-in visitor may have written from another device since.
+    refresh() {
+      if (identity && verified && !busy) loadIdentity(true);
+    },
   });
 
   renderAll();
