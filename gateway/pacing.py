@@ -54,6 +54,8 @@ FLOOR = 0.5
 CUT = 0.8
 #: share of the original rate regained per second after a reduction
 RECOVERY = 0.1
+#: seconds the store's shared bucket may take to answer before a call is paced locally only
+SHARED_TIMEOUT = 0.25
 #: a scope without a declared rate is never cut below this many calls per second (its recent rate
 #: may be tiny when the 429 comes, and a rate cut from that would starve it once traffic grows)
 MIN_BASE = 5.0
@@ -243,9 +245,13 @@ class Pacer:
             window = max(1.0, 2.0 / scope.rate)
             limit = RateLimit(max(2, round(2 * scope.rate * window)), window)
             try:
-                grant = await bucket.take(f"pace:{self.channel}:{scope.name}", limit)
-            except StoreUnavailable as exc:
-                log.warning("shared pacing unavailable (%s); pacing %s in this instance only", exc, scope.name)
+                # Bounded: a post's intent is already saved, and a store that hangs must not hold
+                # the post until the conversation's lease has gone to another instance.
+                grant = await asyncio.wait_for(bucket.take(f"pace:{self.channel}:{scope.name}", limit),
+                                               SHARED_TIMEOUT)
+            except (StoreUnavailable, TimeoutError) as exc:
+                log.warning("shared pacing unavailable (%s); pacing %s in this instance only",
+                            exc or "no answer in time", scope.name)
                 return 0.0, None
             if grant.wait > 0:
                 return grant.wait, local
