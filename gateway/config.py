@@ -165,7 +165,8 @@ class HandoffSettings(_Frozen):
 
     #: the [channels.<name>] whose support desk takes handoffs
     desk: str | None = None
-    #: where the desk opens threads (a Slack channel id, C...); the bot must be a member
+    #: where the desk opens threads (a Slack channel id, C...; a Teams channel id, 19:...@thread.tacv2);
+    #: the bot must be a member
     support_channel_id: str = ""
     #: the agent's client action that asks for a person
     action: str = "escalateToHuman"

@@ -30,9 +30,12 @@ EXAMPLE_ENV = {
     "TWILIO_AUTH_TOKEN": "twilio-secret-token",
     "TELEGRAM_BOT_TOKEN": "123456:telegram-secret",
     "TELEGRAM_SECRET_TOKEN": "tg_secret_token",
+    "TEAMS_APP_ID": "11111111-2222-3333-4444-555555555555",
+    "TEAMS_APP_PASSWORD": "teams-app-secret",
     "META_PAGE_ACCESS_TOKEN": "meta-page-secret",
     "META_APP_SECRET": "meta-app-secret",
     "META_VERIFY_TOKEN": "meta-verify-secret",
+    "WHATSAPP_ACCESS_TOKEN": "EAAwhatsapp-secret-token",
     "SUPPORT_MAIL_PASSWORD": "mail-secret-password",
 }
 
@@ -44,7 +47,7 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subp
     )
 
 
-@pytest.mark.parametrize("command", ["serve", "demo", "check", "plugins", "emulator", "telegram"])
+@pytest.mark.parametrize("command", ["serve", "demo", "check", "plugins", "emulator", "telegram", "teams"])
 def test_every_command_has_help(command: str) -> None:
     result = run(command, "--help")
     assert result.returncode == 0
@@ -55,9 +58,11 @@ def test_example_config_passes_check_and_prints_webhook_urls_without_secrets() -
     result = run("check", "--config", str(ROOT / "config/switchboard.example.toml"), env=EXAMPLE_ENV)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for name in ("slack", "sms", "whatsapp", "phone", "telegram", "messenger", "instagram"):
+    for name in ("slack", "sms", "whatsapp", "phone", "telegram", "teams", "messenger", "instagram",
+                 "whatsapp-cloud"):
         assert f"https://bot.example.com/webhooks/{name}" in out
     assert "https://bot.example.com/chat/web/" in out
+    assert "WhatsApp number id 106540352242922 via the Cloud API" in out
     for key, value in EXAMPLE_ENV.items():
         if "SECRET" in key or "TOKEN" in key or "PASSWORD" in key or key == "CHATBASE_API_KEY":
             assert value not in out + result.stderr, key
@@ -75,7 +80,8 @@ def test_check_reports_each_problem_on_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert lines == [
         "switchboard: channels.a.type: unknown channel type 'pager' "
-        "(known: email, instagram, messenger, slack, telegram, twilio-sms, twilio-voice, twilio-whatsapp, web)",
+        "(known: email, instagram, messenger, slack, teams, telegram, twilio-sms, twilio-voice, twilio-whatsapp, "
+        "web, whatsapp)",
         "switchboard: channels.b.allowed_origin: unknown key",
     ]
     assert "Traceback" not in result.stderr
@@ -101,6 +107,8 @@ def test_plugins_lists_builtins_and_third_party() -> None:
     assert "echo" in result.stdout and "sb_echo:EchoChannel  [sb-echo]" in result.stdout
     assert "shout" in result.stdout and "getCurrentTime" in result.stdout
     assert "redis" in result.stdout and "sqlite" in result.stdout and "memory" in result.stdout
+    assert "whatsapp           channels.meta:WhatsAppChannel  [switchboard]" in result.stdout
+    assert "channels.teams:TeamsChannel" in result.stdout and "channels.teams.cli:command" in result.stdout
 
 
 async def wait_for_line(proc: asyncio.subprocess.Process, needle: str, timeout: float = 20) -> str:

@@ -130,6 +130,8 @@ class _AnyEnv(Mapping[str, str]):
     def __getitem__(self, name: str) -> str:
         if "SID" in name:
             return "AC" + "0" * 32  # Twilio account SIDs are checked for their shape
+        if name.endswith(("APP_ID", "TENANT_ID")):
+            return "00000000-0000-0000-0000-000000000000"  # Microsoft app and tenant ids are GUIDs
         return "123456789:docs-example" if "BOT_TOKEN" in name else "docs_example_value"
 
     def __contains__(self, name: object) -> bool:

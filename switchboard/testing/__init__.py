@@ -8,6 +8,9 @@
   :func:`inbound_request` builds the webhook request those take.
 * :class:`FakeServer`: the base of in-process fakes of a platform's API (aiohttp on 127.0.0.1) that
   record what they receive; point the channel's ``api_base`` at ``base_url()``.
+* :mod:`switchboard.testing.teams`: :class:`~switchboard.testing.teams.FakeTeams`, Microsoft Teams'
+  side of the Bot Framework (an issuer of real RS256 JWTs behind OpenID metadata, the Entra ID
+  token endpoint, the Bot Connector with Teams' streaming rules), for the ``teams`` channel.
 * :func:`running_gateway`: a whole gateway in-process on a free port, talking to the Chatbase
   emulator, with your channel configured like any other.
 * :func:`wait_until`: wait for a condition instead of sleeping a fixed time.

@@ -19,6 +19,10 @@ from urllib.parse import parse_qsl, urlencode
 
 from multidict import MultiDict
 
+from switchboard.testing.teams import BOT as TEAMS_BOT
+from switchboard.testing.teams import PERSONAL, TENANT, issue_token
+from switchboard.testing.whatsapp import payload as wa_payload
+from switchboard.testing.whatsapp import text as wa_text
 from tests.fakes.meta import APP_SECRET, PSID, payload, text_item
 from tests.fakes.meta import signature as meta_signature
 from tests.fakes.slack import SECRET as SLACK_SECRET
@@ -26,7 +30,7 @@ from tests.fakes.slack import event_body, message, signed_headers
 from tests.fakes.telegram import SECRET as TELEGRAM_SECRET
 from tests.fakes.telegram import callback_update, text_update
 from tests.fakes.twilio import AUTH_TOKEN, call_params, message_params
-from tests.fuzz.live import SMS_FROM, WA_FROM
+from tests.fuzz.live import SMS_FROM, TEAMS_SERVICE_URL, WA_FROM
 
 Headers = list[tuple[bytes, bytes]]
 JSON = "application/json"
@@ -90,6 +94,11 @@ def sign_meta(port: int, target: str, body: bytes) -> Headers:
     return _h({"X-Hub-Signature-256": meta_signature(body, APP_SECRET)})
 
 
+def sign_teams(port: int, target: str, body: bytes) -> Headers:
+    """A Bot Framework JWT from the test issuer; it does not depend on the body (no ``serviceurl``)."""
+    return _h({"Authorization": f"Bearer {issue_token()}"})
+
+
 def sign_nothing(port: int, target: str, body: bytes) -> Headers:
     return []
 
@@ -126,6 +135,21 @@ def _meta_valid(obj: str) -> Callable[[int], bytes]:
     return build
 
 
+def _whatsapp_cloud_valid(n: int) -> bytes:
+    return wa_payload([wa_text(f"question {n}", wa_id=f"1555000{n}", wamid=f"wamid.fuzz.{n}")])
+def _teams_valid(n: int) -> bytes:
+    activity: dict[str, Any] = {
+        "type": "message", "id": f"fuzz{n}", "channelId": "msteams", "serviceUrl": TEAMS_SERVICE_URL[0],
+        "from": {"id": f"29:user{n}", "aadObjectId": f"aad-{n}"}, "recipient": {"id": TEAMS_BOT},
+        "conversation": {"id": f"{PERSONAL}-{n}", "conversationType": "personal", "tenantId": TENANT},
+        "text": f"question {n}",
+    }
+    if n % 3 == 0:
+        activity.update(type="invoke", name="message/submitAction", replyToId="1",
+                        value={"actionName": "feedback", "actionValue": {"reaction": "like"}})
+    return json.dumps(activity).encode()
+
+
 def _web_valid(n: int) -> bytes:
     return json.dumps({"sessionId": f"fuzz-session-{n}", "message": f"question {n}"}).encode()
 
@@ -151,6 +175,8 @@ WEBHOOKS: tuple[Surface, ...] = (
     Surface("telegram", "/webhooks/tg", JSON, _telegram_valid, sign_telegram),
     Surface("messenger", "/webhooks/fb", JSON, _meta_valid("page"), sign_meta),
     Surface("instagram", "/webhooks/ig", JSON, _meta_valid("instagram"), sign_meta),
+    Surface("whatsapp-cloud", "/webhooks/wac", JSON, _whatsapp_cloud_valid, sign_meta),
+    Surface("teams", "/webhooks/teams", JSON, _teams_valid, sign_teams),
 )
 
 #: the unsigned browser-facing endpoints of the web chat
@@ -166,8 +192,11 @@ def forged(surface: Surface, port: int, target: str, body: bytes, other_body: by
     """A genuine signature of ``other_body``: wrong for ``body``.
 
     Telegram's secret does not depend on the body, and Twilio signs each distinct value once, so a
-    "forgery" that is in fact the right signature is replaced by a wrong secret.
+    "forgery" that is in fact the right signature is replaced by a wrong secret. A Teams token does
+    not sign the body at all: its forgery is a token signed by an unknown key.
     """
+    if surface.name == "teams":  # a token signed by a key nobody published
+        return _h({"Authorization": f"Bearer {issue_token(rogue=True)}"})
     headers = surface.sign(port, target, other_body)
     if headers == surface.sign(port, target, body):
         return [(b"X-Telegram-Bot-Api-Secret-Token", b"s3cr3t-Token_valuX")]
