@@ -101,7 +101,7 @@ class SlackChannel(Channel[SlackSettings]):
             self._installer = SlackInstaller(self.name, self.settings, self.services,
                                              self._installed.installations, self.log)
             return
-        self._api = SlackApi(self.settings.bot_token, self.settings.api_base, self.services.http)
+        self._api = SlackApi(self.settings.bot_token, self.settings.api_base, self.services.http, pacer=self.pacer)
         try:
             await self._learn_identity()
         except SlackRefused as exc:

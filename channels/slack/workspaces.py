@@ -24,6 +24,7 @@ from channels.slack.api import OAuthClient, SlackApi, SlackRefused
 from channels.slack.inbound import BotIdentity
 from channels.slack.installations import StoreInstallationStore, workspace_key
 from gateway.errors import ChannelError
+from gateway.pacing import Pacer
 
 if TYPE_CHECKING:
     from channels.slack.settings import SlackSettings
@@ -125,7 +126,9 @@ class InstalledWorkspaces:
             async def token() -> str:
                 return await self.token(ref)
 
-            api = self._apis[ref.key] = SlackApi(token, self.settings.api_base, self.services.http)
+            # Slack's limits are per workspace, so each workspace is paced on its own.
+            pacer = Pacer(self.name, self.services.metrics, lambda: self.services.store)
+            api = self._apis[ref.key] = SlackApi(token, self.settings.api_base, self.services.http, pacer=pacer)
         return api
 
     async def token(self, ref: WorkspaceRef) -> str:

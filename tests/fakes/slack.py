@@ -32,6 +32,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from slack_sdk.signature import SignatureVerifier
 
+from tests.fakes import Refusals
+
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test-token"
 APP_TOKEN = "xapp-1-test-token"
@@ -120,6 +122,8 @@ class FakeSlack:
         self.calls: list[SlackCall] = []
         self.messages: dict[tuple[str, str], FakeMessage] = {}
         self._faults: dict[str, list[_Fault]] = {}
+        #: channels refused with 429 + Retry-After for a while (``refusals.refuse(channel, seconds)``)
+        self.refusals = Refusals()
         self._last_ts = 0.0
         self._server: TestServer | None = None
         self.changed = asyncio.Condition()
@@ -209,6 +213,9 @@ class FakeSlack:
                 return 200, {"ok": False, "error": "invalid_auth" if bot is None else "token_revoked"}, {}
             if bot.expires_at is not None and bot.expires_at <= time.time():
                 return 200, {"ok": False, "error": "token_expired"}, {}
+        retry_after = self.refusals.check(params.get("channel")) if params.get("channel") else None
+        if retry_after is not None:
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": f"{retry_after:g}"}
         faults = self._faults.get(method)
         if faults:
             fault = faults[0]
