@@ -25,6 +25,7 @@ from gateway.channel import Answer, Progress, Reply
 from gateway.errors import StoreUnavailable
 from gateway.events import InboundEvent
 from gateway.policy import MAX_EVENT_ATTEMPTS, apologise, attempt_turn
+from gateway.slots import TurnSlot
 from gateway.store import JournalEntry, JournalStatus, JournalStore, KeyValueStore
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TURN_TIMEOUT = 300.0
+DELIVERY_DEADLINE = 3600.0
 RATE_LIMIT_TEXT = "You're sending messages faster than I can answer. Please wait a minute and try again."
 
 
@@ -119,6 +121,7 @@ class Dispatcher:
         sweep_interval: float = 5.0,
         user_rate_limit: int = 0,
         turn_timeout: float = TURN_TIMEOUT,
+        delivery_deadline: float = DELIVERY_DEADLINE,
         instance_id: str | None = None,
     ) -> None:
         self.store = store
@@ -130,6 +133,7 @@ class Dispatcher:
         self.sweep_interval = sweep_interval
         self.user_rate_limit = user_rate_limit
         self.turn_timeout = turn_timeout
+        self.delivery_deadline = delivery_deadline
         self._slots = asyncio.Semaphore(max_concurrency)
         self._drains: dict[str, asyncio.Task[None]] = {}
         #: every drain task still running, also one past its last look (finishing, releasing)
@@ -214,7 +218,7 @@ class Dispatcher:
             entry = await self._last_look(conversation_key, me)
         while entry is not None:
             turn.entry, turn.status = entry, None
-            async with self._slots:
+            async with TurnSlot(self._slots):
                 status = await self._process(entry, turn)
             # As in _last_look: deregister before reading the next head, then the finish, the
             # read and (when nothing is left) the release are one store call. The heartbeat stops
@@ -273,7 +277,7 @@ class Dispatcher:
         """
         if self._drains.get(conversation_key) is me:
             del self._drains[conversation_key]
-        entry = await batched.head(self.store, conversation_key)
+        entry = await batched.head(self.store, conversation_key)  # idle() counts us in _active meanwhile
         if entry is not None and me is not None and conversation_key not in self._drains:
             self._drains[conversation_key] = me
         return entry
@@ -330,9 +334,13 @@ class Dispatcher:
         return status
 
     async def _timed_turn(self, channel: Channel, event: InboundEvent, reply: Reply) -> Answer | None:
-        """A turn bounded in time: one that never ends (a stream dripping forever) is apologised for."""
+        """A turn bounded in time: one that never ends (a stream dripping forever) is apologised for.
+
+        Each run of the turn is bounded by ``turn_timeout`` inside :func:`attempt_turn`, so the time
+        it spends waiting out a platform's rate limit (up to ``delivery_deadline``) does not count.
+        """
         try:
-            return await asyncio.wait_for(attempt_turn(self, channel, event, reply), self.turn_timeout)
+            return await attempt_turn(self, channel, event, reply)
         except TimeoutError:
             log.error("turn %s timed out after %.0fs", event.journal_key, self.turn_timeout)
             self.metrics.errors.labels("turn_timeout").inc()
@@ -364,7 +372,7 @@ class Dispatcher:
         lane = self._lanes.setdefault(key, _Lane())
         lane.users += 1
         try:
-            async with lane.lock, self._slots:
+            async with lane.lock, TurnSlot(self._slots):
                 return await self._timed_turn(self.channels[event.channel], event, reply)
         finally:
             await reply.close()
@@ -398,7 +406,8 @@ class Dispatcher:
                 log.warning("journal sweep skipped: %s", exc)
 
     async def idle(self) -> None:
-        """Wait until no conversation is being drained here."""
+        """Wait until no conversation is being drained here (also none finishing or looking for its
+        next entry: every drain task counts until it ends)."""
         while self._active:
             await self._idle.wait()
             await asyncio.sleep(0)

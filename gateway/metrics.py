@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -46,6 +46,37 @@ class Metrics:
         )
         self.turn_seconds = Histogram(
             "switchboard_turn_seconds", "Whole turn duration", ["channel"], buckets=_SLOW, registry=r
+        )
+
+        self.budget_waiting = Gauge(
+            "switchboard_agent_budget_waiting", "Agent calls waiting for the API key's rate budget", registry=r
+        )
+        self.budget_wait_seconds = Histogram(
+            "switchboard_agent_budget_wait_seconds", "Time agent calls waited for the rate budget",
+            buckets=(0, 0.01, *_SLOW), registry=r,
+        )
+        self.budget_rejected = Counter(
+            "switchboard_agent_rejected", "Agent calls the API refused with 429 (over its rate limit)", registry=r
+        )
+
+        # Platform rate limits (gateway/pacing.py), by channel and the kind of scope limited.
+        self.rate_limited = Counter(
+            "switchboard_channel_rate_limited", "Platform 429s, by channel and the scope they paused",
+            ["channel", "scope"], registry=r,
+        )
+        self.rate_limit_waiting = Gauge(
+            "switchboard_channel_rate_limit_waiting",
+            "Calls and turns waiting now for a platform rate limit, by channel and scope", ["channel", "scope"],
+            registry=r,
+        )
+        self.rate_limit_wait_seconds = Counter(
+            "switchboard_channel_rate_limit_wait_seconds",
+            "Time spent waiting for platform rate limits, by channel and scope", ["channel", "scope"], registry=r,
+        )
+        self.delivery_deadline_exceeded = Counter(
+            "switchboard_delivery_deadline_exceeded",
+            "Answers given up after waiting out platform rate limits for gateway.delivery_deadline (the "
+            "operator should look)", ["channel"], registry=r,
         )
 
     def render(self) -> bytes:

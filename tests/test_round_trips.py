@@ -12,6 +12,10 @@ Measured (Slack DM and SMS, a new conversation, the agent answering without tool
 8. finish the entry, read the next head and, none being left, release the lease (one script).
 
 Issue 18 asked for 6 without counting intents (6 and 7 here): met but for the rate-limit counter.
+
+Since then (merged from main) the agent's effectively-once turn adds two: the record of what was
+asked, saved before the agent call, and the new conversation saved as soon as the agent names it;
+and the shared agent rate budget adds its own calls (taking and settling a token), counted apart.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from tests.fakes.slack import SECRET, FakeSlack, event_body, message, signed_hea
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
 
 BOT = "+15557654321"
-ROUND_TRIPS = 8
+ROUND_TRIPS = 10
+#: the shared agent rate budget's calls per answer (``budget:`` keys), counted apart
+BUDGET_CALLS = 3
 
 
 class Monitor:
@@ -86,11 +92,18 @@ async def count_one_answer(gw: GatewayUnderTest, send: Any, delivered: Any) -> l
     return mon.commands
 
 
+def check(commands: list[list[str]]) -> None:
+    budget = [c for c in commands if any(":budget:" in part for part in c)]
+    store = [c for c in commands if c not in budget]
+    assert len(store) <= ROUND_TRIPS, report(commands)
+    assert len(budget) <= BUDGET_CALLS, report(commands)
+
+
 def report(commands: list[list[str]]) -> str:
     return "\n".join(" ".join(c[:3]) for c in commands)
 
 
-async def test_a_slack_answer_takes_at_most_eight_round_trips(slack_fake: FakeSlack, clean_redis: str) -> None:
+async def test_a_slack_answer_takes_at_most_ten_round_trips(slack_fake: FakeSlack, clean_redis: str) -> None:
     config = {"type": "slack", "bot_token": slack_fake.token, "signing_secret": SECRET,
               "api_base": slack_fake.api_base, "update_interval": 1.0}
     async with running_gateway({"slack": config}, store=clean_redis) as gw, aiohttp.ClientSession() as http:
@@ -102,10 +115,10 @@ async def test_a_slack_answer_takes_at_most_eight_round_trips(slack_fake: FakeSl
         commands = await count_one_answer(gw, send, lambda n: any(
             "You said" in m.text for m in slack_fake.thread(f"D{n}", None)))
     print(report(commands))
-    assert len(commands) <= ROUND_TRIPS, report(commands)
+    check(commands)
 
 
-async def test_a_twilio_answer_takes_at_most_eight_round_trips(twilio_fake: FakeTwilio, clean_redis: str) -> None:
+async def test_a_twilio_answer_takes_at_most_ten_round_trips(twilio_fake: FakeTwilio, clean_redis: str) -> None:
     creds = {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}
     channels = {"sms": {"type": "twilio-sms", "from": BOT, "api_base": twilio_fake.url, **creds}}
     async with running_gateway(channels, store=clean_redis) as gw, aiohttp.ClientSession() as http:
@@ -116,7 +129,7 @@ async def test_a_twilio_answer_takes_at_most_eight_round_trips(twilio_fake: Fake
 
         commands = await count_one_answer(gw, send, lambda n: twilio_fake.bodies(f"+1555000000{n}"))
     print(report(commands))
-    assert len(commands) <= ROUND_TRIPS, report(commands)
+    check(commands)
 
 
 @pytest.fixture
