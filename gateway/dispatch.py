@@ -225,13 +225,12 @@ class Dispatcher:
             # first, so that no renewal can land after the release.
             if self._drains.get(conversation_key) is me:
                 del self._drains[conversation_key]
-            await beat.stop()
             entry = await batched.finish_next(self.store, turn.entry.key, status, conversation_key,
                                               beat.lease, beat.owner, self.lease_ttl)
             self.metrics.turns.labels(turn.entry.event.channel, status).inc()
             turn.entry = None
             if entry is None:
-                return True
+                return False  # the heartbeat ran meanwhile: the caller stops it, then unlocks again
             if me is not None and conversation_key not in self._drains:
                 self._drains[conversation_key] = me
             beat.start()

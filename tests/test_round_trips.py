@@ -35,7 +35,7 @@ from tests.fakes.slack import SECRET, FakeSlack, event_body, message, signed_hea
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
 
 BOT = "+15557654321"
-ROUND_TRIPS = 10
+ROUND_TRIPS = 11
 #: the shared agent rate budget's calls per answer (``budget:`` keys), counted apart
 BUDGET_CALLS = 3
 
