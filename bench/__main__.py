@@ -1,6 +1,7 @@
 """``python -m bench``: run the benchmark scenarios and write docs/benchmarks.md.
 
-Options: ``--quick`` (tiny numbers: the smoke run), ``--only ack,overhead,throughput,scale,instances``,
+Options: ``--quick`` (tiny numbers: the smoke run), ``--only ack,overhead,throughput,scale,instances,budget``
+(the other sections of the page are kept from the last results.json),
 ``--docs DIR`` (where benchmarks.md and benchmarks/ go; default ``docs``), ``--profile`` (py-spy
 flame graph of the gateway during one throughput run), ``--report-only`` (rewrite the page from
 ``docs/benchmarks/results.json``).
@@ -19,14 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, latency, machine, report
+from bench import capacity, latency, machine, pressure, report
 from bench.memory import redis_memory
 from bench.params import FULL, QUICK, Params
 from bench.procs import REPO
 from bench.profile import profile_gateway
 from bench.stack import Stack
 
-SCENARIOS = ("ack", "overhead", "throughput", "scale", "instances")
+SCENARIOS = ("ack", "overhead", "throughput", "scale", "instances", "budget")
 
 
 async def run(params: Params, only: set[str], workdir: Path, profile_to: Path | None) -> dict[str, Any]:
@@ -41,6 +42,7 @@ async def run(params: Params, only: set[str], workdir: Path, profile_to: Path | 
             ("throughput", capacity.throughput),
             ("scale", capacity.scale),
             ("instances", capacity.instances),
+            ("budget", pressure.budget),
         ]
         for name, scenario in steps:
             if name not in only:
@@ -81,9 +83,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: failed; logs kept in {workdir}", file=sys.stderr)
             raise
         shutil.rmtree(workdir, ignore_errors=True)
+    if not args.report_only and not args.quick:
+        results = _keep_earlier_sections(results, args.docs / "benchmarks" / "results.json")
     page = report.write(results, args.docs)
     print(f"bench: wrote {page}", file=sys.stderr)
     return 0
+
+
+def _keep_earlier_sections(results: dict[str, Any], earlier: Path) -> dict[str, Any]:
+    """A partial run (``--only``) keeps the sections, machine and run time of the last full run."""
+    missing = [name for name in SCENARIOS if name not in results]
+    if not missing or not earlier.exists():
+        return results
+    previous: dict[str, Any] = json.loads(earlier.read_text())
+    merged = {**previous, **{k: v for k, v in results.items() if k in SCENARIOS or k == "memory"}}
+    return merged
 
 
 if __name__ == "__main__":

@@ -155,3 +155,16 @@ in the table below, or of the webhook path where stated):
 - SQLite: one `fsync` per write on one connection; group commit would serve the acknowledgements,
   the overhead tail and throughput at once (`adapters/stores/sqlite.py`).
 - The shared HTTP client's 100-connection pool (`gateway/app.py`, see scenario 4)."""
+
+BUDGET = """Every request to the agent first takes a token from the API key's bucket (Redis: one Lua call;
+one process: in memory), so the instances together keep to the limit instead of each retrying on
+its own. Before the first answer the bucket lets only half the budget go; the answers' rate-limit
+headers then set it to what the API says remains, less the calls still in flight, and when an
+answer says the window is full it waits until `X-RateLimit-Reset` and sends one probe whose
+answer opens the rest. A turn that waits gives its `max_concurrency` slot to the next one, so every
+person sees the channel's waiting signal at once (Slack's placeholder here) and keeps their place;
+`/metrics` shows `switchboard_agent_budget_waiting`, `switchboard_agent_budget_wait_seconds` and
+`switchboard_agent_rejected_total`. 300 = 3 x 100 is the tightest case: a single slot left unused
+in a window pushes the last call into a fourth window (+10 s), which earlier versions of the
+bucket did. Before the budget, the same burst provoked 128 refused calls with one instance and
+251-268 with three (issue 16)."""

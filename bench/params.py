@@ -30,6 +30,12 @@ class Params:
     # 5. instances
     instances: tuple[int, ...] = (1, 2, 3)
     instances_count: int = 1500
+    # 6. rate budget: a burst of `budget_count` first messages against an emulator enforcing
+    #    `budget_limit` requests per `budget_window` seconds, with 1 and 3 instances
+    budget_count: int = 300
+    budget_limit: int = 100
+    budget_window: float = 10.0
+    budget_instances: tuple[int, ...] = (1, 3)
     #: seconds any one run may take to deliver its answers
     deadline: float = 180.0
     #: seconds between waves, and to wait after the last answer for trailing calls (its final edit)
@@ -44,6 +50,7 @@ QUICK = Params(
     throughput_count=10, throughput_concurrency=5, throughput_repeats=1,
     scale_streams=10, scale_token_delay=0.01, scale_identities=200,
     instances=(1, 2), instances_count=10,
+    budget_count=30, budget_limit=10, budget_window=1.0, budget_instances=(1, 2),
     deadline=30.0,
     pause=0.05,
 )

@@ -21,6 +21,8 @@ from tests.fakes.slack import SECRET
 
 SLACK = "slack"
 SMS = "sms"
+#: a rate budget no scenario reaches (requests per 10 s), for those that measure the gateway itself
+UNPACED = 10_000_000
 
 
 def toml(sections: dict[str, dict[str, Any]]) -> str:
@@ -76,12 +78,20 @@ class Stack:
             resp.raise_for_status()
             return await resp.json()
 
-    async def reset(self, *, latency: float = 0.0, token_delay: float = 0.0) -> None:
-        """Fresh emulator, fakes and Redis; then the agent's speed for the next run."""
+    async def reset(self, *, latency: float = 0.0, token_delay: float = 0.0,
+                    rate_limit: dict[str, Any] | None = None) -> None:
+        """Fresh emulator, fakes and Redis; then the agent's speed (and rate limit) for the next run.
+
+        Unless ``rate_limit`` says otherwise the emulator allows (and its headers announce) far more
+        than Chatbase's 100 per 10 s, so that scenarios about the gateway's own speed are not paced.
+        """
         agent = self.agent.info["url"]
         await self._json("POST", agent + "/_emulator/reset")
         await self._json("POST", agent + "/_bench/reset")
-        await self._json("POST", agent + "/_emulator/faults", {"latency": latency, "token_delay": token_delay})
+        await self._json("POST", agent + "/_emulator/faults", {
+            "latency": latency, "token_delay": token_delay,
+            "rate_limit": rate_limit or {"enforced": False, "max": UNPACED, "window": 10},
+        })
         await self._json("POST", self.platform.info["control"] + "/_bench/reset")
         with redis.Redis(port=self.redis.port) as client:
             client.flushall()  # our own private server: nothing else lives there
@@ -104,6 +114,13 @@ class Stack:
         result: dict[str, list[list[Any]]] = await self._json("GET", self.platform.info["control"] + "/_bench/calls")
         return result
 
+    async def emulator_state(self) -> dict[str, Any]:
+        """The emulator's fault settings and rate-limit counts, and the API requests it received."""
+        agent = self.agent.info["url"]
+        faults = (await self._json("GET", agent + "/_emulator/faults"))["data"]
+        requests = (await self._json("GET", agent + "/_emulator/requests"))["data"]
+        return {"faults": faults, "requests": requests}
+
     async def tokens(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._json("GET", self.agent.info["url"] + "/_bench/tokens")
         return result
@@ -117,7 +134,7 @@ class Stack:
 
     @contextlib.asynccontextmanager
     async def gateways(
-        self, store: str, *, instances: int = 1, **gateway: Any
+        self, store: str, *, instances: int = 1, agent: dict[str, Any] | None = None, **gateway: Any
     ) -> AsyncIterator[list[Child]]:
         """``instances`` ``switchboard serve`` processes sharing one store, each on its own port."""
         store_url = self.store_url(store)
@@ -126,7 +143,7 @@ class Stack:
             port = free_port()
             self._runs += 1
             config = self.dir / f"gateway-{self._runs}.toml"
-            config.write_text(toml(self._gateway_config(port, store_url, gateway)))
+            config.write_text(toml(self._gateway_config(port, store_url, gateway, agent or {})))
             children.append(Child(f"gateway-{n + 1}", python("gateway", "serve", "--config", str(config)),
                                   config.with_suffix(".log")))
             children[-1].info["url"] = f"http://127.0.0.1:{port}"
@@ -138,13 +155,16 @@ class Stack:
         finally:
             await stop_all(children)
 
-    def _gateway_config(self, port: int, store_url: str, gateway: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def _gateway_config(
+        self, port: int, store_url: str, gateway: dict[str, Any], agent: dict[str, Any]
+    ) -> dict[str, dict[str, Any]]:
         p = self.platform.info
         slack = {k: gateway.pop(k) for k in list(gateway) if k.startswith("slack_")}
         return {
             "gateway": {"host": "127.0.0.1", "port": port, "public_url": f"http://127.0.0.1:{port}",
                         "store": store_url, **gateway},
-            "agent": {"api_base": self.agent.info["api"], "api_key": "bench", "agent_id": "bench"},
+            "agent": {"api_base": self.agent.info["api"], "api_key": "bench", "agent_id": "bench",
+                      "rate_limit": f"{UNPACED}/10s", **agent},
             f"channels.{SLACK}": {"type": "slack", "bot_token": p["slack_token"], "signing_secret": SECRET,
                                   "api_base": p["slack"], **{k[6:]: v for k, v in slack.items()}},
             f"channels.{SMS}": {"type": "twilio-sms", "account_sid": p["twilio_sid"],

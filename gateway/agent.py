@@ -53,6 +53,23 @@ AgentEvent = MessageStart | TextDelta | ToolCall | Finish
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryMessage:
+    """One message of a conversation as the API lists it, reduced to what recovery needs."""
+
+    id: str
+    role: str
+    text: str
+    #: client actions the message asked for, answered or not
+    calls: list[ToolCall] = field(default_factory=list)
+    #: ids of those calls whose results the conversation already holds
+    answered: frozenset[str] = frozenset()
+    #: how the message ended when the API says so ("stop", "tool-calls", "error", ...)
+    finish_reason: str | None = None
+    #: Unix seconds
+    created_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Conversation:
     """Conversation metadata as listed by the API."""
 
@@ -102,6 +119,16 @@ class AgentClient(Protocol):
         self, conversation_id: str, *, cursor: str | None = None, limit: int = 20
     ) -> Page:
         """One page of a conversation's messages."""
+        ...
+
+    async def list_user_conversations(
+        self, user_id: str, *, cursor: str | None = None, limit: int = 20
+    ) -> Page:
+        """One page of a user's conversations, by last activity."""
+        ...
+
+    async def history(self, conversation_id: str, *, limit: int = 100) -> list[HistoryMessage]:
+        """The conversation's most recent messages, oldest first."""
         ...
 
     async def health(self) -> bool:

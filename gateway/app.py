@@ -21,6 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.agent import AgentClient
+from gateway.budget import Budget, agent_budget
 from gateway.channel import Channel, Services
 from gateway.commands import Controls
 from gateway.config import Settings
@@ -50,13 +51,13 @@ from gateway.turns import TurnRunner
 
 log = logging.getLogger(__name__)
 
-AgentFactory = Callable[[aiohttp.ClientSession, Settings], AgentClient]
+AgentFactory = Callable[[aiohttp.ClientSession, Settings, Budget | None], AgentClient]
 
 
-def default_agent_factory(session: aiohttp.ClientSession, settings: Settings) -> AgentClient:
+def default_agent_factory(session: aiohttp.ClientSession, settings: Settings, budget: Budget | None) -> AgentClient:
     from adapters.chatbase import ChatbaseClient
 
-    return ChatbaseClient(session, settings.agent)
+    return ChatbaseClient(session, settings.agent, budget=budget)
 
 
 def build_channels(settings: Settings, services: Services) -> dict[str, Channel]:
@@ -125,7 +126,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
         yield
 
     async def agent_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[AGENT] = agent_factory(app[HTTP], settings)
+        app[AGENT] = agent_factory(app[HTTP], settings, agent_budget(settings.agent, app[STORE], metrics))
         yield
 
     async def controls_ctx(app: web.Application) -> AsyncIterator[None]:

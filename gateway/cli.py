@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    demo.add_argument("--enforce-rate-limit", action="store_true",
+                      help="the emulator refuses over 100 requests per 10 s with 429, as Chatbase does")
     demo.set_defaults(func=cmd_demo)
 
     check = sub.add_parser("check", help="validate the config and print webhook URLs",
@@ -70,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                          description="Run the Chatbase API v2 emulator (base path /api/v2).")
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8090)
+    emu.add_argument("--enforce-rate-limit", action="store_true",
+                     help="refuse over 100 requests per 10 s per key with 429 and Retry-After, as Chatbase does")
     emu.set_defaults(func=cmd_emulator)
 
     _plugin_commands(sub)
@@ -136,7 +140,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
-    run_demo(args.host, args.port)
+    run_demo(args.host, args.port, enforce_rate_limit=args.enforce_rate_limit)
     return 0
 
 
@@ -209,7 +213,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_emulator(args: argparse.Namespace) -> int:
     from adapters.emulator import run_emulator
 
-    run_emulator(args.host, args.port)
+    run_emulator(args.host, args.port, rate_limit=args.enforce_rate_limit)
     return 0
 
 

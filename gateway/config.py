@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pydantic
 
+from gateway.budget import RateLimit, parse_rate_limit
 from gateway.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -77,11 +78,24 @@ class AgentSettings(_Frozen):
     timeout: float = pydantic.Field(60.0, gt=0)
     #: attempts for 429/5xx/network failures before apologising
     max_attempts: int = pydantic.Field(4, ge=1, le=20)
+    #: the API key's request budget, shared by every instance: "<requests>/<window>" or "off"
+    rate_limit: str = "100/10s"
 
     @pydantic.field_validator("api_base")
     @classmethod
     def _url(cls, v: str) -> str:
         return check_url(v)
+
+    @pydantic.field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        parse_rate_limit(v)
+        return v
+
+    @property
+    def budget(self) -> RateLimit | None:
+        """The parsed ``rate_limit`` (None: off)."""
+        return parse_rate_limit(self.rate_limit)
 
 
 class ToolSettings(_Frozen):

@@ -71,7 +71,7 @@ async def lookup_order(request: web.Request) -> web.Response:
     })
 
 
-def build_demo_app(host: str, port: int) -> tuple[web.Application, str]:
+def build_demo_app(host: str, port: int, *, enforce_rate_limit: bool = False) -> tuple[web.Application, str]:
     """The demo application and the line to print once it listens."""
     from gateway.app import build_app
 
@@ -87,7 +87,7 @@ def build_demo_app(host: str, port: int) -> tuple[web.Application, str]:
 
     from adapters.emulator import Emulator
 
-    emulator = Emulator()
+    emulator = Emulator(rate_limit=enforce_rate_limit)
     emu_port = free_port()
     emulator_url = f"http://127.0.0.1:{emu_port}/api/v2"
     app = build_app(demo_settings(host, port, emulator_url, secret))
@@ -104,8 +104,8 @@ def build_demo_app(host: str, port: int) -> tuple[web.Application, str]:
     return app, banner
 
 
-def run_demo(host: str, port: int) -> None:
-    app, banner = build_demo_app(host, port)
+def run_demo(host: str, port: int, *, enforce_rate_limit: bool = False) -> None:
+    app, banner = build_demo_app(host, port, enforce_rate_limit=enforce_rate_limit)
 
     def announce(_: str) -> None:
         # run_app calls this once the socket is bound, so the URL works when it is printed.

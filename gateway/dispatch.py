@@ -24,6 +24,7 @@ from gateway.channel import Answer, Progress, Reply
 from gateway.errors import StoreUnavailable
 from gateway.events import InboundEvent
 from gateway.policy import MAX_EVENT_ATTEMPTS, apologise, attempt_turn
+from gateway.slots import TurnSlot
 from gateway.store import JournalEntry, JournalStatus, JournalStore, KeyValueStore
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class Dispatcher:
         self._lanes: dict[str, _Lane] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self._looking = 0
         self._closing = False
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -164,7 +166,7 @@ class Dispatcher:
             entry = await self._last_look(conversation_key, me)
         while entry is not None:
             turn.entry, turn.status = entry, None
-            async with self._slots:
+            async with TurnSlot(self._slots):
                 await self._process(entry, turn)
             turn.entry = None
             entry = await self._last_look(conversation_key, me)
@@ -209,7 +211,11 @@ class Dispatcher:
         """
         if self._drains.get(conversation_key) is me:
             del self._drains[conversation_key]
-        entry = await self.store.journal_head(conversation_key)
+        self._looking += 1  # still draining for idle(), though no longer in _drains
+        try:
+            entry = await self.store.journal_head(conversation_key)
+        finally:
+            self._looking -= 1
         if entry is not None and me is not None and conversation_key not in self._drains:
             self._drains[conversation_key] = me
         return entry
@@ -317,7 +323,7 @@ class Dispatcher:
         lane = self._lanes.setdefault(key, _Lane())
         lane.users += 1
         try:
-            async with lane.lock, self._slots:
+            async with lane.lock, TurnSlot(self._slots):
                 return await self._timed_turn(self.channels[event.channel], event, reply)
         finally:
             await reply.close()
@@ -351,10 +357,10 @@ class Dispatcher:
                 log.warning("journal sweep skipped: %s", exc)
 
     async def idle(self) -> None:
-        """Wait until no conversation is being drained here."""
-        while self._drains:
+        """Wait until no conversation is being drained here (nor looking for its next entry)."""
+        while self._drains or self._looking:
             await self._idle.wait()
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.005 if self._looking else 0)
 
     async def shutdown(self, grace: float) -> None:
         """Stop taking work; give running turns ``grace`` seconds, then cancel them.

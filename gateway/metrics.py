@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -46,6 +46,17 @@ class Metrics:
         )
         self.turn_seconds = Histogram(
             "switchboard_turn_seconds", "Whole turn duration", ["channel"], buckets=_SLOW, registry=r
+        )
+
+        self.budget_waiting = Gauge(
+            "switchboard_agent_budget_waiting", "Agent calls waiting for the API key's rate budget", registry=r
+        )
+        self.budget_wait_seconds = Histogram(
+            "switchboard_agent_budget_wait_seconds", "Time agent calls waited for the rate budget",
+            buckets=(0, 0.01, *_SLOW), registry=r,
+        )
+        self.budget_rejected = Counter(
+            "switchboard_agent_rejected", "Agent calls the API refused with 429 (over its rate limit)", registry=r
         )
 
     def render(self) -> bytes:

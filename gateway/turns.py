@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from gateway.agent import AgentClient, AgentEvent, Finish, TextDelta, ToolCall
-from gateway.channel import Answer, Reply
+from gateway.channel import Answer, Progress, Reply
 from gateway.commands import NEW_CONVERSATION_TEXT, Command, Controls, Parsed
 from gateway.errors import AgentNotFound, BadAgentRequest, ConversationEnded
 from gateway.events import InboundEvent
 from gateway.handoff import STARTED_TEXT
 from gateway.identity import user_id_for
 from gateway.logs import log_context
+from gateway.recovery import Recovery, asked_marker, recover
 from gateway.store import ConversationState, Store
 from gateway.tools import ToolContext, ToolRunner, tool_error
 
@@ -133,7 +134,14 @@ class TurnRunner:
                 return await self._deliver(reply, Answer(NOTHING_TO_RETRY_TEXT)), "command"
             stream = self.agent.retry(state.conversation_id, str(message_id))
             return await self._stream(channel, event, reply, state, stream, kind="retry"), "answered"
+        marker = reply.progress.data.get("asked")
+        if isinstance(marker, dict):
+            # Resumed after a crash once the agent had been asked: never ask it twice.
+            recovered = await self._recover(channel, event, reply, state, marker)
+            if recovered is not None:
+                return recovered, "recovered"
         try:
+            await self._mark_asked(reply, event, state)
             stream = self.agent.chat(event.text, conversation_id=state.conversation_id, user_id=state.user_id)
             return await self._stream(channel, event, reply, state, stream, kind="chat"), "answered"
         except (ConversationEnded, AgentNotFound) as exc:
@@ -145,8 +153,38 @@ class TurnRunner:
             log.info("conversation %s no longer usable (%s); starting a new one", state.conversation_id, exc.code)
             await self.store.drop_conversation(event.conversation_key)
             fresh = ConversationState(conversation_id=None, user_id=state.user_id)
+            await self._mark_asked(reply, event, fresh)
             stream = self.agent.chat(event.text, conversation_id=None, user_id=state.user_id)
             return await self._stream(channel, event, reply, fresh, stream, kind="chat"), "answered"
+
+    async def _mark_asked(self, reply: Reply, event: InboundEvent, state: ConversationState) -> None:
+        """Saved before the agent call, so a resumed turn knows to look before asking again."""
+        reply.progress.data["asked"] = asked_marker(
+            event.text, state.conversation_id, state.user_id, state.last_message_id
+        )
+        await reply.progress.save()
+
+    async def _recover(
+        self, channel: Channel, event: InboundEvent, reply: Reply, state: ConversationState, marker: dict[str, Any]
+    ) -> Answer | None:
+        """Finish a turn from what the conversation already holds; None: it must be asked again."""
+        await reply.start()  # reading the conversation back may wait for the rate budget
+        plan = await recover(self.agent, marker, state.conversation_id)
+        log.info("resumed turn: %s (conversation %s)", plan.action, plan.conversation_id)
+        self.metrics.agent_calls.labels("recovery", plan.action).inc()
+        if plan.action == "resend":
+            return None
+        assert plan.conversation_id is not None
+        if plan.conversation_id != state.conversation_id:
+            state.conversation_id = plan.conversation_id
+            state.last_message_id = None
+        if plan.action == "deliver":
+            return await self._complete(event, reply, state, plan.text, plan.message_id, plan.conversation_id)
+        if plan.action == "regenerate":
+            assert plan.message_id is not None
+            stream = self.agent.retry(plan.conversation_id, plan.message_id)
+            return await self._stream(channel, event, reply, state, stream, kind="retry")
+        return await self._stream(channel, event, reply, state, None, kind="chat", resume=plan)
 
     async def _deliver(self, reply: Reply, answer: Answer) -> Answer:
         await reply.finish(answer)
@@ -175,39 +213,50 @@ class TurnRunner:
         event: InboundEvent,
         reply: Reply,
         state: ConversationState,
-        stream: AsyncIterator[AgentEvent],
+        stream: AsyncIterator[AgentEvent] | None,
         *,
         kind: str,
+        resume: Recovery | None = None,
     ) -> Answer:
+        """Stream the answer, running client actions between rounds; ``resume`` starts at a
+        tool round the conversation already holds (``stream`` is then None)."""
         started = time.monotonic()
-        text = ""
+        text = resume.text if resume else ""
         first_token = True
         finish: Finish | None = None
-        conversation_id = state.conversation_id
-        handoff, handed_off = self.controls.handoff, False
+        conversation_id = resume.conversation_id if resume else state.conversation_id
+        pending = resume.calls if resume else None
+        handed_off = False
+        progress = reply.progress
         await reply.start()
         for round_no in range(self.max_tool_rounds + 1):
             calls: list[ToolCall] = []
-            separator_due = bool(text) and not text.endswith(("\n", " "))
-            async for item in stream:
-                if isinstance(item, TextDelta) and item.text:
-                    if first_token:
-                        first_token = False
-                        self.metrics.first_token_seconds.labels(event.channel).observe(time.monotonic() - started)
-                    if separator_due:
-                        text += "\n\n"
-                        separator_due = False
-                    text += item.text
-                    await reply.update(text)
-                elif isinstance(item, ToolCall):
-                    calls.append(item)
-                elif isinstance(item, Finish):
-                    finish = item
-                    if item.conversation_id and item.conversation_id != conversation_id:
-                        conversation_id = item.conversation_id
-                        await self._remember(event, state, conversation_id, None)
-            self.metrics.agent_calls.labels(kind if round_no == 0 else "continue", "ok").inc()
-            if not calls:
+            if pending is not None:
+                calls, pending = pending, None
+                continuing = True  # the results (some may be in already) are followed by a continue
+            else:
+                continuing = False
+                assert stream is not None
+                separator_due = bool(text) and not text.endswith(("\n", " "))
+                async for item in stream:
+                    if isinstance(item, TextDelta) and item.text:
+                        if first_token:
+                            first_token = False
+                            self.metrics.first_token_seconds.labels(event.channel).observe(time.monotonic() - started)
+                        if separator_due:
+                            text += "\n\n"
+                            separator_due = False
+                        text += item.text
+                        await reply.update(text)
+                    elif isinstance(item, ToolCall):
+                        calls.append(item)
+                    elif isinstance(item, Finish):
+                        finish = item
+                        if item.conversation_id and item.conversation_id != conversation_id:
+                            conversation_id = item.conversation_id
+                            await self._remember(event, state, conversation_id, None)
+                self.metrics.agent_calls.labels(kind if round_no == 0 else "continue", "ok").inc()
+            if not calls and not continuing:
                 break
             if conversation_id is None:
                 raise BadAgentRequest("the agent asked for tools but sent no conversation id")
@@ -215,35 +264,82 @@ class TurnRunner:
                 log.warning("tool rounds exhausted in conversation %s", conversation_id)
                 text = (text + "\n\n" + TOOL_LOOP_TEXT).strip()
                 break
+            asked = progress.data.get("asked")
+            if isinstance(asked, dict) and finish is not None and round_no == 0 and not asked.get("user_message_id"):
+                # The agent's id for the user's message: a resumed turn matches it exactly.
+                asked.update(conversation_id=conversation_id, user_message_id=finish.user_message_id)
+            answered = resume.answered if resume and round_no == 0 else frozenset()
             for call in calls:
-                if handoff is not None and call.tool_name == handoff.action and not handoff.reachable(event):
-                    output: Any = tool_error(
-                        "HANDOFF_UNAVAILABLE",
-                        "A person cannot join this channel (it cannot receive messages later); keep helping "
-                        "the user and suggest contacting the team by email or messaging.",
-                    )
-                elif handoff is not None and call.tool_name == handoff.action:
-                    handed_off = await self._escalate(event, state, call) or handed_off
-                    output = HANDED_OFF_OUTPUT if handed_off else tool_error(
-                        "HANDOFF_FAILED", "The support team could not be reached; keep helping the user."
-                    )
-                else:
-                    context = ToolContext(
-                        call.tool_name, call.tool_call_id, conversation_id, state.user_id, event.channel
-                    )
-                    output = await self.tools.run(call, context)
-                await self.agent.submit_tool_result(conversation_id, call.tool_call_id, output)
+                done = await self._answer_call(event, state, call, conversation_id, answered, progress)
+                handed_off = done or handed_off
             stream = self.agent.chat(None, conversation_id=conversation_id)
         if handed_off:
             text = (text + "\n\n" + STARTED_TEXT).strip()
         message_id = finish.message_id if finish else None
+        answer = await self._complete(event, reply, state, text, message_id, conversation_id)
+        self.metrics.turn_seconds.labels(event.channel).observe(time.monotonic() - started)
+        return answer
+
+    async def _answer_call(
+        self, event: InboundEvent, state: ConversationState, call: ToolCall, conversation_id: str,
+        answered: frozenset[str], progress: Progress,
+    ) -> bool:
+        """Run one client action and submit its result, exactly once across crashes; True: handed off.
+
+        The output is saved before it is submitted and the submission after it succeeded, so a
+        resumed turn neither runs the action again nor submits a result twice; results the
+        conversation already holds (``answered``) are skipped.
+        """
+        outputs = progress.data.setdefault("outputs", {})
+        submitted = progress.data.setdefault("submitted", [])
+        call_id = call.tool_call_id
+        if call_id in answered or call_id in submitted:
+            return bool(progress.data.get("handed_off"))
+        handoff, handed_off = self.controls.handoff, False
+        resubmit = call_id in outputs
+        if resubmit:
+            output = outputs[call_id]
+        else:
+            if handoff is not None and call.tool_name == handoff.action and not handoff.reachable(event):
+                output = tool_error(
+                    "HANDOFF_UNAVAILABLE",
+                    "A person cannot join this channel (it cannot receive messages later); keep helping "
+                    "the user and suggest contacting the team by email or messaging.",
+                )
+            elif handoff is not None and call.tool_name == handoff.action:
+                handed_off = await self._escalate(event, state, call)
+                output = HANDED_OFF_OUTPUT if handed_off else tool_error(
+                    "HANDOFF_FAILED", "The support team could not be reached; keep helping the user."
+                )
+                if handed_off:
+                    progress.data["handed_off"] = True
+            else:
+                context = ToolContext(call.tool_name, call_id, conversation_id, state.user_id, event.channel)
+                output = await self.tools.run(call, context)
+            outputs[call_id] = output
+            await progress.save()
+        try:
+            await self.agent.submit_tool_result(conversation_id, call_id, output)
+        except AgentNotFound:
+            if not resubmit:
+                raise
+            # Submitted just before a crash (the listing did not show it): the agent has it.
+            log.info("tool result %s was already submitted", call_id)
+        submitted.append(call_id)
+        await progress.save()
+        return handed_off or bool(progress.data.get("handed_off"))
+
+    async def _complete(
+        self, event: InboundEvent, reply: Reply, state: ConversationState, text: str,
+        message_id: str | None, conversation_id: str | None,
+    ) -> Answer:
+        """Save the finished answer (a resume delivers it without the agent), remember, deliver."""
         answer = Answer(text, message_id, conversation_id)
         reply.progress.data["answer"] = {"text": text, "message_id": message_id, "conversation_id": conversation_id}
         await reply.progress.save()
         if conversation_id:
             await self._remember(event, state, conversation_id, message_id)
         await reply.finish(answer)
-        self.metrics.turn_seconds.labels(event.channel).observe(time.monotonic() - started)
         return answer
 
     async def _escalate(self, event: InboundEvent, state: ConversationState, call: ToolCall) -> bool:

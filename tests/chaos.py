@@ -117,7 +117,9 @@ class Chaos:
         self.graph = await self._stack.enter_async_context(FakeGraph())
         self.telegram = await self._stack.enter_async_context(FakeTelegram())
         self.slack.latency = self.twilio.latency = self.graph.latency = self.telegram.latency = self.latency
-        self.emulator = Emulator(token_delay=0.01)
+        # Chaos is not about the agent's rate limit: the emulator announces one far above the
+        # traffic, so the gateways' rate budget (which follows its headers) never paces them.
+        self.emulator = Emulator(token_delay=0.01, rate_limit_max=100_000)
         self.agent_url = await self._stack.enter_async_context(self.emulator.serve("127.0.0.1", 0))
         self.http = await self._stack.enter_async_context(aiohttp.ClientSession())
         for i in range(self.instances):

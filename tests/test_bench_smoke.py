@@ -31,7 +31,7 @@ def test_quick_benchmark_runs_every_scenario_and_writes_the_page(tmp_path: Path)
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     page = (tmp_path / "benchmarks.md").read_text()
-    for heading in ("## The machine", "## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
+    for heading in ("## The machine", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
         assert heading in page
     results = json.loads((tmp_path / "benchmarks" / "results.json").read_text())
 
@@ -57,5 +57,8 @@ def test_quick_benchmark_runs_every_scenario_and_writes_the_page(tmp_path: Path)
     assert scale["peak_rss_mb"] > 0 and scale["peak_open_streams"] >= 1
     for processes, run in results["instances"]["runs"].items():
         assert (run["errors"], run["delivered"]) == (0, results["instances"]["count"]), processes
+    budget = results["budget"]
+    for processes, run in budget["runs"].items():  # a burst against the enforced limit: all answered
+        assert run["delivered"] == budget["count"] and run["agent_calls"] >= budget["count"], processes
     memory = results["memory"]
     assert memory["linked"]["memory_usage_per_identity"] > memory["unlinked"]["memory_usage_per_identity"] > 0

@@ -46,12 +46,13 @@ async def clean_redis() -> AsyncIterator[str]:
     await client.aclose()
 
 
-def gateway_config(tmp_path: Path, name: str, port: int, store: str, api_base: str, **gateway: Any) -> Path:
+def gateway_config(tmp_path: Path, name: str, port: int, store: str, api_base: str,
+                   agent: dict[str, Any] | None = None, **gateway: Any) -> Path:
     return write_config(tmp_path / f"{name}.toml", {
         "gateway": {"host": "127.0.0.1", "port": port, "public_url": f"http://127.0.0.1:{port}",
                     "store": store, "lease_ttl": 2, "sweep_interval": 0.5, "shutdown_grace": 2,
                     "user_rate_limit": 0, **gateway},
-        "agent": {"api_base": api_base, "api_key": "k", "agent_id": "a", "timeout": 10},
+        "agent": {"api_base": api_base, "api_key": "k", "agent_id": "a", "timeout": 10, **(agent or {})},
         "channels.echo": {"type": "echo", "token": TOKEN, "max_text_length": 120},
     })
 
@@ -129,12 +130,15 @@ async def test_kill_9_while_the_answer_streams_then_restart_answers_once(tmp_pat
         await asyncio.sleep(1)
     finally:
         await second.stop()
-    # The first stream never finished, so no conversation was saved: the resumed turn asks again
-    # in a fresh conversation, and the user receives exactly one answer.
+    # The first stream never finished, so the gateway never learned the conversation: the resumed
+    # turn finds it among the person's conversations, sees the answer the agent recorded, and
+    # delivers it without asking again.
     assert [d["text"] for d in delivered(out)] == [
         'You said: "tell me something". This is message 1 of this conversation.'
     ]
-    assert len(chats(emulator)) == 2
+    assert len(chats(emulator)) == 1
+    [conversation] = emulator.state.conversations.values()
+    assert [m.text for m in conversation.messages if m.role == "user"] == ["tell me something"]
 
 
 @pytest.mark.redis

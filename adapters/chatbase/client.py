@@ -15,7 +15,8 @@ import aiohttp
 
 from adapters.chatbase import documents
 from adapters.chatbase.transport import Transport, parse
-from gateway.agent import AgentClient, AgentEvent, Conversation, Feedback, Page
+from gateway.agent import AgentClient, AgentEvent, Conversation, Feedback, HistoryMessage, Page
+from gateway.budget import Budget
 from gateway.config import AgentSettings
 
 #: Body field of the feedback endpoint. The published example does not show it; keep it here only.
@@ -37,6 +38,7 @@ class ChatbaseClient:
     :class:`gateway.errors.AgentError` subclasses; 429, 5xx and network failures are retried
     first (see :mod:`adapters.chatbase.transport`). ``backoff_base``/``backoff_cap`` shape the
     5xx backoff; a 429 asking for more than ``max_retry_after`` seconds is raised at once.
+    ``budget`` (the API key's shared rate budget) paces every call but health.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class ChatbaseClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 8.0,
         max_retry_after: float = 60.0,
+        budget: Budget | None = None,
     ) -> None:
         self._settings = settings
         self._agent = f"/agents/{_seg(settings.agent_id)}"
@@ -56,6 +59,7 @@ class ChatbaseClient:
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
             max_retry_after=max_retry_after,
+            budget=budget,
         )
 
     def __repr__(self) -> str:
@@ -146,6 +150,11 @@ class ChatbaseClient:
         path = f"{self._conversation(conversation_id)}/messages"
         doc = await self._http.call("GET", path, "list-messages", params=_page_params(cursor, limit))
         return parse(documents.page, doc, "list-messages")
+
+    async def history(self, conversation_id: str, *, limit: int = 100) -> list[HistoryMessage]:
+        """The newest ``limit`` messages (at most 100, one page), oldest first, parsed for recovery."""
+        page = await self.list_messages(conversation_id, limit=min(limit, 100))
+        return parse(lambda items: [documents.history_message(m) for m in items], page.items, "list-messages")
 
     async def health(self) -> bool:
         """True when the API answers its health endpoint; never raises, never retries."""

@@ -10,8 +10,9 @@ import datetime as dt
 from typing import Any
 
 from adapters.chatbase.sse import finish_from_metadata
-from gateway.agent import AgentEvent, Conversation, MessageStart, Page, TextDelta, ToolCall
+from gateway.agent import AgentEvent, Conversation, HistoryMessage, MessageStart, Page, TextDelta, ToolCall
 
+_ANSWERED_STATES = ("output-available", "output-error")
 _META_KEYS = ("conversationId", "userId", "messageId", "userMessageId", "usage", "finishReason")
 
 
@@ -74,6 +75,43 @@ def _part_event(part: Any) -> AgentEvent | None:
         return None
     args = part["input"] if "input" in part else part.get("args", {})
     return ToolCall(call_id, name, args)
+
+
+def history_message(raw: Any) -> HistoryMessage:
+    """A listed message: its text, the client actions it asked for and which have results."""
+    if not isinstance(raw, dict) or not _str(raw.get("id")):
+        raise ValueError("message has no id")
+    parts = raw.get("parts")
+    if not isinstance(parts, list):
+        text = raw.get("text", raw.get("content"))
+        parts = [{"type": "text", "text": text}] if isinstance(text, str) else []
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    answered: set[str] = set()
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        call_id = _str(part.get("toolCallId"))
+        if part.get("type") == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif call_id and (part.get("type") == "tool-result" or part.get("state") in _ANSWERED_STATES):
+            answered.add(call_id)
+        if call_id and part.get("type") != "tool-result":
+            call = _part_event({**part, "state": None})
+            if isinstance(call, ToolCall):
+                calls.append(call)
+    meta = raw.get("metadata")
+    reason = _str(meta.get("finishReason")) if isinstance(meta, dict) else None
+    created = _timestamp(raw.get("createdAt"))
+    return HistoryMessage(
+        id=raw["id"],
+        role=_str(raw.get("role")) or "",
+        text="".join(texts),
+        calls=calls,
+        answered=frozenset(answered),
+        finish_reason=reason or _str(raw.get("finishReason")),
+        created_at=dt.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() if created else None,
+    )
 
 
 def page(doc: Any) -> Page:

@@ -12,7 +12,9 @@ message begins         ``start``                                   ``message-sta
 text                   ``text-delta {delta}``                      ``text-start``/``-delta``/``-end``
 client action          —                                           ``tool-input-start``/``-delta``/
                                                                    ``-available``
-metadata               ``finish {metadata}``                       ``message-metadata``,
+metadata               ``finish {metadata}``                       ``message-metadata``
+                                                                   (``{messageMetadata}`` or the
+                                                                   fields flattened onto it),
                                                                    ``finish {messageMetadata}``
 failure                —                                           ``error {errorText}``
 =====================  ==========================================  ===========================
@@ -164,6 +166,9 @@ class SSEDecoder:
             meta = obj.get("messageMetadata", obj.get("metadata"))
             if isinstance(meta, dict):
                 self._metadata.update(meta)
+            else:
+                # The flattened form one version of the docs shows: the fields sit on the event.
+                self._metadata.update({k: v for k, v in obj.items() if k != "type"})
             return []
         if kind == "finish":
             events = [*self._release_finish(), *self._flush_tool_inputs()]

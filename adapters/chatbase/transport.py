@@ -9,6 +9,9 @@ Failure policy, applied to every call:
   ``settings.max_attempts`` attempts. Other 4xx are never retried.
 * A stream is retried only while nothing has been yielded from it; once events flowed, a break
   raises :class:`~gateway.errors.StreamBroken` carrying the text received so far.
+* With a :class:`~gateway.budget.Budget`, every request (not health) first takes a token from
+  the API key's shared budget, and every response's rate-limit headers are fed back to it; a 429
+  is then retried as soon as the budget allows (the budget honours its ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -17,15 +20,17 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
 
 from adapters.chatbase import documents
-from adapters.chatbase.errors import error_from_response
+from adapters.chatbase.errors import error_from_response, retry_after_seconds
 from adapters.chatbase.sse import SSEDecoder
 from gateway.agent import AgentEvent
+from gateway.budget import Budget, Observation
 from gateway.config import AgentSettings
 from gateway.errors import AgentError, AgentRateLimited, AgentUnavailable, StreamBroken
 
@@ -53,7 +58,9 @@ class Transport:
         backoff_base: float,
         backoff_cap: float,
         max_retry_after: float,
+        budget: Budget | None = None,
     ) -> None:
+        self._budget = budget
         self._session = session
         self._settings = settings
         self._base = settings.api_base.rstrip("/")
@@ -121,7 +128,9 @@ class Transport:
         if attempt >= self._settings.max_attempts:
             return None
         if isinstance(exc, AgentRateLimited):
-            return exc.retry_after if exc.retry_after <= self._max_retry_after else None
+            if exc.retry_after > self._max_retry_after:
+                return None
+            return 0.0 if self._budget is not None else exc.retry_after  # the budget waits for it
         if isinstance(exc, AgentUnavailable):
             ceiling = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
             return ceiling / 2 + random.uniform(0, ceiling / 2)
@@ -138,6 +147,7 @@ class Transport:
         await asyncio.sleep(delay)
 
     async def _call_once(self, method: str, path: str, what: str, json_body: Any, params: dict[str, str] | None) -> Any:
+        ticket = await self._budget.acquire() if self._budget is not None else 0
         try:
             async with self._session.request(
                 method,
@@ -147,6 +157,7 @@ class Transport:
                 headers=self._headers("application/json"),
                 timeout=self._timeout,
             ) as resp:
+                await self._observe(ticket, resp)
                 await _raise_for_status(resp, what)
                 body = await resp.read()
                 request_id = resp.headers.get("x-request-id")
@@ -165,6 +176,7 @@ class Transport:
         self, path: str, body: dict[str, Any], what: str, progress: _Progress
     ) -> AsyncIterator[AgentEvent]:
         decoder = SSEDecoder()
+        ticket = await self._budget.acquire() if self._budget is not None else 0
         try:
             async with self._session.post(
                 self._base + path,
@@ -172,6 +184,7 @@ class Transport:
                 headers=self._headers("text/event-stream"),
                 timeout=self._timeout,
             ) as resp:
+                await self._observe(ticket, resp)
                 await _raise_for_status(resp, what)
                 if resp.content_type == "application/json":
                     # A server (or proxy) that ignored stream=true: same events, all at once.
@@ -203,6 +216,33 @@ class Transport:
             raise AgentUnavailable(f"Chatbase {what} failed: {_describe(exc)}") from exc
         if not decoder.complete:
             raise StreamBroken(f"Chatbase {what} stream ended without finish", partial_text=decoder.text)
+
+
+    async def _observe(self, ticket: int, resp: aiohttp.ClientResponse) -> None:
+        if self._budget is not None:
+            await self._budget.observe(rate_observation(ticket, resp.status, resp.headers))
+
+
+def rate_observation(ticket: int, status: int, headers: Mapping[str, str]) -> Observation:
+    """The rate-limit headers of a response (``X-RateLimit-Reset`` is Unix milliseconds)."""
+    remaining = _number(headers.get("X-RateLimit-Remaining"))
+    reset = _number(headers.get("X-RateLimit-Reset"))
+    if reset is not None:
+        # Documented as Unix milliseconds; tolerate Unix seconds and seconds-from-now.
+        reset = reset / 1000 if reset > 1e11 else reset if reset > 1e9 else time.time() + reset
+    return Observation(
+        ticket,
+        remaining=None if remaining is None else max(0, int(remaining)),
+        reset_at=reset,
+        retry_after=retry_after_seconds(headers) if status == 429 else None,
+    )
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def parse(parser: Callable[[Any], _T], doc: Any, what: str) -> _T:

@@ -50,8 +50,11 @@ class Emulator:
     """A local Chatbase API v2: documented endpoints, deterministic answers, injectable faults.
 
     ``legacy_events`` streams the older event generation (``start`` + id-less ``text-delta``,
-    ``finish`` with ``metadata``); ``rate_limit`` enforces the sliding window (100 requests per
-    10 s per key and IP unless ``rate_limit_max``/``rate_limit_window`` say otherwise).
+    ``finish`` with ``metadata``; ``faults.stream_shape`` picks any documented shape);
+    ``rate_limit`` enforces the sliding window (100 requests per 10 s per key and IP unless
+    ``rate_limit_max``/``rate_limit_window`` say otherwise; also settable over the control
+    endpoint as ``{"rate_limit": {"enforced", "max", "window"}}``), answering 429 with
+    ``Retry-After``; ``rate_limiter.refused`` counts those refusals.
     """
 
     def __init__(
@@ -65,10 +68,10 @@ class Emulator:
         rate_limit_window: float = 10.0,
     ) -> None:
         self._initial_delays = (latency, token_delay)
-        self.faults = Faults(latency, token_delay)
+        self._initial_shape = "legacy" if legacy_events else "newer"
+        self.faults = Faults(latency, token_delay, stream_shape=self._initial_shape)
         self.requests: list[RecordedRequest] = []
         self.state = State()
-        self.legacy_events = legacy_events
         self.rate_limiter = RateLimiter(rate_limit_max, rate_limit_window, enforced=rate_limit)
         #: the API base URL while :meth:`serve` runs, else None
         self.base_url: str | None = None
@@ -76,7 +79,7 @@ class Emulator:
     def app(self) -> web.Application:
         """A new aiohttp application serving this emulator (API under ``/api/v2``)."""
         app = web.Application(middlewares=[self._middleware], client_max_size=1024 * 1024)
-        Api(self.state, self.faults, legacy_events=self.legacy_events).add_routes(app, API_PREFIX)
+        Api(self.state, self.faults).add_routes(app, API_PREFIX)
         app.router.add_get(CONTROL_PREFIX + "/requests", self._control_requests)
         app.router.add_get(CONTROL_PREFIX + "/faults", self._control_faults)
         app.router.add_post(CONTROL_PREFIX + "/faults", self._control_faults)
@@ -104,7 +107,7 @@ class Emulator:
         """Forget conversations, recorded requests, queued faults and rate-limit counts."""
         self.state.reset()
         self.requests.clear()
-        self.faults.clear(*self._initial_delays)
+        self.faults.clear(*self._initial_delays, stream_shape=self._initial_shape)
         self.rate_limiter.reset()
 
     def end_conversation(self, conversation_id: str, status: str = "ended") -> None:
@@ -165,12 +168,21 @@ class Emulator:
     async def _control_faults(self, request: web.Request) -> web.Response:
         if request.method == "POST":
             try:
-                self.faults.apply(await request.json())
+                doc = await request.json()
+                if isinstance(doc, dict) and "rate_limit" in doc:
+                    probe = RateLimiter(self.rate_limiter.limit, self.rate_limiter.window,
+                                        enforced=self.rate_limiter.enforced)
+                    probe.apply(doc["rate_limit"])  # validate before changing anything
+                    doc = {k: v for k, v in doc.items() if k != "rate_limit"}
+                    self.faults.apply(doc)
+                    self.rate_limiter.apply(probe.snapshot())
+                else:
+                    self.faults.apply(doc)
             except (ValueError, TypeError) as exc:
                 return web.json_response(
                     {"error": {"code": "VALIDATION_INVALID_BODY", "message": str(exc)}}, status=400
                 )
-        return web.json_response({"data": self.faults.snapshot()})
+        return web.json_response({"data": {**self.faults.snapshot(), "rate_limit": self.rate_limiter.snapshot()}})
 
     async def _control_reset(self, request: web.Request) -> web.Response:
         self.reset()
@@ -196,21 +208,22 @@ def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def run_emulator(host: str = "127.0.0.1", port: int = 8090) -> None:
+def run_emulator(host: str = "127.0.0.1", port: int = 8090, *, rate_limit: bool = False) -> None:
     """Serve a fresh emulator until Ctrl-C or SIGTERM (the ``switchboard emulator`` command).
 
-    Prints the API base URL first. Raises OSError when the port cannot be bound.
+    Prints the API base URL first. ``rate_limit`` enforces the real limit (100 requests per 10 s
+    per key and IP, 429 with Retry-After). Raises OSError when the port cannot be bound.
     """
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(host, port))
+        asyncio.run(_run(host, port, rate_limit))
 
 
-async def _run(host: str, port: int) -> None:
+async def _run(host: str, port: int, rate_limit: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with Emulator().serve(host, port) as base_url:
+    async with Emulator(rate_limit=rate_limit).serve(host, port) as base_url:
         print(f"Chatbase API v2 emulator at {base_url}", flush=True)
         print(f"Any non-empty API key works; agent id {MISSING_AGENT!r} answers 404.", flush=True)
         await stop.wait()

@@ -10,6 +10,24 @@ from typing import Any, Literal
 
 CutMode = Literal["clean", "abort"]
 
+#: The stream shapes the documentation shows (see chatbase-api-v2.md, "Streaming responses"):
+#:
+#: ``newer``                 ``start``, ``text-start``/``text-delta {id}``/``text-end``, tool-input
+#:                           events, ``finish {messageMetadata}`` (the default)
+#: ``legacy``                ``start``, id-less ``text-delta``, ``tool-input-available``, ``finish {metadata}``
+#: ``message-start``         ``newer`` opening with ``message-start`` instead of ``start``
+#: ``steps``                 ``newer`` with ``start-step``/``finish-step`` around the content
+#: ``metadata-event``        a ``message-metadata {messageMetadata}`` event, then ``finish`` without metadata
+#: ``metadata-flat``         the flattened ``message-metadata`` (fields on the event), then a bare ``finish``
+#: ``metadata-after-finish`` a bare ``finish``, then ``message-metadata {messageMetadata}``, then ``[DONE]``
+#: ``flat-after-finish``     ``finish`` with only the messageId, the rest in a flattened event after it
+#: ``error``                 half of the text, then ``error {errorText}`` and nothing more (the stored
+#:                           answer is left incomplete)
+SHAPES = (
+    "newer", "legacy", "message-start", "steps", "metadata-event", "metadata-flat",
+    "metadata-after-finish", "flat-after-finish", "error",
+)
+
 _DEFAULT_CODES = {
     400: "VALIDATION_INVALID_BODY",
     401: "AUTH_INVALID_API_KEY",
@@ -40,10 +58,14 @@ class Faults:
     the next API requests.
     """
 
-    def __init__(self, latency: float = 0.0, token_delay: float = 0.0, drip: float = 0.0) -> None:
+    def __init__(
+        self, latency: float = 0.0, token_delay: float = 0.0, drip: float = 0.0, stream_shape: str = "newer"
+    ) -> None:
         self.latency = latency
         self.token_delay = token_delay
         self.drip = drip
+        #: how answers are streamed: one of :data:`adapters.emulator.streaming.SHAPES`
+        self.stream_shape = stream_shape
         self._failures: deque[Failure] = deque()
         self._cuts: deque[CutMode] = deque()
 
@@ -76,10 +98,13 @@ class Faults:
     def take_cut(self) -> CutMode | None:
         return self._cuts.popleft() if self._cuts else None
 
-    def clear(self, latency: float = 0.0, token_delay: float = 0.0, drip: float = 0.0) -> None:
-        """Forget queued faults and set the delays."""
+    def clear(
+        self, latency: float = 0.0, token_delay: float = 0.0, drip: float = 0.0, stream_shape: str = "newer"
+    ) -> None:
+        """Forget queued faults and set the delays and the stream shape."""
         self._failures.clear()
         self._cuts.clear()
+        self.stream_shape = stream_shape
         self.latency = latency
         self.token_delay = token_delay
         self.drip = drip
@@ -90,6 +115,7 @@ class Faults:
             "latency": self.latency,
             "token_delay": self.token_delay,
             "drip": self.drip,
+            "stream_shape": self.stream_shape,
             "pending_failures": [
                 {"status": f.status, "code": f.code, "retry_after": f.retry_after} for f in self._failures
             ],
@@ -98,7 +124,8 @@ class Faults:
 
     def apply(self, doc: Any) -> None:
         """Apply a control document: ``{"fail_next": {status, count, retry_after, code} | status,
-        "cut_next_stream": count | {count, abort}, "latency": s, "token_delay": s, "drip": s}``; a flat
+        "cut_next_stream": count | {count, abort}, "latency": s, "token_delay": s, "drip": s,
+        "stream_shape": name}``; a flat
         ``{"status", "count", "retry_after", "code"}`` also means ``fail_next``.
 
         Raises ValueError (or TypeError) on a malformed document, before changing anything.
@@ -118,6 +145,9 @@ class Faults:
         for name, value in delays.items():
             if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number of seconds")
+        shape = doc.get("stream_shape")
+        if shape is not None and shape not in SHAPES:
+            raise ValueError(f"stream_shape must be one of {', '.join(SHAPES)}")
         staged = Faults()
         if fail is not None:
             if not isinstance(fail, dict) or not isinstance(fail.get("status"), int):
@@ -137,6 +167,8 @@ class Faults:
         self._cuts.extend(staged._cuts)
         for name, value in delays.items():
             setattr(self, name, float(value))
+        if shape is not None:
+            self.stream_shape = shape
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +202,8 @@ class RateLimiter:
         self.window = window
         self.enforced = enforced
         self._hits: dict[str, deque[float]] = {}
+        #: requests refused with 429 since the last reset
+        self.refused = 0
 
     def hit(self, key: str) -> RateInfo:
         """Count one request for ``key``; refused ones are not counted."""
@@ -178,7 +212,9 @@ class RateLimiter:
         while hits and hits[0] <= now - self.window:
             hits.popleft()
         refused = self.enforced and len(hits) >= self.limit
-        if not refused:
+        if refused:
+            self.refused += 1
+        else:
             hits.append(now)
         # The window frees its first slot when its oldest request leaves it.
         frees_in = hits[0] + self.window - now
@@ -188,6 +224,24 @@ class RateLimiter:
 
     def reset(self) -> None:
         self._hits.clear()
+        self.refused = 0
+
+    def apply(self, doc: Any) -> None:
+        """``true``/``false`` (enforce or not), or ``{"enforced", "max", "window"}``; ValueError when malformed."""
+        if isinstance(doc, bool):
+            doc = {"enforced": doc}
+        if not isinstance(doc, dict):
+            raise ValueError("rate_limit must be true, false or {enforced, max, window}")
+        limit, window = doc.get("max", self.limit), doc.get("window", self.window)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError("rate_limit.max must be a positive integer")
+        if not isinstance(window, int | float) or isinstance(window, bool) or window <= 0:
+            raise ValueError("rate_limit.window must be a positive number of seconds")
+        self.enforced = bool(doc.get("enforced", self.enforced))
+        self.limit, self.window = limit, float(window)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"enforced": self.enforced, "max": self.limit, "window": self.window, "refused": self.refused}
 
 
 def _opt_float(value: Any) -> float | None:

@@ -19,10 +19,9 @@ _FEEDBACK = ("positive", "negative", None)
 class Api:
     """The endpoints, bound to one emulator's state and fault settings."""
 
-    def __init__(self, state: State, faults: Faults, *, legacy_events: bool) -> None:
+    def __init__(self, state: State, faults: Faults) -> None:
         self.state = state
         self.faults = faults
-        self.legacy = legacy_events
 
     def add_routes(self, app: web.Application, prefix: str) -> None:
         """Register every endpoint under ``prefix`` (``/api/v2``)."""
@@ -190,16 +189,18 @@ class Api:
         self, request: web.Request, conv: StoredConversation, answer: StoredMessage, stream: bool
     ) -> web.StreamResponse:
         meta = metadata(conv, answer)
+        shape = self.faults.stream_shape
         if not stream:
-            return data(streaming.document(answer, meta, legacy=self.legacy))
+            return data(streaming.document(answer, meta, legacy=shape == "legacy"))
+        cut = self.faults.take_cut()
+        plan = streaming.events(answer, meta, shape=shape)
+        if cut is not None:
+            plan = streaming.cut_plan(plan)
+        if cut is not None or shape == "error":
+            # The agent failed mid-answer: its history keeps only what was sent, marked so.
+            self.state.leave_incomplete(answer, streaming.sent_text(plan))
         return await streaming.stream(
-            request,
-            answer,
-            meta,
-            legacy=self.legacy,
-            token_delay=self.faults.token_delay,
-            cut=self.faults.take_cut(),
-            faults=self.faults,
+            request, answer, meta, plan=plan, token_delay=self.faults.token_delay, cut=cut, faults=self.faults
         )
 
 

@@ -72,7 +72,8 @@ class StoredMessage:
             "parts": self.parts(),
             "createdAt": self.created_at,
             "feedback": self.feedback,
-            "metadata": {},
+            # An assistant message says how it ended, as the stream's finish did ("error": it broke off).
+            "metadata": {"finishReason": self.finish_reason} if self.role == "assistant" else {},
         }
 
 
@@ -199,6 +200,12 @@ class State:
         if not all(r.answered for r in last.calls):
             raise invalid({"message": "Submit every tool result before continuing"})
         return last
+
+    def leave_incomplete(self, msg: StoredMessage, sent: str) -> None:
+        """An answer that broke off: only ``sent`` of it stays, its calls go, its reason is ``error``."""
+        msg.text = sent
+        msg.calls = []
+        msg.finish_reason = "error"
 
     def reset(self) -> None:
         self.conversations.clear()

@@ -10,20 +10,26 @@ from typing import Any
 from aiohttp import web
 
 from adapters.emulator.brain import words
-from adapters.emulator.faults import CutMode, Faults
+from adapters.emulator.faults import SHAPES, CutMode, Faults
 from adapters.emulator.state import StoredMessage
 
 log = logging.getLogger(__name__)
 
 
-def events(msg: StoredMessage, meta: dict[str, Any], *, legacy: bool) -> list[dict[str, Any] | str]:
-    """The stream of one answer, ``[DONE]`` last.
+STREAM_ERROR_TEXT = "The agent failed while answering"
 
-    Newer form: ``start``, ``text-start``/``text-delta {id}``/``text-end``, tool-input events,
-    ``finish {messageMetadata}``. Older form: ``start``, ``text-delta`` without ids,
-    ``tool-input-available``, ``finish {metadata}``.
-    """
-    out: list[dict[str, Any] | str] = [{"type": "start", "messageId": msg.id}]
+Event = dict[str, Any] | str
+
+
+__all__ = ["SHAPES", "cut_plan", "document", "encode", "events", "sent_text", "stream"]
+
+
+def events(msg: StoredMessage, meta: dict[str, Any], *, shape: str = "newer") -> list[Event]:
+    """The stream of one answer in ``shape``, ``[DONE]`` last (none for ``error``)."""
+    legacy = shape == "legacy"
+    out: list[Event] = [{"type": "message-start" if shape == "message-start" else "start", "messageId": msg.id}]
+    if shape == "steps":
+        out.append({"type": "start-step"})
     text_id = f"text_{msg.id}"
     deltas = words(msg.text)
     if deltas and not legacy:
@@ -46,10 +52,30 @@ def events(msg: StoredMessage, meta: dict[str, Any], *, legacy: bool) -> list[di
         out.append(
             {"type": "tool-input-available", "toolCallId": call_id, "toolName": name, "input": record.call.input}
         )
-    meta_key = "metadata" if legacy else "messageMetadata"
-    out.append({"type": "finish", "finishReason": msg.finish_reason or "stop", meta_key: meta})
+    if shape == "steps":
+        out.append({"type": "finish-step"})
+    if shape == "error":
+        return [*_cut(out), {"type": "error", "errorText": STREAM_ERROR_TEXT}]
+    reason = msg.finish_reason or "stop"
+    bare: dict[str, Any] = {"type": "finish", "finishReason": reason}
+    if shape == "metadata-event":
+        out += [{"type": "message-metadata", "messageMetadata": meta}, bare]
+    elif shape == "metadata-flat":
+        out += [{"type": "message-metadata", **meta}, bare]
+    elif shape == "metadata-after-finish":
+        out += [bare, {"type": "message-metadata", "messageMetadata": meta}]
+    elif shape == "flat-after-finish":
+        rest = {k: v for k, v in meta.items() if k != "messageId"}
+        out += [{**bare, "messageMetadata": {"messageId": meta.get("messageId")}}, {"type": "message-metadata", **rest}]
+    else:
+        out.append({**bare, "metadata" if legacy else "messageMetadata": meta})
     out.append("[DONE]")
     return out
+
+
+def sent_text(plan: list[Event]) -> str:
+    """The answer text a plan carries (what a cut stream left behind)."""
+    return "".join(e["delta"] for e in plan if isinstance(e, dict) and e["type"] == "text-delta")
 
 
 def encode(event: dict[str, Any] | str) -> bytes:
@@ -63,12 +89,13 @@ async def stream(
     msg: StoredMessage,
     meta: dict[str, Any],
     *,
-    legacy: bool,
+    plan: list[Event],
     token_delay: float,
     cut: CutMode | None,
     faults: Faults | None = None,
 ) -> web.StreamResponse:
-    """Write the answer as ``text/event-stream``; a ``cut`` stops it halfway through the text.
+    """Write ``plan`` (see :func:`events`, already cut by :func:`cut_plan` when ``cut``) as
+    ``text/event-stream``; an ``abort`` cut then drops the connection.
 
     While ``faults.drip`` is set, bytes go out one at a time that many seconds apart.
     """
@@ -79,9 +106,6 @@ async def stream(
             "x-vercel-ai-ui-message-stream": "v1",
         }
     )
-    plan = events(msg, meta, legacy=legacy)
-    if cut is not None:
-        plan = _cut(plan)
     try:
         # Inside the try: a client that timed out during ``latency`` is gone before the headers.
         await resp.prepare(request)
@@ -111,7 +135,12 @@ async def _write(resp: web.StreamResponse, data: bytes, faults: Faults | None) -
         await resp.write(data[sent:])
 
 
-def _cut(plan: list[dict[str, Any] | str]) -> list[dict[str, Any] | str]:
+def cut_plan(plan: list[Event]) -> list[Event]:
+    """A stream stopped halfway through its text, without finish or [DONE]."""
+    return _cut(plan)
+
+
+def _cut(plan: list[Event]) -> list[Event]:
     """Keep everything up to half of the text deltas (at least one), or just ``start``."""
     deltas = [i for i, e in enumerate(plan) if isinstance(e, dict) and e["type"] == "text-delta"]
     if not deltas:

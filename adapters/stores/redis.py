@@ -23,6 +23,7 @@ Key layout (``switchboard:v1:`` on every key, so a later format can live beside 
                                           when a listing meets them
     switchboard:v1:val:<key>              string, optional TTL (values and ``incr`` counters)
     switchboard:v1:lock:<key>             string: the owner, with the lease TTL
+    switchboard:v1:budget:<budget key>    hash: the agent API's rate budget (see _redis_budget)
 
 Everything that reads and then writes runs as one Lua script, so it is atomic across instances: a
 duplicate delivered to two instances at once is recorded exactly once, and an entry can never exist
@@ -47,6 +48,7 @@ from redis.backoff import ExponentialBackoff
 
 from adapters.stores import _redis_lua as lua
 from adapters.stores._common import StoreBase, bad_url, mask_url, split_url, ttl_ms
+from adapters.stores._redis_budget import RedisBucket
 from adapters.stores._redis_people import PREFIX, RedisPeople
 from gateway.errors import StoreUnavailable
 from gateway.events import InboundEvent
@@ -155,6 +157,10 @@ class RedisStore(RedisPeople, StoreBase, Store):
     async def ping(self) -> None:
         with self._guard():
             await self._client.ping()
+
+    def rate_bucket(self) -> RedisBucket:
+        """The agent rate budget, shared by every instance on this Redis (``gateway.budget``)."""
+        return RedisBucket(self._client, self.url)
 
     # -- journal -------------------------------------------------------------------------------
     async def journal_add(self, entry: JournalEntry) -> bool:

@@ -96,3 +96,30 @@ def test_run_emulator_prints_its_url_and_serves() -> None:
         finally:
             proc.terminate()
             assert proc.wait(timeout=10) == 0  # SIGTERM is a clean stop
+
+
+async def test_the_real_rate_limit_is_switched_on_over_the_control_endpoint(api: Api, emulator: Emulator) -> None:
+    control = f"{api.root}/_emulator/faults"
+    status, _, doc = await api.call("POST", control, {"rate_limit": {"enforced": True, "max": 0}})
+    assert status == 400 and "rate_limit.max" in doc["error"]["message"]
+    assert not emulator.rate_limiter.enforced  # a bad document changes nothing
+    status, _, doc = await api.call("POST", control, {"rate_limit": {"enforced": True, "max": 2, "window": 30}})
+    assert status == 200 and doc["data"]["rate_limit"] == {"enforced": True, "max": 2, "window": 30, "refused": 0}
+    assert [(await api.chat(message="hi"))[0] for _ in range(2)] == [200, 200]
+    status, headers, doc = await api.chat(message="hi")
+    assert status == 429 and error_of(doc)[0] == "RATE_LIMIT_TOO_MANY_REQUESTS"
+    assert 29 <= int(headers["Retry-After"]) <= 30 and headers["X-RateLimit-Remaining"] == "0"
+    assert int(headers["X-RateLimit-Reset"]) > time.time() * 1000  # Unix milliseconds
+    assert emulator.rate_limiter.refused == 1
+    _, _, doc = await api.call("GET", control)
+    assert doc["data"]["rate_limit"]["refused"] == 1
+
+
+async def test_a_broken_off_answer_stays_in_history_as_sent(api: Api, emulator: Emulator) -> None:
+    emulator.faults.cut_next_stream()
+    _, _, events = await api.chat(message="long 300")
+    [conversation] = emulator.state.conversations.values()
+    _, _, doc = await api.call("GET", f"/agents/a1/conversations/{conversation.id}/messages")
+    user, answer = doc["data"]
+    assert user["role"] == "user" and answer["metadata"]["finishReason"] == "error"
+    assert answer["parts"] == [{"type": "text", "text": streamed_text(events)}]
