@@ -191,13 +191,18 @@ class BufferedReply(Reply):
         await self.channel.typing(self.event)
 
     async def finish(self, answer: Answer) -> None:
-        parts = self.channel.split(self.channel.render(answer.text))
+        parts = self.parts(answer)
         sent = await self._reconcile(parts)
         for index in range(sent, len(parts)):
             await self.progress.intend(index)
             message_id = await self.send_part(parts[index], answer, last=index == len(parts) - 1)
             self._record(index, message_id)
             await self.progress.save()
+
+    def parts(self, answer: Answer) -> list[str]:
+        """The rendered parts of ``answer``; the same answer must always give the same parts (resumes
+        count them). Override to shape them, e.g. a shorter last part where buttons ride on it."""
+        return self.channel.split(self.channel.render(answer.text))
 
     async def send_part(self, text: str, answer: Answer, *, last: bool) -> str | None:
         """Send one rendered part and return the platform's id for it (None when there is none);

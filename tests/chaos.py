@@ -28,6 +28,7 @@ import aiohttp
 
 from adapters.emulator import Emulator
 from gateway.cli import free_port
+from switchboard.testing import whatsapp as wa
 from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, FakeGraph, payload, signature, text_item
 from tests.fakes.slack import SECRET, FakeSlack, event_body, mention, message, signed_headers
 from tests.fakes.telegram import SECRET as TG_SECRET
@@ -47,7 +48,7 @@ class Inbound:
     """One event as a platform sends it: where it belongs and how to post it."""
 
     n: int
-    channel: str  # "slack", "sms", "messenger" or "telegram"
+    channel: str  # "slack", "sms", "messenger", "telegram" or "whatsapp"
     conversation: str  # Slack channel id, phone number, page-scoped id or Telegram chat id
     text: str
     thread: str | None = None
@@ -60,6 +61,9 @@ class Inbound:
             update = text_update(self.text, chat_id=chat, user_id=chat, update_id=self.n + 1, message_id=self.n + 1)
             raw = json.dumps(update).encode()
             return raw, {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TG_SECRET}
+        if self.channel == "whatsapp":
+            raw = wa.payload([wa.text(self.text, wa_id=self.conversation, wamid=f"wamid.chaos{self.n:08d}")])
+            return raw, {"Content-Type": "application/json", "X-Hub-Signature-256": wa.signature(raw)}
         if self.channel == "messenger":
             raw = payload([text_item(self.text, sender=self.conversation, mid=f"m_in_{self.n:08d}")])
             return raw, {"Content-Type": "application/json", "X-Hub-Signature-256": signature(raw)}
@@ -116,7 +120,9 @@ class Chaos:
         self.twilio = await self._stack.enter_async_context(FakeTwilio())
         self.graph = await self._stack.enter_async_context(FakeGraph())
         self.telegram = await self._stack.enter_async_context(FakeTelegram())
+        self.whatsapp = await self._stack.enter_async_context(wa.FakeWhatsApp())
         self.slack.latency = self.twilio.latency = self.graph.latency = self.telegram.latency = self.latency
+        self.whatsapp.latency = self.latency
         # Chaos is not about the agent's rate limit: the emulator announces one far above the
         # traffic, so the gateways' rate budget (which follows its headers) never paces them.
         self.emulator = Emulator(token_delay=0.01, rate_limit_max=100_000)
@@ -150,16 +156,22 @@ class Chaos:
             "channels.telegram": {"type": "telegram", "bot_token": self.telegram.token, "secret_token": TG_SECRET,
                                   "api_base": self.telegram.api_base, "edit_interval": 0.3,
                                   "feedback_buttons": False},
+            "channels.whatsapp": {"type": "whatsapp", "phone_number_id": wa.PHONE_NUMBER_ID,
+                                  "access_token": self.whatsapp.token, "app_secret": wa.APP_SECRET,
+                                  "verify_token": wa.VERIFY_TOKEN, "api_base": self.whatsapp.api_base,
+                                  "feedback_buttons": False},
         })
 
     # -- traffic -----------------------------------------------------------------------------------
     def plan(self, events: int, conversations: int = 40, *, only: str | None = None) -> None:
         """``events`` events, half Slack (DMs and channel mentions), half SMS, over ``conversations``;
-        ``only="messenger"`` or ``"telegram"`` makes them all messages of that channel instead."""
+        ``only="messenger"``, ``"telegram"`` or ``"whatsapp"`` makes them all messages of that channel instead."""
         per_kind = max(1, conversations // 2)
         for n in range(events):
             if only == "telegram":
                 self.inbound.append(Inbound(n, "telegram", str(1000 + n % conversations), f"telegram question {n}"))
+            elif only == "whatsapp":
+                self.inbound.append(Inbound(n, "whatsapp", f"1555{n % conversations:07d}", f"whatsapp question {n}"))
             elif only == "messenger":
                 psid = f"61000000{n % conversations:08d}"
                 self.inbound.append(Inbound(n, "messenger", psid, f"messenger question {n}"))
@@ -225,7 +237,8 @@ class Chaos:
     def _texts(self) -> list[str]:
         return [m.text for m in self.slack.all_messages()] + [r["body"] for r in self.twilio.resources] + \
             [b["message"]["text"] for b in self.graph.sent() if "message" in b] + \
-            [m.text for m in self.telegram.messages.values() if not m.deleted]
+            [m.text for m in self.telegram.messages.values() if not m.deleted] + \
+            [t for b in self.whatsapp.sent() for t in [_wa_body(b)]]
 
     async def wait_answered(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -246,6 +259,8 @@ class Chaos:
         if kind in (None, "messenger"):
             shown += [(f"messenger {b['recipient']['id']}", b["message"]["text"])
                       for b in self.graph.sent() if "message" in b]
+        if kind in (None, "whatsapp"):
+            shown += [(f"whatsapp {b['to']}", _wa_body(b)) for b in self.whatsapp.sent()]
         return shown
 
     def tally(self, kind: str | None = None) -> Tally:
@@ -283,3 +298,8 @@ class Chaos:
                 if any(word in line for word in FORBIDDEN_IN_LOGS):
                     bad.append(f"{proc.port}: {line[:200]}")
         return bad
+
+
+def _wa_body(sent: dict[str, Any]) -> str:
+    """What the person reads of one message the fake WhatsApp took (a text, or a button message's body)."""
+    return str(sent["text"]["body"] if sent.get("type") == "text" else sent["interactive"]["body"]["text"])

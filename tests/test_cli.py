@@ -35,6 +35,7 @@ EXAMPLE_ENV = {
     "META_PAGE_ACCESS_TOKEN": "meta-page-secret",
     "META_APP_SECRET": "meta-app-secret",
     "META_VERIFY_TOKEN": "meta-verify-secret",
+    "WHATSAPP_ACCESS_TOKEN": "EAAwhatsapp-secret-token",
     "SUPPORT_MAIL_PASSWORD": "mail-secret-password",
 }
 
@@ -57,9 +58,11 @@ def test_example_config_passes_check_and_prints_webhook_urls_without_secrets() -
     result = run("check", "--config", str(ROOT / "config/switchboard.example.toml"), env=EXAMPLE_ENV)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for name in ("slack", "sms", "whatsapp", "phone", "telegram", "teams", "messenger", "instagram"):
+    for name in ("slack", "sms", "whatsapp", "phone", "telegram", "teams", "messenger", "instagram",
+                 "whatsapp-cloud"):
         assert f"https://bot.example.com/webhooks/{name}" in out
     assert "https://bot.example.com/chat/web/" in out
+    assert "WhatsApp number id 106540352242922 via the Cloud API" in out
     for key, value in EXAMPLE_ENV.items():
         if "SECRET" in key or "TOKEN" in key or "PASSWORD" in key or key == "CHATBASE_API_KEY":
             assert value not in out + result.stderr, key
@@ -77,7 +80,8 @@ def test_check_reports_each_problem_on_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert lines == [
         "switchboard: channels.a.type: unknown channel type 'pager' "
-        "(known: email, instagram, messenger, slack, teams, telegram, twilio-sms, twilio-voice, twilio-whatsapp, web)",
+        "(known: email, instagram, messenger, slack, teams, telegram, twilio-sms, twilio-voice, twilio-whatsapp, "
+        "web, whatsapp)",
         "switchboard: channels.b.allowed_origin: unknown key",
     ]
     assert "Traceback" not in result.stderr
@@ -103,6 +107,7 @@ def test_plugins_lists_builtins_and_third_party() -> None:
     assert "echo" in result.stdout and "sb_echo:EchoChannel  [sb-echo]" in result.stdout
     assert "shout" in result.stdout and "getCurrentTime" in result.stdout
     assert "redis" in result.stdout and "sqlite" in result.stdout and "memory" in result.stdout
+    assert "whatsapp           channels.meta:WhatsAppChannel  [switchboard]" in result.stdout
     assert "channels.teams:TeamsChannel" in result.stdout and "channels.teams.cli:command" in result.stdout
 
 

@@ -78,11 +78,11 @@ async def test_one_sqlite_instance_killed_mid_burst_answers_everything_once(
 
 
 @pytest.mark.redis
-@pytest.mark.parametrize("channel", ["messenger", "telegram"])
+@pytest.mark.parametrize("channel", ["messenger", "telegram", "whatsapp"])
 async def test_without_a_lookup_a_kill_can_repeat_a_message_but_never_lose_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], channel: str
 ) -> None:
-    """Messenger and Telegram offer no way to list what a bot sent: a kill between the platform
+    """Messenger, Telegram and WhatsApp offer no way to list what a bot sent: a kill between the platform
     accepting a message and the save of its id sends that message again (Telegram, which grows
     its answer in place, may instead leave the first words it had posted). Measured, and bounded:
     never lost, never more than two copies, nothing left but such cut-off beginnings."""

@@ -28,6 +28,9 @@ import pytest
 from adapters.emulator import Emulator
 from gateway.cli import free_port
 from switchboard.testing import wait_until
+from switchboard.testing.whatsapp import PHONE_NUMBER_ID, WINDOW_CLOSED_ERROR, FakeWhatsApp, status
+from switchboard.testing.whatsapp import payload as wa_payload
+from switchboard.testing.whatsapp import text as wa_text
 from tests.conftest import PLUGINS_DIR
 from tests.fakes.meta import FakeGraph, payload, text_item
 from tests.fakes.meta import signature as meta_signature
@@ -58,6 +61,7 @@ def values() -> dict[str, str]:
         "META_APP_SECRET": _secret("metaapp"),
         "META_VERIFY_TOKEN": _secret("metaverify"),
         "IG_PAGE_TOKEN": _secret("igpage"),
+        "WHATSAPP_TOKEN": "EAA" + _secret("whatsapp"),
         "EMAIL_PASSWORD": _secret("mailpw"),
         "REDIS_PASSWORD": _secret("redispw"),
     }
@@ -105,6 +109,9 @@ def config_sections(values: dict[str, str], port: int, fakes: dict[str, Any], em
         "channels.ig": {"type": "instagram", "page_access_token": ref["IG_PAGE_TOKEN"],
                         "app_secret": ref["META_APP_SECRET"], "verify_token": ref["META_VERIFY_TOKEN"],
                         "api_base": fakes["instagram"].api_base},
+        "channels.wac": {"type": "whatsapp", "phone_number_id": PHONE_NUMBER_ID,
+                         "access_token": ref["WHATSAPP_TOKEN"], "app_secret": ref["META_APP_SECRET"],
+                         "verify_token": ref["META_VERIFY_TOKEN"], "api_base": fakes["whatsapp"].api_base},
         "channels.mail": {"type": "email", "imap_host": "127.0.0.1", "imap_port": free_port(),
                           "imap_security": "none", "smtp_host": "127.0.0.1", "smtp_port": free_port(),
                           "smtp_security": "none", "username": "bot", "password": ref["EMAIL_PASSWORD"],
@@ -137,7 +144,7 @@ class Traffic:
 
 #: what the log must show once the failures in ``drive`` were met (each error path taken and logged)
 FAILURES = ("AUTH_INVALID_API_KEY", "20003", "invalid_auth", "code 190", "Telegram API unavailable",
-            "IMAP trouble on mail")
+            "IMAP trouble on mail", "WhatsApp Cloud API 401 (code 190)", "Cloud API error 131047")
 
 
 async def drive(traffic: Traffic, values: dict[str, str], fakes: dict[str, Any], emulator: Emulator,
@@ -179,6 +186,16 @@ async def drive(traffic: Traffic, values: dict[str, str], fakes: dict[str, Any],
         signed = {**json_type, "X-Hub-Signature-256": meta_signature(meta_body, values["META_APP_SECRET"])}
         assert await traffic.post(f"/webhooks/{name}", meta_body, signed) == 200
         assert await traffic.post(f"/webhooks/{name}", meta_body + b" ", signed) == 403
+    # WhatsApp Cloud API: the handshake, a message, a forged one, a failed status.
+    hub = {"hub.mode": "subscribe", "hub.verify_token": values["META_VERIFY_TOKEN"], "hub.challenge": "c-43"}
+    assert await traffic.get(f"/webhooks/wac?{urlencode(hub)}") == 200
+    wa_body = wa_payload([wa_text("hello whatsapp")])
+    signed = {**json_type, "X-Hub-Signature-256": meta_signature(wa_body, values["META_APP_SECRET"])}
+    assert await traffic.post("/webhooks/wac", wa_body, signed) == 200
+    assert await traffic.post("/webhooks/wac", wa_body + b" ", signed) == 401
+    wa_body = wa_payload(statuses=[status("wamid.scan", "failed", error=WINDOW_CLOSED_ERROR)])
+    signed = {**json_type, "X-Hub-Signature-256": meta_signature(wa_body, values["META_APP_SECRET"])}
+    assert await traffic.post("/webhooks/wac", wa_body, signed) == 200
     # Web chat and the admin API (with and without the token).
     chat = json.dumps({"sessionId": "scan-session-1", "message": "hello web"}).encode()
     assert await traffic.post("/chat/web/messages", chat, json_type) == 200
@@ -186,12 +203,14 @@ async def drive(traffic: Traffic, values: dict[str, str], fakes: dict[str, Any],
     assert await traffic.get("/admin/identities", {"Authorization": "Bearer guess"}) in (401, 404)
     # The answers go out in the background; the platforms' faults below are for later messages.
     await wait_until(lambda: len(fakes["twilio"].messages) >= 2 and fakes["slack"].calls_to("chat.postMessage")
-                     and fakes["telegram"].messages and fakes["messenger"].calls and fakes["instagram"].calls,
+                     and fakes["telegram"].messages and fakes["messenger"].calls and fakes["instagram"].calls
+                     and fakes["whatsapp"].sent(),
                      "the first answers on every channel", 30)
     # Failures: the agent refuses the key, the platforms refuse ours, Telegram's API disappears.
     emulator.faults.fail_next(401, count=3)
     fakes["twilio"].fail_next(401, 20003, count=3)
     fakes["messenger"].fail_next(400, 190, message="Invalid OAuth access token")
+    fakes["whatsapp"].fail_next(401, 190, message="Invalid OAuth access token - Cannot parse access token")
     fakes["slack"].fail_next("chat.postMessage", status=200, error="invalid_auth", count=3)
     params = message_params("during the outage", "+15551230009", "+15557654321", "SMscan-fail")
     assert await traffic.post("/webhooks/sms", urlencode(params).encode(), twilio_sig("/webhooks/sms", params)) == 200
@@ -202,6 +221,9 @@ async def drive(traffic: Traffic, values: dict[str, str], fakes: dict[str, Any],
     meta_body = payload([text_item("graph refuses", sender="9911", mid="m.scan.fail")])
     signed = {**json_type, "X-Hub-Signature-256": meta_signature(meta_body, values["META_APP_SECRET"])}
     assert await traffic.post("/webhooks/fb", meta_body, signed) == 200
+    wa_body = wa_payload([wa_text("cloud api refuses")])
+    signed = {**json_type, "X-Hub-Signature-256": meta_signature(wa_body, values["META_APP_SECRET"])}
+    assert await traffic.post("/webhooks/wac", wa_body, signed) == 200
     body = event_body(message("slack refuses", user="U0000043"), event_id="EvScan2")
     slack_signed = signed_headers(body, secret=values["SLACK_SIGNING_SECRET"])
     assert await traffic.post("/webhooks/slack", body, slack_signed) == 200
@@ -227,11 +249,12 @@ async def test_no_secret_appears_in_any_log_output_or_answer(
     async with emulator.serve("127.0.0.1", 0) as api, FakeSlack(token=values["SLACK_BOT_TOKEN"]) as slack, \
             FakeTwilio(auth_token=values["TWILIO_AUTH_TOKEN"]) as twilio, \
             FakeGraph(token=values["META_PAGE_TOKEN"]) as messenger, \
-            FakeGraph(token=values["IG_PAGE_TOKEN"], max_text=1000) as instagram:
+            FakeGraph(token=values["IG_PAGE_TOKEN"], max_text=1000) as instagram, \
+            FakeWhatsApp(token=values["WHATSAPP_TOKEN"]) as whatsapp:
         telegram = FakeTelegram(token=values["TELEGRAM_TOKEN"])
         await telegram.__aenter__()
         fakes = {"slack": slack, "twilio": twilio, "telegram": telegram, "messenger": messenger,
-                 "instagram": instagram}
+                 "instagram": instagram, "whatsapp": whatsapp}
         port = free_port()
         secret_dir = tmp_path / "secrets"
         secret_dir.mkdir()
@@ -265,6 +288,7 @@ async def test_no_secret_appears_in_any_log_output_or_answer(
     for failure in FAILURES:
         assert failure in log, failure  # each error path was taken, and logged
     assert twilio.messages and slack.calls_to("chat.postMessage") and messenger.calls and instagram.calls
+    assert whatsapp.sent() and whatsapp.reads()
     leaks = [f"{name} in {where}: " + " | ".join(line[:300] for line in text.splitlines() if form in line)[:1500]
              for where, text in outputs.items() for name, form in leak_forms(values).items() if form in text]
     assert not leaks, "\n".join(leaks)

@@ -74,7 +74,11 @@ async def test_kill_9_mid_answer_then_restart_shows_one_complete_answer(
         if where == "personal chat":
             [stream] = teams.streams.values()  # the resumed turn ended the stream it had started
             assert stream.ended and answer.id == stream.id
-        assert len(chats(emulator)) == 2  # the cut-off stream is asked again, the answer shown once
+        # The agent recorded the question before the kill: the resumed turn reads the conversation
+        # back and regenerates the cut-off answer instead of asking again (issue 16, item 2).
+        assert len(chats(emulator)) == 1
+        [conv] = emulator.state.conversations.values()
+        assert [m.text for m in conv.messages if m.role == "user"] == ["long 400"]
 
 
 async def test_connector_outages_are_retried_and_every_answer_arrives_in_order() -> None:

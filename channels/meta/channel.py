@@ -1,28 +1,24 @@
 """Facebook Messenger and Instagram: one base, two types (``messenger``, ``instagram``).
 
 Inbound: the ``GET`` verification handshake and ``POST`` events signed with
-``X-Hub-Signature-256`` (HMAC-SHA256 of the raw body with the app secret). Outbound: the Send
+``X-Hub-Signature-256`` (:mod:`channels.meta.webhook`, shared with WhatsApp). Outbound: the Send
 API with ``messaging_type: RESPONSE``, plain text split at sentence boundaries to the platform's
 limit, ``typing_on`` while the agent works, and 👍/👎 quick replies under each answer.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any, ClassVar
 
 import pydantic
-from aiohttp import web
 
 from channels.meta.events import events_from_payload, feedback_payload
 from channels.meta.graph import SendApi, attachment_url
 from channels.meta.media import parse_reference
+from channels.meta.webhook import HubSettings, HubWebhookChannel
 from gateway.channel import (
     Answer,
     BufferedReply,
-    Channel,
-    ChannelSettings,
     InboundRequest,
     Progress,
     Reply,
@@ -34,15 +30,11 @@ from gateway.events import InboundEvent
 from gateway.media_links import MediaSource
 from gateway.text import split_text
 
-SIGNATURE_HEADER = "X-Hub-Signature-256"
 
-
-class MetaSettings(ChannelSettings):
+class MetaSettings(HubSettings):
     """``[channels.<name>]`` keys of a ``messenger`` or ``instagram`` channel."""
 
     page_access_token: str = pydantic.Field(min_length=1, repr=False)
-    app_secret: str = pydantic.Field(min_length=1, repr=False)
-    verify_token: str = pydantic.Field(min_length=1, repr=False)
     api_base: str = "https://graph.facebook.com/v21.0"
     #: offer 👍/👎 quick replies under each answer
     feedback_buttons: bool = True
@@ -53,7 +45,7 @@ class MetaSettings(ChannelSettings):
         return check_url(value).rstrip("/")
 
 
-class MetaChannel(Channel[MetaSettings]):
+class MetaChannel(HubWebhookChannel[MetaSettings]):
     """What Messenger and Instagram share; subclasses name the type, payload object and limits."""
 
     Settings = MetaSettings
@@ -65,31 +57,6 @@ class MetaChannel(Channel[MetaSettings]):
     max_text_bytes: ClassVar[int | None] = None
 
     # -- inbound ---------------------------------------------------------------------------------
-    def routes(self) -> list[web.RouteDef]:
-        return [web.get(self.webhook_path, self.handle_verification, allow_head=False), *super().routes()]
-
-    def webhook_urls(self, public_url: str) -> list[tuple[str, str]]:
-        return [("Callback URL", public_url.rstrip("/") + self.webhook_path)]
-
-    async def handle_verification(self, request: web.Request) -> web.Response:
-        """Meta's subscription handshake: echo ``hub.challenge`` when the verify token matches."""
-        query = request.query
-        token = query.get("hub.verify_token", "")
-        if query.get("hub.mode") != "subscribe" or not hmac.compare_digest(
-            token.encode(), self.settings.verify_token.encode()
-        ):
-            raise WebhookRejected(403, "verification failed: wrong hub.mode or hub.verify_token")
-        return web.Response(text=query.get("hub.challenge", ""), content_type="text/plain")
-
-    async def verify(self, request: InboundRequest) -> None:
-        given = request.headers.get(SIGNATURE_HEADER, "")
-        expected = "sha256=" + hmac.new(
-            self.settings.app_secret.encode(), request.body, hashlib.sha256
-        ).hexdigest()
-        # The header's raw bytes: aiohttp keeps bytes that are not UTF-8 as surrogates.
-        if not hmac.compare_digest(given.strip().lower().encode("utf-8", "surrogateescape"), expected.encode()):
-            raise WebhookRejected(403, f"missing or wrong {SIGNATURE_HEADER}")
-
     async def parse(self, request: InboundRequest) -> WebhookResult:
         body = request.json()
         if not isinstance(body, dict):

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from switchboard.testing import GatewayUnderTest, running_gateway
 from switchboard.testing.teams import FakeTeams
+from switchboard.testing.whatsapp import PHONE_NUMBER_ID, FakeWhatsApp
 from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, FakeGraph
 from tests.fakes.slack import SECRET as SLACK_SECRET
 from tests.fakes.slack import FakeSlack
@@ -147,6 +148,7 @@ class LiveGateway:
         self.telegram: FakeTelegram | None = None
         self.messenger: FakeGraph | None = None
         self.instagram: FakeGraph | None = None
+        self.whatsapp: FakeWhatsApp | None = None
         self.teams: FakeTeams | None = None
         self.problem_log = ProblemLog()
         self._baseline: dict[str, int] = {}
@@ -186,6 +188,7 @@ class LiveGateway:
             self.telegram = await stack.enter_async_context(FakeTelegram())
             self.messenger = await stack.enter_async_context(FakeGraph(max_text=2000))
             self.instagram = await stack.enter_async_context(FakeGraph(max_text=1000))
+            self.whatsapp = await stack.enter_async_context(FakeWhatsApp())
             self.teams = await stack.enter_async_context(FakeTeams())
             TEAMS_SERVICE_URL[0] = self.teams.service_url  # where valid Teams activities say to reply
             self.gw = await stack.enter_async_context(
@@ -196,7 +199,8 @@ class LiveGateway:
             await self._stop.wait()
 
     def channel_config(self) -> dict[str, dict[str, Any]]:
-        assert self.slack and self.twilio and self.telegram and self.messenger and self.instagram and self.teams
+        assert self.slack and self.twilio and self.telegram and self.messenger and self.instagram
+        assert self.whatsapp and self.teams
         twilio = {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}
         return {
             "slack": {"type": "slack", "bot_token": self.slack.token, "signing_secret": SLACK_SECRET,
@@ -210,6 +214,8 @@ class LiveGateway:
                    "verify_token": VERIFY_TOKEN, "api_base": self.messenger.api_base},
             "ig": {"type": "instagram", "page_access_token": self.instagram.token, "app_secret": APP_SECRET,
                    "verify_token": VERIFY_TOKEN, "api_base": self.instagram.api_base},
+            "wac": {"type": "whatsapp", "phone_number_id": PHONE_NUMBER_ID, "access_token": self.whatsapp.token,
+                    "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN, "api_base": self.whatsapp.api_base},
             "teams": self.teams.channel_config(edit_interval=0.05),
             "web": {"type": "web", "allowed_origins": [ALLOWED_ORIGIN], "rate_per_minute": 100_000,
                     "max_concurrent_per_client": 1000},
@@ -251,10 +257,12 @@ class LiveGateway:
 
     def outbound_calls(self) -> dict[str, int]:
         """Requests each platform fake received (start-up calls such as ``auth.test`` included)."""
-        assert self.slack and self.twilio and self.telegram and self.messenger and self.instagram and self.teams
+        assert self.slack and self.twilio and self.telegram and self.messenger and self.instagram
+        assert self.whatsapp and self.teams
         return {"slack": len(self.slack.calls), "twilio": len(self.twilio.requests),
                 "telegram": len(self.telegram.calls), "messenger": len(self.messenger.calls),
-                "instagram": len(self.instagram.calls), "teams": len(self.teams.calls) + self.teams.tokens_issued}
+                "instagram": len(self.instagram.calls), "whatsapp-cloud": len(self.whatsapp.calls),
+                "teams": len(self.teams.calls) + self.teams.tokens_issued}
 
     def counts(self) -> dict[str, int]:
         """Agent and platform calls so far; compare two with :meth:`calls_since`."""

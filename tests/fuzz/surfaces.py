@@ -21,6 +21,8 @@ from multidict import MultiDict
 
 from switchboard.testing.teams import BOT as TEAMS_BOT
 from switchboard.testing.teams import PERSONAL, TENANT, issue_token
+from switchboard.testing.whatsapp import payload as wa_payload
+from switchboard.testing.whatsapp import text as wa_text
 from tests.fakes.meta import APP_SECRET, PSID, payload, text_item
 from tests.fakes.meta import signature as meta_signature
 from tests.fakes.slack import SECRET as SLACK_SECRET
@@ -133,6 +135,8 @@ def _meta_valid(obj: str) -> Callable[[int], bytes]:
     return build
 
 
+def _whatsapp_cloud_valid(n: int) -> bytes:
+    return wa_payload([wa_text(f"question {n}", wa_id=f"1555000{n}", wamid=f"wamid.fuzz.{n}")])
 def _teams_valid(n: int) -> bytes:
     activity: dict[str, Any] = {
         "type": "message", "id": f"fuzz{n}", "channelId": "msteams", "serviceUrl": TEAMS_SERVICE_URL[0],
@@ -171,6 +175,7 @@ WEBHOOKS: tuple[Surface, ...] = (
     Surface("telegram", "/webhooks/tg", JSON, _telegram_valid, sign_telegram),
     Surface("messenger", "/webhooks/fb", JSON, _meta_valid("page"), sign_meta),
     Surface("instagram", "/webhooks/ig", JSON, _meta_valid("instagram"), sign_meta),
+    Surface("whatsapp-cloud", "/webhooks/wac", JSON, _whatsapp_cloud_valid, sign_meta),
     Surface("teams", "/webhooks/teams", JSON, _teams_valid, sign_teams),
 )
 

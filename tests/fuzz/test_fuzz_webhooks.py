@@ -100,7 +100,7 @@ def test_other_methods_are_refused(live: LiveGateway, method: str, surface: Surf
     target = surface.path + "?" + quote(query, safe="=&")
     before, logged = live.counts(), live.problem_count()
     response = live.send(RawRequest(method, target))
-    meta_handshake = method == "GET" and surface.name in ("messenger", "instagram")
+    meta_handshake = method == "GET" and surface.name in ("messenger", "instagram", "whatsapp-cloud")
     assert response.status in ((403,) if meta_handshake else (405, 400, 501)), response.status
     assert live.problems(since=logged) == []
     assert live.calls_since(before) == {}
