@@ -90,7 +90,8 @@ class TurnRunner:
         """Answer ``event`` through ``reply``. Agent errors propagate to the caller's policy."""
         started = time.monotonic()
         outcome = "error"
-        with log_context(event_id=event.journal_key, channel=event.channel, agent=self.agents.name_of(event.channel),
+        agent = self.agents.name_of(event.channel)
+        with log_context(event_id=event.journal_key, channel=event.channel, agent=agent,
                          conversation=event.conversation_key):
             try:
                 answer, outcome = await self._run(channel, event, reply)
@@ -99,7 +100,8 @@ class TurnRunner:
                 outcome = f"error:{type(exc).__name__}"
                 raise
             finally:
-                fields: dict[str, object] = {"kind": "turn", "event_kind": event.kind, "outcome": outcome,
+                fields: dict[str, object] = {"kind": "turn", "agent": agent, "event_kind": event.kind,
+                                             "outcome": outcome,
                                              "duration_ms": round((time.monotonic() - started) * 1000, 1)}
                 if self.log_bodies:
                     fields["text"] = event.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from adapters.emulator import Emulator
 from gateway.admin.api import encode_id
 from gateway.config import parse_settings
 from gateway.errors import ConfigError
+from gateway.logs import fields_of
 from switchboard.testing import GatewayUnderTest, running_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,3 +198,14 @@ async def test_admin_api_shows_each_conversations_agent_and_reads_messages_from_
             assert resp.status == 200, await resp.text()
             contents = json.dumps(await resp.json())
             assert text in contents and ({"from help", "from shop"} - {text}).pop() not in contents
+
+
+async def test_turn_logs_carry_the_agents_name(
+    two: GatewayUnderTest, echo_plugin: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.turns")
+    await _say(two, "help", "h1", "hi")
+    await _say(two, "shop", "s1", "hi")
+    turns = [fields_of(r) for r in caplog.records if r.name == "gateway.turns" and r.getMessage().startswith("turn ")]
+    # One turn on "help", then one on "shop" (each waited for): their log lines name their agents.
+    assert [f["agent"] for f in turns] == ["default", "sales"]
