@@ -1,6 +1,6 @@
 """``python -m bench``: run the benchmark scenarios and write docs/benchmarks.md.
 
-Options: ``--quick`` (tiny numbers: the smoke run), ``--only ack,overhead,throughput,scale,instances,budget``
+Options: ``--quick`` (tiny numbers: the smoke run), ``--only ack,overhead,throughput,scale,instances,budget,isolation``
 (the other sections of the page are kept from the last results.json),
 ``--docs DIR`` (where benchmarks.md and benchmarks/ go; default ``docs``), ``--profile`` (py-spy
 flame graph of the gateway during one throughput run), ``--report-only`` (rewrite the page from
@@ -20,14 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import capacity, latency, machine, pressure, report
+from bench import capacity, isolation, latency, machine, pressure, report
 from bench.memory import redis_memory
 from bench.params import FULL, QUICK, Params
 from bench.procs import REPO
 from bench.profile import profile_gateway
 from bench.stack import Stack
 
-SCENARIOS = ("ack", "overhead", "throughput", "scale", "instances", "budget")
+SCENARIOS = ("ack", "overhead", "throughput", "scale", "instances", "budget", "isolation")
 
 
 async def run(params: Params, only: set[str], workdir: Path, profile_to: Path | None) -> dict[str, Any]:
@@ -43,6 +43,7 @@ async def run(params: Params, only: set[str], workdir: Path, profile_to: Path | 
             ("scale", capacity.scale),
             ("instances", capacity.instances),
             ("budget", pressure.budget),
+            ("isolation", isolation.isolation),
         ]
         for name, scenario in steps:
             if name not in only:

@@ -149,7 +149,7 @@ in the table below, or of the webhook path where stated):
   message map at the end (`gateway/turns.py`).
 - The placeholder: an answer that arrives within, say, half a second could be posted directly
   instead of a placeholder plus an edit, saving a Slack call and a progress save per answer
-  (`channels/slack/reply.py`; its tests expect the placeholder first).
+  (`gateway/editing.py`; the Slack tests expect the placeholder first).
 - `InboundEvent.to_json` through `dataclasses.asdict` (about 10% of the webhook path) and an INFO
   log line per webhook and per turn (about 10% of the webhook path).
 - SQLite: one `fsync` per write on one connection; group commit would serve the acknowledgements,
@@ -168,3 +168,22 @@ person sees the channel's waiting signal at once (Slack's placeholder here) and 
 in a window pushes the last call into a fourth window (+10 s), which earlier versions of the
 bucket did. Before the budget, the same burst provoked 128 refused calls with one instance and
 251-268 with three (issue 16)."""
+
+ISOLATION = """Platforms limit in scopes (Slack per method per workspace and about one post per second per
+channel; Telegram about one message per second per chat, 20 per minute per group, 30 per second per
+bot; Meta per page; Twilio per account) and their 429s do not say which one was hit. Each channel
+names the scopes of every call and the core paces each with its own bucket (`gateway/pacing.py`): a
+429 pauses the refused conversation's own scope for its `Retry-After` and only slows the wider
+scopes (to 80%, never below half, recovering in seconds). A turn waiting out a refusal gives its
+`max_concurrency` slot back, and its delivery is retried until `gateway.delivery_deadline` (1 hour)
+instead of five times. `/metrics` shows `switchboard_channel_rate_limit_waiting`,
+`switchboard_channel_rate_limit_wait_seconds_total` and `switchboard_channel_rate_limited_total`
+by channel and scope; `GET /admin/waiting` lists who waits and why.
+
+Before issue 17, the same run on the same machine (old code, same driver): Slack's others p50/p95
+went from 0.08/0.31 s before the refusal to 3.30/5.79 s during it, because a 429 on `chat.postMessage`
+or `chat.update` in one channel parked that method for every channel; Telegram 0.18 → 0.43 s and
+Twilio 0.15 → 0.40 s (p95) did not stall, but Twilio lost the refused person's first answer: its five
+delivery attempts ran out after about 25 s, the entry was marked failed, and the apology was refused
+too. `tests/test_pressure_isolation.py` (slow) runs this scenario at full size and asserts the goal;
+`SWITCHBOARD_PRESSURE_LONG=1` adds a 10-minute refusal."""

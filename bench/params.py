@@ -36,6 +36,14 @@ class Params:
     budget_limit: int = 100
     budget_window: float = 10.0
     budget_instances: tuple[int, ...] = (1, 3)
+    # 7. isolation: `isolation_conversations` people at `isolation_rate` messages/s; one of them refused
+    #    (429 + Retry-After `isolation_retry_after`) for `isolation_refuse` s after `isolation_warmup` s
+    isolation_conversations: int = 300
+    isolation_rate: float = 10.0
+    isolation_warmup: float = 10.0
+    isolation_refuse: float = 30.0
+    isolation_retry_after: float = 5.0
+    isolation_cooldown: float = 5.0
     #: seconds any one run may take to deliver its answers
     deadline: float = 180.0
     #: seconds between waves, and to wait after the last answer for trailing calls (its final edit)
@@ -51,6 +59,8 @@ QUICK = Params(
     scale_streams=10, scale_token_delay=0.01, scale_identities=200,
     instances=(1, 2), instances_count=10,
     budget_count=30, budget_limit=10, budget_window=1.0, budget_instances=(1, 2),
+    isolation_conversations=20, isolation_rate=10.0, isolation_warmup=1.0, isolation_refuse=2.0,
+    isolation_retry_after=0.5, isolation_cooldown=1.0,
     deadline=30.0,
     pause=0.05,
 )

@@ -280,6 +280,37 @@ def budget(r: dict[str, Any]) -> str:
     ])
 
 
+def isolation(r: dict[str, Any]) -> str:
+    runs = r["runs"]
+    rows = [f"| {name} | {x['messages']} | {x['p50_before_s']:.2f} / {x['p95_before_s']:.2f} | "
+            f"{x['p50_during_s']:.2f} / {x['p95_during_s']:.2f} | {x['refused_calls']} | "
+            f"{x['refused_answered_once']} of {x['refused_messages']} | {x['unanswered']} | {x['apologies']} | "
+            f"{x['duplicates']} |" for name, x in runs.items()]
+    met = all(x["p95_during_s"] <= x["p95_before_s"] + 2.0 and x["unanswered"] == 0 and x["apologies"] == 0
+              and x["duplicates"] == 0 and x["refused_answered_once"] == x["refused_messages"]
+              for x in runs.values())
+    return "\n".join([
+        "## 7. One conversation refused by the platform",
+        "",
+        f"{r['conversations']} people write at {r['rate']:g} messages per second in all, through a gateway in "
+        "the bench process and the fake platform API; after a warm-up the fake answers every call concerning "
+        f"one of them with 429 and `Retry-After: {r['retry_after']:g}` for {r['refuse']:g} s (that person keeps "
+        "writing meanwhile). Latency is from the webhook to the full answer showing on the platform (read every "
+        "0.1 s), for the other conversations.",
+        "",
+        f"Goal: the others' p95 during the refusal within 2 s of before it; every answer of the refused "
+        f"conversation shown exactly once after it, none lost, no apology — {_ok(met)}.",
+        "",
+        "| platform | messages | others p50 / p95 before, s | during, s | 429s | refused person's answers "
+        "shown once | lost | apologies | shown twice |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        notes.ISOLATION,
+        "",
+    ])
+
+
 def profiling(profile: dict[str, Any] | None) -> str:
     lines = [notes.PROFILING]
     if profile and "breakdown" in profile:
@@ -313,6 +344,8 @@ def write(results: dict[str, Any], docs: Path) -> Path:
         sections.append(instances(results["instances"], out))
     if "budget" in results:
         sections.append(budget(results["budget"]))
+    if "isolation" in results:
+        sections.append(isolation(results["isolation"]))
     sections.append(profiling(results.get("profile")))
     path = docs / "benchmarks.md"
     path.write_text("\n".join(sections).rstrip() + "\n")

@@ -171,6 +171,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
             sweep_interval=settings.gateway.sweep_interval,
             user_rate_limit=settings.gateway.user_rate_limit,
             turn_timeout=settings.gateway.turn_timeout,
+            delivery_deadline=settings.gateway.delivery_deadline,
         )
         app[DISPATCHER] = dispatcher
         yield

@@ -30,6 +30,7 @@ from multidict import CIMultiDictProxy
 
 from gateway.errors import ChannelError, ConfigError, StoreUnavailable, WebhookRejected
 from gateway.events import Identity, InboundEvent
+from gateway.pacing import Pacer
 from gateway.progress import Progress as Progress  # re-exported: channels import it from here
 from gateway.text import split_text
 
@@ -268,6 +269,8 @@ class Channel(ABC, Generic[S]):
         self.settings = settings
         self.services = services
         self.log = logging.getLogger(f"switchboard.channel.{name}")
+        #: the platform's rate-limit scopes, paced (gateway/pacing.py); API clients use it
+        self.pacer = Pacer(name, getattr(services, "metrics", None), lambda: services.store)
 
     @classmethod
     def validate(cls, name: str, raw: Mapping[str, Any]) -> S:

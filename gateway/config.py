@@ -47,6 +47,9 @@ class GatewaySettings(_Frozen):
     shutdown_grace: float = pydantic.Field(20.0, ge=0)
     #: seconds one answer may take in all (tool rounds, retries) before the user gets an apology
     turn_timeout: float = pydantic.Field(300.0, gt=0)
+    #: seconds an answer may wait out platform rate limits (429s) before it ends as failed; the
+    #: time spent waiting does not count against ``turn_timeout``
+    delivery_deadline: float = pydantic.Field(3600.0, gt=0)
     #: bound on agent rounds per answer (client actions)
     max_tool_rounds: int = pydantic.Field(10, ge=1, le=50)
     #: largest accepted request body, bytes

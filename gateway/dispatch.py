@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TURN_TIMEOUT = 300.0
+DELIVERY_DEADLINE = 3600.0
 RATE_LIMIT_TEXT = "You're sending messages faster than I can answer. Please wait a minute and try again."
 
 
@@ -77,6 +78,7 @@ class Dispatcher:
         sweep_interval: float = 5.0,
         user_rate_limit: int = 0,
         turn_timeout: float = TURN_TIMEOUT,
+        delivery_deadline: float = DELIVERY_DEADLINE,
         instance_id: str | None = None,
     ) -> None:
         self.store = store
@@ -88,6 +90,7 @@ class Dispatcher:
         self.sweep_interval = sweep_interval
         self.user_rate_limit = user_rate_limit
         self.turn_timeout = turn_timeout
+        self.delivery_deadline = delivery_deadline
         self._slots = asyncio.Semaphore(max_concurrency)
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._lanes: dict[str, _Lane] = {}
@@ -289,9 +292,13 @@ class Dispatcher:
         await self._finish(entry, status)
 
     async def _timed_turn(self, channel: Channel, event: InboundEvent, reply: Reply) -> Answer | None:
-        """A turn bounded in time: one that never ends (a stream dripping forever) is apologised for."""
+        """A turn bounded in time: one that never ends (a stream dripping forever) is apologised for.
+
+        Each run of the turn is bounded by ``turn_timeout`` inside :func:`attempt_turn`, so the time
+        it spends waiting out a platform's rate limit (up to ``delivery_deadline``) does not count.
+        """
         try:
-            return await asyncio.wait_for(attempt_turn(self, channel, event, reply), self.turn_timeout)
+            return await attempt_turn(self, channel, event, reply)
         except TimeoutError:
             log.error("turn %s timed out after %.0fs", event.journal_key, self.turn_timeout)
             self.metrics.errors.labels("turn_timeout").inc()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 from gateway.channel import Answer, Progress, Reply
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited
 from gateway.markdown import streaming_safe
+from gateway.pacing import Scope
 from gateway.text import split_text
 
 if TYPE_CHECKING:
@@ -405,8 +407,12 @@ class EditingReply(Reply, Generic[M, P]):
         raise AssertionError("unreachable")
 
     async def _wait_out(self, limited: ChannelRateLimited) -> None:
-        """Wait as long as the platform asked before trying again."""
-        await asyncio.sleep(limited.retry_after)
+        """Wait as long as the platform asked before trying again, with the turn's slot given back."""
+        scope = Scope("conversation", self.event.conversation_key, conversation=True)
+        reason = f"final answer refused by the platform ({limited})"
+        async with self.channel.pacer.waiting_on(scope, self.event.journal_key, reason,
+                                                 until=time.time() + limited.retry_after):
+            await asyncio.sleep(limited.retry_after)
 
     def _paced(self) -> None:
         self._next_action = _now() + self.limits.spacing

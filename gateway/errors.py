@@ -55,11 +55,12 @@ class ChannelError(SwitchboardError):
 
 
 class ChannelRateLimited(ChannelError):
-    """The platform asked us to slow down."""
+    """The platform asked us to slow down; ``scope`` is the kind of limit it named, if it did."""
 
-    def __init__(self, message: str, retry_after: float) -> None:
+    def __init__(self, message: str, retry_after: float, *, scope: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.scope = scope
 
 
 class ChannelPermanentError(ChannelError):

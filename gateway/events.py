@@ -7,7 +7,9 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-EventKind = Literal["message", "feedback", "retry", "new"]
+#: ``notice``: something the channel says by itself, in the conversation's order and durably (a
+#: greeting when a person opens a new thread); the agent is not asked
+EventKind = Literal["message", "feedback", "retry", "new", "notice"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +32,8 @@ class InboundEvent:
     ``key`` deduplicates platform retries (Slack ``event_id``, Twilio ``MessageSid``...);
     ``scope`` names the conversation inside the channel (thread, chat, phone number);
     ``reply`` is channel-private routing data (channel id, thread ts, chat id...).
-    ``meta`` carries extras such as ``message_id`` and ``feedback`` for button events.
+    ``meta`` carries extras such as ``message_id`` and ``feedback`` for button events, and
+    ``preface``: context the agent reads before ``text`` (which commands and handoffs see alone).
     """
 
     channel: str

@@ -66,5 +66,25 @@ class Metrics:
             "switchboard_channel_agent", "1 for the agent each channel talks to", ["channel", "agent"], registry=r
         )
 
+        # Platform rate limits (gateway/pacing.py), by channel and the kind of scope limited.
+        self.rate_limited = Counter(
+            "switchboard_channel_rate_limited", "Platform 429s, by channel and the scope they paused",
+            ["channel", "scope"], registry=r,
+        )
+        self.rate_limit_waiting = Gauge(
+            "switchboard_channel_rate_limit_waiting",
+            "Calls and turns waiting now for a platform rate limit, by channel and scope", ["channel", "scope"],
+            registry=r,
+        )
+        self.rate_limit_wait_seconds = Counter(
+            "switchboard_channel_rate_limit_wait_seconds",
+            "Time spent waiting for platform rate limits, by channel and scope", ["channel", "scope"], registry=r,
+        )
+        self.delivery_deadline_exceeded = Counter(
+            "switchboard_delivery_deadline_exceeded",
+            "Answers given up after waiting out platform rate limits for gateway.delivery_deadline (the "
+            "operator should look)", ["channel"], registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

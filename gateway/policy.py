@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import TYPE_CHECKING
 
 from gateway.channel import Answer, Reply
@@ -18,6 +19,7 @@ from gateway.errors import (
     CreditsExhausted,
 )
 from gateway.events import InboundEvent
+from gateway.pacing import Scope
 
 if TYPE_CHECKING:
     from gateway.channel import Channel
@@ -29,6 +31,8 @@ APOLOGY = "Sorry, I can't answer right now. Please try again in a few minutes."
 DELIVERY_ATTEMPTS = 5
 MAX_EVENT_ATTEMPTS = 5
 MAX_WAIT = 60.0
+#: progress key: when the platform first refused this answer with a rate limit (Unix time)
+LIMITED_SINCE = "rate_limited_since"
 
 
 async def attempt_turn(dispatcher: Dispatcher, channel: Channel, event: InboundEvent, reply: Reply) -> Answer | None:
@@ -37,19 +41,29 @@ async def attempt_turn(dispatcher: Dispatcher, channel: Channel, event: InboundE
     Agent 429/5xx were already retried by the agent client; what reaches here is final for the
     agent (apologise), while channel failures are retried here. The turn runner reuses an answer
     saved in the progress, so retrying delivery never asks the agent twice.
+
+    A platform rate limit is waited out, not counted as a failed attempt: the turn gives its slot
+    back while it sleeps and tries again until ``gateway.delivery_deadline`` has passed since its
+    first refusal (saved in the progress, so a resumed turn keeps its deadline). Each run is bounded
+    by ``turn_timeout``; the waits between runs are not.
     """
     metrics = dispatcher.metrics
-    for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+    attempt = 0
+    while attempt < DELIVERY_ATTEMPTS:
+        attempt += 1
         try:
-            answer = await dispatcher.runner.run(channel, event, reply)
+            answer = await asyncio.wait_for(dispatcher.runner.run(channel, event, reply), dispatcher.turn_timeout)
             return answer if answer is not None else Answer("")
         except ChannelPermanentError as exc:
             metrics.delivery_failures.labels(event.channel, type(exc).__name__).inc()
             log.error("channel %s refused delivery for good: %s", event.channel, exc)
             return None
         except ChannelRateLimited as exc:
-            wait = min(exc.retry_after, MAX_WAIT)
             metrics.errors.labels("channel_rate_limited").inc()
+            if not await wait_out_platform(dispatcher, channel, event, reply, exc):
+                return None
+            attempt -= 1  # waiting out a limit is not a failed attempt
+            continue
         except ChannelError as exc:
             wait = backoff(attempt)
             metrics.errors.labels("channel_error").inc()
@@ -73,6 +87,32 @@ async def attempt_turn(dispatcher: Dispatcher, channel: Channel, event: InboundE
     log.error("giving up on %s after %d attempts", event.journal_key, DELIVERY_ATTEMPTS)
     await apologise(reply)
     return None
+
+
+async def wait_out_platform(dispatcher: Dispatcher, channel: Channel, event: InboundEvent, reply: Reply,
+                            limited: ChannelRateLimited) -> bool:
+    """Sleep out a platform's 429 with the turn's slot given back; False once the delivery deadline
+    has passed (the operator is alerted in the log and ``/metrics``, the person gets the apology if
+    it can reach them, and the turn ends as failed)."""
+    progress = reply.progress
+    first = progress.data.get(LIMITED_SINCE)
+    if not isinstance(first, (int, float)):
+        first = progress.data[LIMITED_SINCE] = time.time()
+        await progress.save()
+    left = first + dispatcher.delivery_deadline - time.time()
+    if left <= 0:
+        dispatcher.metrics.delivery_deadline_exceeded.labels(event.channel).inc()
+        log.error("ALERT: %s could not be delivered on %s: the platform kept refusing it (rate limited) "
+                  "for %.0fs, past gateway.delivery_deadline; giving up", event.journal_key, event.channel,
+                  time.time() - first)
+        await apologise(reply)
+        return False
+    wait = max(0.05, min(limited.retry_after, left))
+    scope = Scope("conversation", event.conversation_key, conversation=True)
+    reason = f"delivery refused by the platform ({limited}); trying again"
+    async with channel.pacer.waiting_on(scope, event.journal_key, reason, until=time.time() + wait):
+        await asyncio.sleep(wait)
+    return True
 
 
 async def apologise(reply: Reply) -> None:

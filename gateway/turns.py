@@ -41,6 +41,13 @@ MESSAGE_MAP_TTL = 30 * 24 * 3600.0
 TOOL_LOOP_TEXT = "Sorry, I could not finish that request (too many steps). Please try again."
 
 
+def agent_text(event: InboundEvent) -> str:
+    """What the agent reads: the message, after the channel's ``meta["preface"]`` when it gave one
+    (context the person did not type, such as where they are; commands and handoffs never see it)."""
+    preface = event.meta.get("preface")
+    return f"{preface}\n\n{event.text}" if isinstance(preface, str) and preface else event.text
+
+
 class TurnRunner:
     """Runs turns; shared by every channel and worker."""
 
@@ -117,6 +124,8 @@ class TurnRunner:
         if event.kind == "feedback":
             await self._feedback(channel, event)
             return None, "feedback"
+        if event.kind == "notice":
+            return await self._deliver(reply, Answer(event.text)), "notice"
         controls, handoff = self.controls, self.controls.handoff
         if event.meta.get("handoff"):
             if handoff is not None:  # a staff message in a handoff thread, not a question
@@ -150,7 +159,9 @@ class TurnRunner:
                 return recovered, "recovered"
         try:
             await self._mark_asked(reply, event, state)
-            stream = self._agent(event).chat(event.text, conversation_id=state.conversation_id, user_id=state.user_id)
+            stream = self._agent(event).chat(
+                agent_text(event), conversation_id=state.conversation_id, user_id=state.user_id
+            )
             return await self._stream(channel, event, reply, state, stream, kind="chat"), "answered"
         except (ConversationEnded, AgentNotFound) as exc:
             # A stored conversation the agent no longer accepts (ended, taken over, deleted):
@@ -162,13 +173,13 @@ class TurnRunner:
             await self.store.drop_conversation(event.conversation_key)
             fresh = ConversationState(conversation_id=None, user_id=state.user_id)
             await self._mark_asked(reply, event, fresh)
-            stream = self._agent(event).chat(event.text, conversation_id=None, user_id=state.user_id)
+            stream = self._agent(event).chat(agent_text(event), conversation_id=None, user_id=state.user_id)
             return await self._stream(channel, event, reply, fresh, stream, kind="chat"), "answered"
 
     async def _mark_asked(self, reply: Reply, event: InboundEvent, state: ConversationState) -> None:
         """Saved before the agent call, so a resumed turn knows to look before asking again."""
         reply.progress.data["asked"] = asked_marker(
-            event.text, state.conversation_id, state.user_id, state.last_message_id
+            agent_text(event), state.conversation_id, state.user_id, state.last_message_id
         )
         await reply.progress.save()
 

@@ -25,6 +25,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN}"}
 ENDPOINTS = [
     ("GET", "/admin/openapi.json"),
     ("GET", "/admin/identities"),
+    ("GET", "/admin/waiting"),
     ("GET", "/admin/identities/ZWNobXx8YQ"),
     ("DELETE", "/admin/identities/ZWNobXx8YQ"),
     ("PUT", "/admin/identities/ZWNobXx8YQ/link"),

@@ -27,11 +27,11 @@ pytestmark = [
 def test_quick_benchmark_runs_every_scenario_and_writes_the_page(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--docs", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=100, check=False,
+        cwd=REPO, capture_output=True, text=True, timeout=160, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     page = (tmp_path / "benchmarks.md").read_text()
-    for heading in ("## The machine", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
+    for heading in ("## The machine", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7."):
         assert heading in page
     results = json.loads((tmp_path / "benchmarks" / "results.json").read_text())
 
@@ -60,5 +60,8 @@ def test_quick_benchmark_runs_every_scenario_and_writes_the_page(tmp_path: Path)
     budget = results["budget"]
     for processes, run in budget["runs"].items():  # a burst against the enforced limit: all answered
         assert run["delivered"] == budget["count"] and run["agent_calls"] >= budget["count"], processes
+    for platform, run in results["isolation"]["runs"].items():  # one refused conversation loses nothing
+        assert (run["unanswered"], run["apologies"], run["duplicates"]) == (0, 0, 0), platform
+        assert run["refused_answered_once"] == run["refused_messages"] > 0, platform
     memory = results["memory"]
     assert memory["linked"]["memory_usage_per_identity"] > memory["unlinked"]["memory_usage_per_identity"] > 0

@@ -226,3 +226,19 @@ async def test_readyz_reports_an_unreachable_agent(echo_plugin: Any) -> None:
     ):
         body = await r.json()
     assert r.status == 503 and "agent" in body["problems"]
+
+
+async def test_a_notice_is_delivered_as_it_is_without_the_agent(gw: GatewayUnderTest, echo_plugin: Any) -> None:
+    assert (await post(gw, {"id": "n1", "user": "ann", "text": "Welcome!", "notice": True})).status == 200
+    await gw.idle()
+    assert [s["text"] for s in echo_plugin.SENT] == ["Welcome!"]
+    assert chat_requests(gw) == []
+
+
+async def test_a_preface_reaches_the_agent_but_never_hides_a_command(gw: GatewayUnderTest, echo_plugin: Any) -> None:
+    await post(gw, {"id": "p1", "user": "ann", "text": "hello", "preface": "[Viewing #general]"})
+    await gw.idle()
+    await post(gw, {"id": "p2", "user": "ann", "text": "/new", "preface": "[Viewing #general]"})
+    await gw.idle()
+    assert [c["message"] for c in chat_requests(gw)] == ["[Viewing #general]\n\nhello"]
+    assert "new conversation" in echo_plugin.SENT[-1]["text"].lower()

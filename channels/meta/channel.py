@@ -85,7 +85,7 @@ class MetaChannel(HubWebhookChannel[MetaSettings]):
     # -- outbound --------------------------------------------------------------------------------
     @property
     def api(self) -> SendApi:
-        return SendApi(self.services.http, self.settings.api_base, self.settings.page_access_token)
+        return SendApi(self.services.http, self.settings.api_base, self.settings.page_access_token, self.pacer)
 
     def split(self, rendered: str) -> list[str]:
         limit = self.max_text_length

@@ -16,8 +16,11 @@ from typing import Any
 import aiohttp
 
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited
+from gateway.pacing import Pacer, Scope
 
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613})
+#: the rate-limit codes that say their scope: 32 is the page's limit (Meta throttles per page)
+_NAMED_SCOPES = {32: "page"}
 TRANSIENT_CODES = frozenset({1, 2})
 WINDOW_SUBCODE = 2018278
 UNAVAILABLE_CODE = 551
@@ -33,13 +36,27 @@ class OutsideMessagingWindow(ChannelPermanentError):
 class SendApi:
     """Posts Send API requests with the page access token."""
 
-    def __init__(self, http: aiohttp.ClientSession, api_base: str, access_token: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, api_base: str, access_token: str,
+                 pacer: Pacer | None = None) -> None:
         self._http = http
+        self._pacer = pacer or Pacer("meta")
         self._url = f"{api_base}/me/messages"
         self._token = access_token
 
     async def post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Send one request; return Graph's JSON answer or raise a mapped error."""
+        """Send one request, paced per recipient and per page; return Graph's JSON answer or raise
+        a mapped error. A 429 pauses the page when Graph says so (code 32), else the recipient."""
+        recipient = payload.get("recipient")
+        who = str(recipient.get("id", "")) if isinstance(recipient, dict) else ""
+        scopes = [Scope("recipient", who, conversation=True), Scope("page", "me")]
+        await self._pacer.pace(scopes, who)
+        try:
+            return await self._post(payload)
+        except ChannelRateLimited as exc:
+            self._pacer.refused(scopes, exc.retry_after, named=exc.scope, why="Graph rate limit")
+            raise
+
+    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         try:
             async with self._http.post(
                 self._url, params={"access_token": self._token}, json=payload, timeout=_TIMEOUT
@@ -94,7 +111,8 @@ def graph_error(status: int, body: Any, retry_after: str | None = None) -> Chann
     code, subcode = error.get("code"), error.get("error_subcode")
     text = f"Graph API {status} (code {code}, subcode {subcode}): {error.get('message') or 'no message'}"
     if status == 429 or code in RATE_LIMIT_CODES:
-        return ChannelRateLimited(text, _seconds(retry_after))
+        named = _NAMED_SCOPES.get(code) if isinstance(code, int) else None
+        return ChannelRateLimited(text, _seconds(retry_after), scope=named)
     if subcode == WINDOW_SUBCODE or code == UNAVAILABLE_CODE:
         return OutsideMessagingWindow(f"outside Meta's 24-hour messaging window, not retried: {text}")
     if status >= 500 or code in TRANSIENT_CODES:

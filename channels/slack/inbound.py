@@ -27,7 +27,8 @@ ACTION_FEEDBACK_POSITIVE = "switchboard_feedback_positive"
 ACTION_FEEDBACK_NEGATIVE = "switchboard_feedback_negative"
 ACTION_RETRY = "switchboard_retry"
 
-Trigger = Literal["mention", "dm", "thread_reply"]
+#: ``assistant``: a message in a thread of Slack's AI app container (the channel decides, from the store)
+Trigger = Literal["mention", "dm", "thread_reply", "assistant"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ class NativeStreamReply(Reply):
 
     def __init__(self, channel: SlackChannel, event: InboundEvent, progress: Progress) -> None:
         super().__init__(channel, event, progress)
-        self.api = channel.api
+        self.api = channel.api_for(event)
         self.target = str(event.reply["channel"])
         self.thread_ts = str(event.reply["thread_ts"])
         self.state: dict[str, Any] = progress.data.setdefault("slack", {})

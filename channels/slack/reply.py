@@ -45,7 +45,7 @@ class SlackMessages:
 
     def __init__(self, channel: SlackChannel, event: InboundEvent) -> None:
         self.channel = channel
-        self.api = channel.api
+        self.api = channel.api_for(event)
         self.event = event
         self.target = str(event.reply["channel"])
         self.thread_ts: str | None = event.reply.get("thread_ts")

@@ -52,7 +52,7 @@ async def _events(channel: SlackChannel, request: SocketModeRequest) -> list[Inb
         if request.type == "events_api" and request.payload.get("type") == "event_callback":
             return await channel.callback_events(request.payload)
         if request.type == "interactive":
-            return channel.interaction_events(request.payload)
+            return await channel.interaction_events(request.payload)
     except WebhookRejected as exc:
         # A malformed envelope will not get better by redelivery: acknowledge and drop it.
         channel.log.warning("dropping Socket Mode envelope %s: %s", request.envelope_id, exc.reason)

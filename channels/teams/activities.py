@@ -51,16 +51,19 @@ class Where:
                 "tenant": self.tenant, "bot": self.bot, "activity_id": activity_id, "thread": self.thread}
 
 
+_KINDS: dict[str, ConversationType] = {"personal": "personal", "groupChat": "groupChat", "channel": "channel"}
+
+
 def where(activity: Activity) -> Where | None:
     conversation = activity.conversation
     if conversation is None or not conversation.id or not activity.service_url or activity.recipient is None:
         return None
-    kind = conversation.conversation_type or "personal"
-    if kind not in ("personal", "groupChat", "channel"):
+    kind = _KINDS.get(conversation.conversation_type or "personal")
+    if kind is None:
         return None
     data = _object(activity.channel_data)
     tenant = conversation.tenant_id or str(_object(data.get("tenant")).get("id") or "")
-    return Where(activity.service_url, conversation.id, kind, tenant, activity.recipient.id)  # type: ignore[arg-type]
+    return Where(activity.service_url, conversation.id, kind, tenant, activity.recipient.id)
 
 
 def identity(activity: Activity, at: Where) -> Identity | None:

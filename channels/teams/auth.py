@@ -37,6 +37,7 @@ from typing import Any
 import aiohttp
 import jwt
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 
 from channels.teams.settings import TeamsSettings
@@ -212,9 +213,11 @@ def certificate_assertion(settings: TeamsSettings) -> str:
         cert = x509.load_pem_x509_certificate(pem)
     except (OSError, ValueError, TypeError) as exc:
         raise ConfigError(f"certificate_path: cannot read a certificate and its private key: {exc}") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigError("certificate_path: the private key must be an RSA key (Entra ID expects RS256 assertions)")
     # x5t is the certificate's SHA-1 thumbprint by definition (RFC 7515), not a security choice
     thumbprint = base64.urlsafe_b64encode(hashlib.sha1(cert.public_bytes(Encoding.DER)).digest()).rstrip(b"=")
     now = int(time.time())
     claims = {"aud": settings.token_endpoint, "iss": settings.app_id, "sub": settings.app_id,
               "jti": str(uuid.uuid4()), "nbf": now, "exp": now + 600}
-    return jwt.encode(claims, key, algorithm="RS256", headers={"x5t": thumbprint.decode()})  # type: ignore[arg-type]
+    return jwt.encode(claims, key, algorithm="RS256", headers={"x5t": thumbprint.decode()})

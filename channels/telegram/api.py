@@ -8,7 +8,7 @@ core understands ``ChannelRateLimited`` (wait), ``ChannelError`` (retry with bac
 from __future__ import annotations
 
 import warnings
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -23,6 +23,7 @@ from telegram.error import (
 )
 
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited
+from gateway.pacing import Pacer, Scope
 
 T = TypeVar("T")
 
@@ -67,6 +68,29 @@ async def call(request: Awaitable[T]) -> T:
         raise ChannelPermanentError(f"Telegram refused the request: {exc.message}") from exc
     except TelegramError as exc:  # TimedOut, NetworkError (5xx, connection failures), Conflict
         raise ChannelError(f"Telegram API unavailable: {exc.message}") from exc
+
+
+def chat_scopes(chat_id: int) -> list[Scope]:
+    """Telegram's limits for a message in ``chat_id`` (Bot FAQ): about one per second per chat
+    (short bursts tolerated), 20 per minute per group (negative chat ids), about 30 per second per
+    bot. A 429's ``retry_after`` does not say which was hit: the chat is paused, the rest slowed."""
+    scopes = [Scope("chat", str(chat_id), rate=1.0, burst=3.0, conversation=True)]
+    if chat_id < 0:
+        scopes.append(Scope("group", str(chat_id), rate=20 / 60, burst=10.0, shared=True))
+    scopes.append(Scope("bot", "bot", rate=30.0, burst=30.0, shared=True))
+    return scopes
+
+
+async def paced_call(pacer: Pacer, chat_id: int, make: Callable[[], Awaitable[T]]) -> T:
+    """:func:`call` for a message in ``chat_id``, paced in its scopes; ``make`` builds the request
+    once the scopes allow it (a request built before a wait that is cancelled would never run)."""
+    scopes = chat_scopes(chat_id)
+    await pacer.pace(scopes, str(chat_id))
+    try:
+        return await call(make())
+    except ChannelRateLimited as exc:
+        pacer.refused(scopes, exc.retry_after, named=exc.scope, why="Telegram flood control")
+        raise
 
 
 def retry_seconds(exc: RetryAfter) -> float:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 from telegram import InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ParseMode
 
-from channels.telegram.api import TelegramBadRequest, call, feedback_keyboard
+from channels.telegram.api import TelegramBadRequest, feedback_keyboard, paced_call
 from gateway.channel import Answer, Progress
 from gateway.editing import EditingReply, EditLimits
 from gateway.markdown import to_plain
@@ -94,17 +94,17 @@ class TelegramMessages:
         return True
 
     async def delete(self, message: int) -> None:
-        await call(self.tg.bot.delete_message(self.chat_id, message))
+        await paced_call(self.tg.pacer, self.chat_id, lambda: self.tg.bot.delete_message(self.chat_id, message))
 
     async def _with_fallback(self, request: Callable[[str, str | None], Awaitable[T]], content: TelegramContent) -> T:
         """Send as HTML; if Telegram cannot parse it, the same text as plain text."""
         try:
-            return await call(request(content.html, ParseMode.HTML))
+            return await paced_call(self.tg.pacer, self.chat_id, lambda: request(content.html, ParseMode.HTML))
         except TelegramBadRequest as exc:
             if not exc.is_parse_error:
                 raise
             self.tg.log.warning("Telegram refused our HTML, sending plain text instead: %s", exc)
-            return await call(request(content.plain, None))
+            return await paced_call(self.tg.pacer, self.chat_id, lambda: request(content.plain, None))
 
 
 def _keyboard(content: TelegramContent) -> InlineKeyboardMarkup | None:

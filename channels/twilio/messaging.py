@@ -161,7 +161,7 @@ class TwilioMessagingChannel(TwilioChannel[MessagingSettings]):
 
     def _rest(self) -> TwilioRest:
         return TwilioRest(self.services.http, self.settings.api_base, self.settings.account_sid,
-                          self.settings.auth_token)
+                          self.settings.auth_token, self.pacer)
 
     async def send_text(self, event: InboundEvent, text: str) -> str | None:
         params = {"To": str(event.reply["to"]), "From": self.sender, "Body": text}

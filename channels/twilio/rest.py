@@ -17,6 +17,7 @@ from urllib.parse import urljoin
 import aiohttp
 
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited
+from gateway.pacing import Pacer, Scope
 
 _TIMEOUT = aiohttp.ClientTimeout(total=20)
 #: Twilio error code: free-form WhatsApp message outside the 24-hour customer-service window
@@ -47,16 +48,29 @@ _PAGE_SIZE = 100
 class TwilioRest:
     """Messages API of one account."""
 
-    def __init__(self, http: aiohttp.ClientSession, api_base: str, account_sid: str, auth_token: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, api_base: str, account_sid: str, auth_token: str,
+                 pacer: Pacer | None = None) -> None:
         self._http = http
+        self._account = account_sid
+        self._pacer = pacer or Pacer("twilio")
         self._base = api_base.rstrip("/") + "/"
         self._url = f"{api_base.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
         token = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode("ascii")
         self._headers = {"Authorization": f"Basic {token}"}
 
     async def create_message(self, params: Mapping[str, str]) -> dict[str, Any]:
-        """``POST …/Messages.json``; returns the created Message resource."""
-        return await self._request("POST", self._url, data=dict(params))
+        """``POST …/Messages.json``; returns the created Message resource.
+
+        Twilio limits REST concurrency per account (error 20429) and its 429 does not say more, so
+        a 429 pauses the recipient's conversation and slows the account's rate a little.
+        """
+        scopes = [Scope("recipient", params.get("To", ""), conversation=True), Scope("account", self._account)]
+        await self._pacer.pace(scopes, params.get("To", ""))
+        try:
+            return await self._request("POST", self._url, data=dict(params))
+        except ChannelRateLimited as exc:
+            self._pacer.refused(scopes, exc.retry_after, named=exc.scope, why="Twilio 429")
+            raise
 
     async def find_message(self, *, to: str, from_: str, body: str, since: float) -> str | None:
         """The SID of a message from ``from_`` to ``to`` with exactly ``body``, created at or after

@@ -64,7 +64,17 @@ class AdminApi:
         self.store = store
         #: a conversation's messages come from the agent of its channel
         self.agents = agents
+        self.channels = channels
         self.people = People(store, controls, channels)
+
+    # -- platform rate limits --------------------------------------------------------------------
+    async def waiting(self, request: web.Request) -> web.Response:
+        """What waits for a platform rate limit in this instance now, oldest first, and why."""
+        found = [w for channel in self.channels.values() for w in channel.pacer.waiting()]
+        found.sort(key=lambda w: w.since)
+        data = [{"channel": w.channel, "scope": w.scope, "scopeKind": w.kind, "what": w.what,
+                 "reason": w.reason, "since": w.since, "until": w.until} for w in found]
+        return web.json_response({"data": data})
 
     # -- identities ------------------------------------------------------------------------------
     async def openapi(self, request: web.Request) -> web.Response:
@@ -195,6 +205,7 @@ def routes(token: str) -> list[web.RouteDef]:
     return [
         web.get("/admin/openapi.json", _guard(token, AdminApi.openapi)),
         web.get("/admin/identities", _guard(token, AdminApi.list_identities, paged)),
+        web.get("/admin/waiting", _guard(token, AdminApi.waiting)),
         web.get("/admin/identities/{identity}", _guard(token, AdminApi.get_identity)),
         web.delete("/admin/identities/{identity}", _guard(token, AdminApi.forget)),
         web.put("/admin/identities/{identity}/link", _guard(token, AdminApi.link)),

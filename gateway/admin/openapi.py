@@ -112,6 +112,23 @@ _SCHEMAS: dict[str, Any] = {
             "note": {"type": "string"},
         },
     },
+    "Waiting": {
+        "type": "object", "required": ["channel", "scope", "scopeKind", "what", "reason", "since", "until"],
+        "properties": {
+            "channel": {"type": "string", "description": "the channel's name"},
+            "scope": {"type": "string", "description": "<kind>:<key> of the limit, e.g. chat:4242, channel:D01"},
+            "scopeKind": {"type": "string", "description": "chat, channel, method, group, bot, account, recipient, "
+                                                           "conversation..."},
+            "what": {"type": "string", "description": "the journal entry, conversation or chat that waits"},
+            "reason": {"type": "string", "description": "a 429 and its Retry-After, or the pacing rate"},
+            "since": {"type": "number", "description": "Unix time the wait began"},
+            "until": {**_NULLABLE_NUMBER, "description": "Unix time it is expected to end"},
+        },
+    },
+    "WaitingList": {
+        "type": "object", "required": ["data"],
+        "properties": {"data": {"type": "array", "items": _ref("Waiting")}},
+    },
     "LinkRequest": {
         "type": "object", "required": ["to"], "additionalProperties": False,
         "properties": {"to": {**_ID, "description": "the identity whose userId this one should share"}},
@@ -141,6 +158,9 @@ def document() -> dict[str, Any]:
             "/admin/identities": {"get": _op(
                 "List identities in key order", {"200": _json(_ref("IdentityPage"), "A page"), **_errors(400)},
                 _LIMIT, _CURSOR)},
+            "/admin/waiting": {"get": _op(
+                "What waits for a platform rate limit in this instance now, and why (oldest first)",
+                {"200": _json(_ref("WaitingList"), "The waits"), **_errors()})},
             "/admin/identities/{identityId}": {
                 "get": _op("One identity, its userId and conversations", {"200": identity, **_errors(404)},
                            _IDENTITY),

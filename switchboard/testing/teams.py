@@ -203,8 +203,11 @@ class FakeTeams(FakeServer):
         if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
             return False
         for certificate in self._certificates:
+            public_key = certificate.public_key()
+            if not isinstance(public_key, rsa.RSAPublicKey):
+                continue
             try:
-                claims = jwt.decode(str(assertion), certificate.public_key(), algorithms=["RS256"],  # type: ignore[arg-type]
+                claims = jwt.decode(str(assertion), public_key, algorithms=["RS256"],
                                     audience=self.base_url(f"/{TENANT}/oauth2/v2.0/token"))
             except jwt.InvalidTokenError:
                 continue

@@ -10,12 +10,17 @@ the way ``conversations.history`` and ``conversations.replies`` do (``oldest``/`
 ``inclusive``, ``include_all_metadata``, cursor pages), answers ``ok: false`` the documented way,
 and can be told to fail the next calls of a method (``fail_next``), e.g. a 429 with
 ``Retry-After``. ``latency`` makes every call take effect at once but answer that much later, as a
-real API that accepted a message may still be sending its answer when the caller dies.
+real API that accepted a message may still be sending its answer when the caller dies. It also
+plays the OAuth side of installing an app into more workspaces (``approve`` gives the code Slack
+would redirect with; ``oauth.v2.access`` trades it for a bot token, with a refresh token and expiry
+when ``rotation`` is on) and keeps what assistant threads show (``statuses``, ``titles``,
+``prompts``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import time
@@ -27,12 +32,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from slack_sdk.signature import SignatureVerifier
 
+from tests.fakes import Refusals
+
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test-token"
 APP_TOKEN = "xapp-1-test-token"
 BOT_USER = "UBOT0001"
 BOT_ID = "BBOT0001"
 TEAM = "T0000001"
+CLIENT_ID = "1111.2222"
+CLIENT_SECRET = "oauth-client-secret"
 #: Slack truncates at 40k characters; anything longer is refused
 MAX_TEXT = 40_000
 
@@ -43,6 +52,20 @@ class SlackCall:
     params: dict[str, Any]
     status: int
     at: float
+    #: the token the call was made with ("" for none, "basic" for client credentials)
+    token: str = ""
+
+
+@dataclass
+class FakeBot:
+    """A bot token Slack issued: its workspace and bot user, and when it stops working."""
+
+    team: str
+    bot_user: str = BOT_USER
+    bot_id: str = BOT_ID
+    enterprise: str | None = None
+    expires_at: float | None = None
+    revoked: bool = False
 
 
 @dataclass
@@ -83,6 +106,15 @@ class FakeSlack:
         self.token = token
         self.bot_user = bot_user
         self.app_token = app_token
+        #: every bot token issued, the single-workspace one first
+        self.bots: dict[str, FakeBot] = {token: FakeBot(TEAM, bot_user)}
+        self._codes: dict[str, tuple[FakeBot, bool, int]] = {}
+        self._refresh: dict[str, str] = {}  # refresh token -> the bot token it renews
+        self._issued = itertools.count(1)
+        #: assistant threads: every status set, and the titles and suggested prompts they show
+        self.statuses: list[tuple[str, str, str, list[str]]] = []
+        self.titles: dict[tuple[str, str], str] = {}
+        self.prompts: dict[tuple[str, str], dict[str, Any]] = {}
         #: Socket Mode: open connections, and the envelope ids the client acknowledged
         self.sockets: list[web.WebSocketResponse] = []
         self.acks: list[str] = []
@@ -90,6 +122,8 @@ class FakeSlack:
         self.calls: list[SlackCall] = []
         self.messages: dict[tuple[str, str], FakeMessage] = {}
         self._faults: dict[str, list[_Fault]] = {}
+        #: channels refused with 429 + Retry-After for a while (``refusals.refuse(channel, seconds)``)
+        self.refusals = Refusals()
         self._last_ts = 0.0
         self._server: TestServer | None = None
         self.changed = asyncio.Condition()
@@ -153,7 +187,7 @@ class FakeSlack:
         method = request.match_info["method"]
         params = await _params(request)
         status, body, headers = self._answer(method, request, params)
-        self.calls.append(SlackCall(method, params, status, time.monotonic()))
+        self.calls.append(SlackCall(method, params, status, time.monotonic(), _token_of(request, params)))
         async with self.changed:
             self.changed.notify_all()
         if self.latency:
@@ -163,13 +197,25 @@ class FakeSlack:
     def _answer(
         self, method: str, request: web.Request, params: dict[str, Any]
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        auth = request.headers.get("Authorization", "")
-        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else params.get("token")
-        if not token:
+        token = _token_of(request, params)
+        if method == "oauth.v2.access":
+            credentials = (params.get("client_id"), params.get("client_secret"))
+            if token != "basic" and credentials != (CLIENT_ID, CLIENT_SECRET):
+                return 200, {"ok": False, "error": "invalid_client_id"}, {}
+        elif not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
-        # apps.connections.open takes the app-level token, everything else the bot token.
-        if token != (self.app_token if method == "apps.connections.open" else self.token):
-            return 200, {"ok": False, "error": "invalid_auth"}, {}
+        elif method == "apps.connections.open":  # takes the app-level token, everything else a bot token
+            if token != self.app_token:
+                return 200, {"ok": False, "error": "invalid_auth"}, {}
+        else:
+            bot = self.bots.get(token)
+            if bot is None or bot.revoked:
+                return 200, {"ok": False, "error": "invalid_auth" if bot is None else "token_revoked"}, {}
+            if bot.expires_at is not None and bot.expires_at <= time.time():
+                return 200, {"ok": False, "error": "token_expired"}, {}
+        retry_after = self.refusals.check(params.get("channel")) if params.get("channel") else None
+        if retry_after is not None:
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": f"{retry_after:g}"}
         faults = self._faults.get(method)
         if faults:
             fault = faults[0]
@@ -182,7 +228,7 @@ class FakeSlack:
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}, {}
         try:
-            return 200, {"ok": True, **handler(params)}, {}
+            return 200, {"ok": True, **handler({**params, "_token": token})}, {}
         except _Refusal as refusal:
             return 200, {"ok": False, "error": refusal.error}, {}
 
@@ -224,8 +270,57 @@ class FakeSlack:
         return {"url": str(self._server.make_url("/socket-mode")).replace("http://", "ws://")}
 
     def _auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
-        return {"url": "https://acme.slack.com/", "team": "Acme", "user": "switchboard",
-                "team_id": TEAM, "user_id": self.bot_user, "bot_id": BOT_ID}
+        bot = self.bots[str(p["_token"])]
+        return {"url": f"https://{bot.team.lower()}.slack.com/", "team": bot.team, "user": "switchboard",
+                "team_id": bot.team, "user_id": bot.bot_user, "bot_id": bot.bot_id,
+                "enterprise_id": bot.enterprise}
+
+    # -- installing into more workspaces (OAuth v2) ----------------------------------------------
+    def approve(self, team: str, *, bot_user: str = BOT_USER, bot_id: str = BOT_ID, enterprise: str | None = None,
+                rotation: bool = False, expires_in: int = 43_200) -> str:
+        """Someone approved the app for ``team``: the ``code`` Slack redirects the browser with."""
+        code = f"code-{next(self._issued)}"
+        self._codes[code] = (FakeBot(team, bot_user, bot_id, enterprise), rotation, expires_in)
+        return code
+
+    def uninstall(self, team: str) -> None:
+        """The workspace removed the app: its tokens stop working."""
+        for bot in self.bots.values():
+            if bot.team == team:
+                bot.revoked = True
+
+    def tokens_of(self, team: str) -> list[str]:
+        return [token for token, bot in self.bots.items() if bot.team == team]
+
+    def _oauth_v2_access(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("grant_type") == "refresh_token":
+            old = self._refresh.pop(str(p.get("refresh_token")), None)
+            if old is None:
+                raise _Refusal("invalid_refresh_token")
+            bot, rotation, expires_in = self.bots[old], True, 43_200
+            bot = FakeBot(bot.team, bot.bot_user, bot.bot_id, bot.enterprise)
+        else:
+            found = self._codes.pop(str(p.get("code")), None)
+            if found is None:
+                raise _Refusal("invalid_code")
+            bot, rotation, expires_in = found
+        n = next(self._issued)
+        token = f"xoxe.xoxb-{bot.team}-{n}" if rotation else f"xoxb-{bot.team}-{n}"
+        if rotation:
+            bot.expires_at = time.time() + expires_in
+        self.bots[token] = bot
+        body: dict[str, Any] = {
+            "access_token": token, "token_type": "bot", "scope": "chat:write,assistant:write",
+            "bot_user_id": bot.bot_user, "app_id": "A0001",
+            "team": {"id": bot.team, "name": f"Team {bot.team}"},
+            "enterprise": {"id": bot.enterprise, "name": "Org"} if bot.enterprise else None,
+            "authed_user": {"id": "UINSTALLER"}, "is_enterprise_install": False,
+        }
+        if rotation:
+            refresh = f"xoxe-1-refresh-{n}"
+            self._refresh[refresh] = token
+            body |= {"refresh_token": refresh, "expires_in": expires_in}
+        return body
 
     def _chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         channel = _required(p, "channel")
@@ -291,8 +386,32 @@ class FakeSlack:
         return {"channel": message.channel, "ts": message.ts, "message": {"text": message.text}}
 
     def _assistant_threads_setStatus(self, p: dict[str, Any]) -> dict[str, Any]:
-        _required(p, "channel_id")
-        _required(p, "thread_ts")
+        key = (_required(p, "channel_id"), _required(p, "thread_ts"))
+        if "status" not in p:
+            raise _Refusal("invalid_arguments: missing status")
+        loading = list(p.get("loading_messages") or [])
+        if len(loading) > 10:
+            raise _Refusal("invalid_arguments")
+        self.statuses.append((*key, str(p["status"]), loading))
+        return {}
+
+    def status_of(self, channel: str, thread_ts: str) -> str:
+        """The status line the thread shows now ("" when none)."""
+        shown = [status for c, t, status, _ in self.statuses if (c, t) == (channel, thread_ts)]
+        return shown[-1] if shown else ""
+
+    def _assistant_threads_setTitle(self, p: dict[str, Any]) -> dict[str, Any]:
+        self.titles[(_required(p, "channel_id"), _required(p, "thread_ts"))] = _required(p, "title")
+        return {}
+
+    def _assistant_threads_setSuggestedPrompts(self, p: dict[str, Any]) -> dict[str, Any]:
+        prompts = p.get("prompts")
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
+            raise _Refusal("invalid_arguments")
+        if not all(isinstance(x, dict) and x.get("title") and x.get("message") for x in prompts):
+            raise _Refusal("invalid_arguments")
+        key = (_required(p, "channel_id"), _required(p, "thread_ts"))
+        self.prompts[key] = {"title": p.get("title"), "prompts": prompts}
         return {}
 
     def _files_info(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -300,15 +419,17 @@ class FakeSlack:
         if file_id in self.missing_files:
             raise _Refusal("file_not_found")
         assert self._server is not None
-        url = str(self._server.make_url(f"/files-pri/{TEAM}-{file_id}/download"))
+        team = self.bots[str(p["_token"])].team  # files live in the workspace of the token that asks
+        url = str(self._server.make_url(f"/files-pri/{team}-{file_id}/download"))
         return {"file": {"id": file_id, "name": "download", "mimetype": "application/octet-stream",
                          "url_private": url, "url_private_download": url}}
 
     async def _download(self, request: web.Request) -> web.Response:
         """``url_private_download``: only with the bot token in the Authorization header."""
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        bot = self.bots.get(request.headers.get("Authorization", "").removeprefix("Bearer "))
+        team, _, file_id = request.match_info["file"].partition("-")
+        if bot is None or bot.revoked or bot.team != team:
             return web.Response(status=302, headers={"Location": "/?redir=login"})  # Slack's answer to strangers
-        file_id = request.match_info["file"].removeprefix(f"{TEAM}-")
         self.downloads.append(file_id)
         return web.Response(body=f"slack file {file_id}".encode(), content_type="application/octet-stream")
 
@@ -389,6 +510,14 @@ def _content(p: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     return text, blocks
 
 
+def _token_of(request: web.Request, params: dict[str, Any]) -> str:
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Basic "):
+        user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+        return "basic" if (user, password) == (CLIENT_ID, CLIENT_SECRET) else ""
+    return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else str(params.get("token") or "")
+
+
 async def _params(request: web.Request) -> dict[str, Any]:
     if request.method == "GET":
         return dict(request.query)
@@ -409,12 +538,14 @@ def signed_headers(
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature, "Content-Type": content_type}
 
 
-def event_body(event: dict[str, Any], *, event_id: str = "Ev0001", team: str = TEAM) -> bytes:
+def event_body(event: dict[str, Any], *, event_id: str = "Ev0001", team: str = TEAM,
+               bot_user: str = BOT_USER) -> bytes:
     """An ``event_callback`` envelope around ``event``."""
     envelope = {
         "token": "legacy", "team_id": team, "api_app_id": "A0001", "event": event,
         "type": "event_callback", "event_id": event_id, "event_time": int(time.time()),
-        "authorizations": [{"team_id": team, "user_id": BOT_USER, "is_bot": True}],
+        "authorizations": [{"enterprise_id": None, "team_id": team, "user_id": bot_user, "is_bot": True,
+                            "is_enterprise_install": False}],
     }
     return json.dumps(envelope).encode()
 
@@ -458,3 +589,14 @@ def action_body(message: FakeMessage, action_id: str, *, user: str = "U0001", te
                      "type": "button", "action_ts": action_ts}],
     }
     return urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def assistant_thread(kind: str = "assistant_thread_started", *, channel: str = "D0A55",
+                     thread_ts: str = "1729999327.187299", user: str = "U0001", viewing: str | None = "C0VIEW",
+                     team: str = TEAM) -> dict[str, Any]:
+    """``assistant_thread_started`` (or ``_context_changed``): someone opened the AI app container."""
+    context: dict[str, Any] = {}
+    if viewing:
+        context = {"channel_id": viewing, "team_id": team, "enterprise_id": None}
+    return {"type": kind, "assistant_thread": {"user_id": user, "context": context, "channel_id": channel,
+                                               "thread_ts": thread_ts}, "event_ts": "1715873754.429808"}

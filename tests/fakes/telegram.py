@@ -31,6 +31,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from switchboard.testing import FakeServer
+from tests.fakes import Refusals
 
 BOT_ID = 7000001
 TOKEN = f"{BOT_ID}:AAE-fake_token_for_tests"
@@ -84,6 +85,8 @@ class FakeTelegram(FakeServer):
     missing_files: set[str] = field(default_factory=set)
     downloads: list[str] = field(default_factory=list)
     _faults: dict[str, list[_Fault]] = field(default_factory=dict)
+    #: chats refused with 429 + ``retry_after`` for a while
+    refusals: Refusals = field(default_factory=Refusals)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(500))
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _server: TestServer | None = None
@@ -125,6 +128,10 @@ class FakeTelegram(FakeServer):
         params = await _params(request)
         if request.match_info["token"] != self.token:
             return self._answer(method, params, 401, error="Unauthorized")
+        retry_after = self.refusals.check(params["chat_id"]) if "chat_id" in params else None
+        if retry_after is not None:
+            return self._answer(method, params, 429, error=f"Too Many Requests: retry after {retry_after:g}",
+                                parameters={"retry_after": retry_after})
         fault = self._fault(method, params)
         if fault is not None:
             extra = {"parameters": {"retry_after": fault.retry_after}} if fault.retry_after else {}

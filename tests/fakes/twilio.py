@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
 from switchboard.testing import FakeServer
+from tests.fakes import Refusals
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "fake-auth-token-0123456789abcdef"
@@ -50,6 +51,8 @@ class FakeTwilio(FakeServer):
     #: every REST request: (method, path, form, accepted?)
     requests: list[tuple[str, str, dict[str, str], bool]] = field(default_factory=list)
     _faults: list[Fault] = field(default_factory=list)
+    #: recipients (``To``) refused with 429 + Retry-After for a while
+    refusals: Refusals = field(default_factory=Refusals)
     _server: TestServer | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     #: the Message resources created, oldest first (what the Messages list reads)
@@ -81,6 +84,10 @@ class FakeTwilio(FakeServer):
                 request.match_info["sid"] != self.account_sid:
             self.requests.append((request.method, request.path, form, False))
             return _error(401, 20003, "Authenticate")
+        retry_after = self.refusals.check(form.get("To", ""))
+        if retry_after is not None:
+            self.requests.append((request.method, request.path, form, False))
+            return _error(429, 20429, "Too Many Requests", {"Retry-After": f"{retry_after:g}"})
         if self._faults:
             fault = self._faults.pop(0)
             self.requests.append((request.method, request.path, form, False))

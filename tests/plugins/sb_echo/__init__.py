@@ -53,6 +53,9 @@ class EchoChannel(Channel):
             identity=Identity("echo", "", str(data["user"])),
             scope=str(data.get("scope", data["user"])),
             text=str(data["text"]),
+            # what a channel may add: a notice to deliver as it is, context for the agent only
+            kind="notice" if data.get("notice") else "message",
+            meta={"preface": str(data["preface"])} if "preface" in data else {},
         )
         return WebhookResult(events=[event], body="queued")
 
