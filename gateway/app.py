@@ -21,10 +21,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.agent import AgentClient
-from gateway.budget import Budget, agent_budget
+from gateway.agents import Agents, channel_agents
+from gateway.budget import Budget, agent_budgets
 from gateway.channel import Channel, Services
 from gateway.commands import Controls
-from gateway.config import Settings
+from gateway.config import DEFAULT_AGENT, AgentSettings, Settings
 from gateway.desk import SupportDesk
 from gateway.dispatch import Dispatcher
 from gateway.errors import AgentError, ConfigError, StoreUnavailable, SwitchboardError, WebhookRejected
@@ -35,6 +36,7 @@ from gateway.metrics import Metrics
 from gateway.plugins import load_channel_class, load_store
 from gateway.services import (
     AGENT,
+    AGENTS,
     CHANNELS,
     CONTROLS,
     DISPATCHER,
@@ -51,13 +53,15 @@ from gateway.turns import TurnRunner
 
 log = logging.getLogger(__name__)
 
-AgentFactory = Callable[[aiohttp.ClientSession, Settings, Budget | None], AgentClient]
+AgentFactory = Callable[[aiohttp.ClientSession, AgentSettings, Budget | None], AgentClient]
 
 
-def default_agent_factory(session: aiohttp.ClientSession, settings: Settings, budget: Budget | None) -> AgentClient:
+def default_agent_factory(
+    session: aiohttp.ClientSession, settings: AgentSettings, budget: Budget | None
+) -> AgentClient:
     from adapters.chatbase import ChatbaseClient
 
-    return ChatbaseClient(session, settings.agent, budget=budget)
+    return ChatbaseClient(session, settings, budget=budget)
 
 
 def build_channels(settings: Settings, services: Services) -> dict[str, Channel]:
@@ -125,22 +129,30 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
         app[MEDIA] = MediaLinks(key, settings.public_url, settings.gateway.media_link_ttl)
         yield
 
+    by_channel = channel_agents(settings)
+    for channel_name, agent_name in by_channel.items():
+        metrics.channel_agent.labels(channel_name, agent_name).set(1)
+
     async def agent_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[AGENT] = agent_factory(app[HTTP], settings, agent_budget(settings.agent, app[STORE], metrics))
+        every = settings.all_agents
+        budgets = agent_budgets(every, app[STORE], metrics)
+        clients = {name: agent_factory(app[HTTP], agent, budgets[name]) for name, agent in every.items()}
+        app[AGENTS] = Agents(clients, by_channel)
+        app[AGENT] = app[AGENTS].default
         yield
 
     async def controls_ctx(app: web.Application) -> AsyncIterator[None]:
         handoff = None
         if desk is not None:
-            handoff = Handoff(settings.handoff, desk=desk, store=app[STORE], history=app[AGENT],
-                              channels=channels, agent_id=settings.agent.agent_id)
+            handoff = Handoff(settings.handoff, desk=desk, store=app[STORE], agents=app[AGENTS],
+                              channels=channels, agent_ids={n: a.agent_id for n, a in settings.all_agents.items()})
         app[CONTROLS] = Controls(settings, app[STORE], handoff)
         yield
 
     async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         tools = ToolRunner(settings.tools, app[HTTP], metrics)
         runner = TurnRunner(
-            agent=app[AGENT],
+            agents=app[AGENTS],
             store=app[STORE],
             tools=tools,
             metrics=metrics,
@@ -187,7 +199,7 @@ def build_app(settings: Settings, *, agent_factory: AgentFactory = default_agent
 async def _admin_ctx(app: web.Application) -> AsyncIterator[None]:
     from gateway.admin import ADMIN, AdminApi
 
-    app[ADMIN] = AdminApi(app[STORE], app[AGENT], app[CONTROLS], app[CHANNELS])
+    app[ADMIN] = AdminApi(app[STORE], app[AGENTS], app[CONTROLS], app[CHANNELS])
     yield
 
 
@@ -316,11 +328,15 @@ async def _readyz(request: web.Request) -> web.Response:
         await asyncio.wait_for(request.app[STORE].ping(), 2)
     except (StoreUnavailable, TimeoutError, OSError) as exc:
         problems["store"] = str(exc) or type(exc).__name__
-    try:
-        if not await asyncio.wait_for(request.app[AGENT].health(), 3):
-            problems["agent"] = "health check failed"
-    except (AgentError, TimeoutError, OSError) as exc:
-        problems["agent"] = str(exc) or type(exc).__name__
+    agents = request.app[AGENTS]
+    # The agents the channels talk to ([agent] too when no channel names one).
+    for name in sorted(set(agents.by_channel.values()) or {DEFAULT_AGENT}):
+        label = "agent" if name == DEFAULT_AGENT else f"agent.{name}"
+        try:
+            if not await asyncio.wait_for(agents.clients[name].health(), 3):
+                problems[label] = "health check failed"
+        except (AgentError, TimeoutError, OSError) as exc:
+            problems[label] = str(exc) or type(exc).__name__
     if problems:
         return web.json_response({"status": "unavailable", "problems": problems}, status=503)
     return web.json_response({"status": "ready"})

@@ -28,6 +28,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -207,9 +208,12 @@ class LocalBucket:
 class Budget:
     """One API key's budget as the agent client uses it: ``acquire`` before, ``observe`` after."""
 
-    def __init__(self, bucket: RateBucket, key: str, limit: RateLimit, metrics: Metrics | None = None) -> None:
+    def __init__(self, bucket: RateBucket, key: str, limit: RateLimit, metrics: Metrics | None = None,
+                 agent: str = "default") -> None:
         self.bucket = bucket
         self.key = key
+        #: the metrics label: the name of the agent (or agents, joined by "+") using this key
+        self.agent = agent
         self.limit = limit
         self._metrics = metrics
         # asyncio.Lock wakes waiters in arrival order: a turn that waits keeps its place.
@@ -229,7 +233,7 @@ class Budget:
                     ticket = await self._take()
                 if ticket is not None:
                     return ticket
-            gauge = self._metrics.budget_waiting if self._metrics else None
+            gauge = self._metrics.budget_waiting.labels(self.agent) if self._metrics else None
             if gauge is not None:
                 gauge.inc()
             try:
@@ -242,7 +246,7 @@ class Budget:
                     gauge.dec()
         finally:
             if self._metrics is not None:
-                self._metrics.budget_wait_seconds.observe(time.monotonic() - started)
+                self._metrics.budget_wait_seconds.labels(self.agent).observe(time.monotonic() - started)
 
     async def _take(self) -> int | None:
         """A ticket, or None after noting how long to wait in ``_wait``."""
@@ -261,16 +265,32 @@ class Budget:
     async def observe(self, seen: Observation) -> None:
         """Feed back what a response said; a 429 is counted as a rejected call."""
         if seen.retry_after is not None and self._metrics is not None:
-            self._metrics.budget_rejected.inc()
+            self._metrics.budget_rejected.labels(self.agent).inc()
         try:
             await self.bucket.observe(self.key, self.limit, seen)
         except StoreUnavailable as exc:
             log.warning("rate budget unavailable (%s); the next call may be refused", exc)
 
 
-def agent_budget(settings: AgentSettings, store: object, metrics: Metrics | None = None) -> Budget | None:
+def agent_budget(settings: AgentSettings, store: object, metrics: Metrics | None = None,
+                 agent: str = "default") -> Budget | None:
     """The budget of ``settings``' API key, kept in ``store`` when it can share one; None when off."""
     limit = settings.budget
     if limit is None:
         return None
-    return Budget(bucket_for(store), budget_key(settings.api_base, settings.api_key), limit, metrics)
+    return Budget(bucket_for(store), budget_key(settings.api_base, settings.api_key), limit, metrics, agent)
+
+
+def agent_budgets(agents: Mapping[str, AgentSettings], store: object,
+                  metrics: Metrics | None = None) -> dict[str, Budget | None]:
+    """The budget of every agent by name; agents on one API key share one budget (and queue)."""
+    sharing: dict[str, list[str]] = {}
+    for name, settings in agents.items():
+        sharing.setdefault(budget_key(settings.api_base, settings.api_key), []).append(name)
+    bucket = bucket_for(store)
+    budgets: dict[str, Budget | None] = {}
+    for key, names in sharing.items():
+        limit = agents[names[0]].budget
+        budget = None if limit is None else Budget(bucket, key, limit, metrics, "+".join(names))
+        budgets.update(dict.fromkeys(names, budget))
+    return budgets

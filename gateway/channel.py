@@ -51,6 +51,8 @@ class ChannelSettings(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     type: str
+    #: the agent this channel talks to (``[agents.<name>]``; unset: ``[agent]``)
+    agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,6 +173,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate everything that can be validated offline; one line per problem."""
+    from gateway.agents import channel_agents
     from gateway.app import desk_of
     from gateway.channel import Channel
     from gateway.logs import configure_logging, secrets_of
@@ -190,6 +191,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     services = OfflineServices(settings)
     channels: dict[str, Channel] = {}
     lines = [f"config {args.config}: public_url {settings.public_url}, store {_mask(settings.gateway.store)}"]
+    agents = settings.all_agents
+    by_channel = channel_agents(settings)
     for name, raw in settings.channels.items():
         try:
             cls = load_channel_class(str(raw["type"]), f"channels.{name}.type")
@@ -198,14 +201,19 @@ def cmd_check(args: argparse.Namespace) -> int:
             problems.append(str(exc))
             continue
         lines.append(f"channel {name} ({cls.type}): {channel.describe()}")
+        lines.append(f"  agent: {by_channel[name]} (agent_id {agents[by_channel[name]].agent_id or '?'})")
         for label, url in channel.webhook_urls(settings.public_url):
             lines.append(f"  {label}: {url}")
     try:
         desk_of(settings, channels)
     except ConfigError as exc:
         problems.append(str(exc))
-    if not settings.agent.api_key or not settings.agent.agent_id:
-        problems.append("agent: api_key and agent_id are required")
+    used = set(by_channel.values()) | ({"default"} if not settings.agents or not by_channel else set())
+    for agent_name in sorted(used):
+        agent = agents[agent_name]
+        if not agent.api_key or not agent.agent_id:
+            section = "agent" if agent_name == "default" else f"agents.{agent_name}"
+            problems.append(f"{section}: api_key and agent_id are required")
     for line in lines:
         print(line)
     for problem in problems:

@@ -150,7 +150,7 @@ class Controls:
         if parsed.command is Command.HUMAN and self.handoff is not None:
             if await self.handoff.active(event.conversation_key):
                 return Answer(ALREADY_HANDED_OFF_TEXT)
-            if not self.handoff.reachable(event):
+            if not self.handoff.reachable(event) or not self.handoff.covers(event):
                 return Answer(NOT_HERE_TEXT)
             state = await conversation(event)
             ok = await self.handoff.escalate(event, state, reason="They asked for a person.")

@@ -25,6 +25,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
 #: ``<type>_channel``: how a [handoff] section names its desk channel by the channel's type
 _DESK_BY_TYPE = re.compile(r"([A-Za-z0-9-]+)_channel")
 DEFAULT_API_BASE = "https://www.chatbase.co/api/v2"
+#: the name of the agent ``[agent]`` configures (``[agents.<name>]`` add others)
+DEFAULT_AGENT = "default"
 
 
 class _Frozen(pydantic.BaseModel):
@@ -168,6 +170,8 @@ class HandoffSettings(_Frozen):
     #: where the desk opens threads (a Slack channel id, C...; a Teams channel id, 19:...@thread.tacv2);
     #: the bot must be a member
     support_channel_id: str = ""
+    #: the agent whose conversations can be handed off (unset: every agent's)
+    agent: str | None = None
     #: the agent's client action that asks for a person
     action: str = "escalateToHuman"
     #: seconds without a staff reply after which the agent takes the conversation back
@@ -223,6 +227,8 @@ class Settings(_Frozen):
 
     gateway: GatewaySettings = GatewaySettings()
     agent: AgentSettings = AgentSettings()
+    #: more agents, by name; a channel picks one with ``agent = "<name>"``
+    agents: dict[str, AgentSettings] = {}
     channels: dict[str, dict[str, Any]] = {}
     tools: dict[str, ToolSettings] = {}
     commands: CommandSettings = CommandSettings()
@@ -233,6 +239,11 @@ class Settings(_Frozen):
     @property
     def public_url(self) -> str:
         return self.gateway.public_url.rstrip("/")
+
+    @property
+    def all_agents(self) -> dict[str, AgentSettings]:
+        """Every agent by name: ``[agent]`` as ``default``, then the ``[agents.<name>]``."""
+        return {DEFAULT_AGENT: self.agent, **self.agents}
 
 
 def check_url(value: str) -> str:
@@ -327,7 +338,25 @@ def parse_settings(raw: Mapping[str, Any], env: Mapping[str, str] | None = None)
 
         raise ConfigError(describe_validation_error("", exc).lstrip(".")) from None
     _check_handoff(settings)
+    _check_agents(settings)
     return settings
+
+
+def _check_agents(settings: Settings) -> None:
+    """Agent names are like channel names; every ``agent = "<name>"`` names a configured agent."""
+    for name in settings.agents:
+        if name == DEFAULT_AGENT:
+            raise ConfigError(f"agents.{name}: the name {DEFAULT_AGENT!r} is the [agent] section's")
+        if not _NAME.fullmatch(name):
+            raise ConfigError(f"agents.{name}: an agent name is 1-63 letters, digits, '-' or '_'")
+    known = settings.all_agents
+    named = [(f"channels.{c}.agent", s.get("agent")) for c, s in settings.channels.items()]
+    named.append(("handoff.agent", settings.handoff.agent))
+    for key, agent in named:
+        if agent is None:
+            continue
+        if not isinstance(agent, str) or agent not in known:
+            raise ConfigError(f"{key}: there is no agent {agent!r} (known: {', '.join(sorted(known))})")
 
 
 def _check_desk_type(handoff: Mapping[str, Any], channels: Mapping[str, Any]) -> None:

@@ -34,6 +34,7 @@ from gateway.events import InboundEvent
 from gateway.store import ConversationState, Store
 
 if TYPE_CHECKING:
+    from gateway.agents import Agents
     from gateway.channel import Channel
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,9 @@ class Handoff:
         *,
         desk: SupportDesk,
         store: Store,
-        history: MessageHistory,
+        agents: Agents,
         channels: Mapping[str, Channel],
-        agent_id: str,
+        agent_ids: Mapping[str, str],
         clock: Callable[[], float] = time.time,
     ) -> None:
         if settings.desk is None:
@@ -120,9 +121,10 @@ class Handoff:
         self.desk = desk
         self.desk_name = settings.desk
         self.store = store
-        self.history = history
+        #: each conversation's transcript comes from the agent of its channel
+        self.agents = agents
         self.channels = channels
-        self.agent_id = agent_id
+        self.agent_ids = dict(agent_ids)
         self.clock = clock
         #: handoffs this instance has seen, for the timeout sweep (others time out when next touched)
         self._known: set[str] = set()
@@ -163,11 +165,16 @@ class Handoff:
         channel = self.channels.get(event.channel)
         return channel is None or channel.can_deliver_later
 
+    def covers(self, event: InboundEvent) -> bool:
+        """Whether the event's agent hands off here (``handoff.agent`` unset: every agent does)."""
+        return self.settings.agent is None or self.agents.name_of(event.channel) == self.settings.agent
+
     def _ticket(self, event: InboundEvent, state: ConversationState, reason: str, summary: str) -> Ticket:
         url = None
         if state.conversation_id and self.settings.transcript_url:
             url = self.settings.transcript_url.format(
-                conversation_id=state.conversation_id, agent_id=self.agent_id, user_id=state.user_id
+                conversation_id=state.conversation_id,
+                agent_id=self.agent_ids.get(self.agents.name_of(event.channel), ""), user_id=state.user_id
             )
         return Ticket(who=f"{event.identity.id} on {event.channel}", channel=event.channel, reason=reason,
                       summary=summary, user_id=state.user_id, conversation_id=state.conversation_id,
@@ -301,7 +308,8 @@ class Handoff:
         lines: list[TranscriptLine] | None = None
         problem = ""
         try:
-            page = await self.history.list_messages(record.conversation_id, limit=self.settings.transcript_messages)
+            history = self.agents.for_conversation(record.conversation_key)
+            page = await history.list_messages(record.conversation_id, limit=self.settings.transcript_messages)
             lines = transcript_lines(page.items)
         except AgentError as exc:
             problem = str(exc)

@@ -26,7 +26,8 @@ class Metrics:
             ["channel", "status"], registry=r,
         )
         self.agent_calls = Counter(
-            "switchboard_agent_calls", "Agent API calls by kind and outcome", ["kind", "outcome"], registry=r
+            "switchboard_agent_calls", "Agent API calls by agent, kind and outcome", ["agent", "kind", "outcome"],
+            registry=r
         )
         self.turns = Counter("switchboard_turns", "Finished turns by channel and outcome",
                              ["channel", "outcome"], registry=r)
@@ -49,14 +50,20 @@ class Metrics:
         )
 
         self.budget_waiting = Gauge(
-            "switchboard_agent_budget_waiting", "Agent calls waiting for the API key's rate budget", registry=r
+            "switchboard_agent_budget_waiting", "Agent calls waiting for the API key's rate budget", ["agent"],
+            registry=r
         )
         self.budget_wait_seconds = Histogram(
             "switchboard_agent_budget_wait_seconds", "Time agent calls waited for the rate budget",
-            buckets=(0, 0.01, *_SLOW), registry=r,
+            ["agent"], buckets=(0, 0.01, *_SLOW), registry=r,
         )
         self.budget_rejected = Counter(
-            "switchboard_agent_rejected", "Agent calls the API refused with 429 (over its rate limit)", registry=r
+            "switchboard_agent_rejected", "Agent calls the API refused with 429 (over its rate limit)", ["agent"],
+            registry=r
+        )
+
+        self.channel_agent = Gauge(
+            "switchboard_channel_agent", "1 for the agent each channel talks to", ["channel", "agent"], registry=r
         )
 
         # Platform rate limits (gateway/pacing.py), by channel and the kind of scope limited.

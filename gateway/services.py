@@ -23,6 +23,7 @@ from gateway.metrics import Metrics
 from gateway.store import Store
 
 if TYPE_CHECKING:
+    from gateway.agents import Agents
     from gateway.channel import Answer, Channel, Reply
     from gateway.commands import Controls
     from gateway.dispatch import Dispatcher
@@ -33,7 +34,9 @@ SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 HTTP = web.AppKey("http", ClientSession)
 STORE: web.AppKey[Store] = web.AppKey("store")
+#: the default agent's client (``[agent]``); AGENTS has every agent and which channel uses which
 AGENT: web.AppKey[AgentClient] = web.AppKey("agent")
+AGENTS: web.AppKey[Agents] = web.AppKey("agents")
 CHANNELS: web.AppKey[Mapping[str, Channel]] = web.AppKey("channels")
 CONTROLS: web.AppKey[Controls] = web.AppKey("controls")
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
@@ -89,7 +92,8 @@ class AppServices:
     async def conversation_messages(self, conversation_key: str, *, cursor: str | None = None,
                                     limit: int = 20) -> Page:
         return await current_messages(
-            resource(self._app, STORE, "store"), resource(self._app, AGENT, "agent"), conversation_key,
+            resource(self._app, STORE, "store"),
+            resource(self._app, AGENTS, "agent").for_conversation(conversation_key), conversation_key,
             self._settings.gateway.conversation_ttl, cursor, limit,
         )
 

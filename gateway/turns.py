@@ -29,6 +29,7 @@ from gateway.store import ConversationState, Store
 from gateway.tools import ToolContext, ToolRunner, tool_error
 
 if TYPE_CHECKING:
+    from gateway.agents import Agents
     from gateway.channel import Channel
     from gateway.metrics import Metrics
 
@@ -54,7 +55,7 @@ class TurnRunner:
     def __init__(
         self,
         *,
-        agent: AgentClient,
+        agents: Agents,
         store: Store,
         tools: ToolRunner,
         metrics: Metrics,
@@ -63,7 +64,7 @@ class TurnRunner:
         controls: Controls,
         log_bodies: bool = False,
     ) -> None:
-        self.agent = agent
+        self.agents = agents
         self.store = store
         self.tools = tools
         self.metrics = metrics
@@ -71,6 +72,10 @@ class TurnRunner:
         self.max_tool_rounds = max_tool_rounds
         self.controls = controls
         self.log_bodies = log_bodies
+
+    def _agent(self, event: InboundEvent) -> AgentClient:
+        """The client of the agent the event's channel talks to."""
+        return self.agents.for_channel(event.channel)
 
     async def user_id(self, event: InboundEvent) -> str:
         """The Chatbase userId of the event's sender, following identity links."""
@@ -96,7 +101,9 @@ class TurnRunner:
         """Answer ``event`` through ``reply``. Agent errors propagate to the caller's policy."""
         started = time.monotonic()
         outcome = "error"
-        with log_context(event_id=event.journal_key, channel=event.channel, conversation=event.conversation_key):
+        agent = self.agents.name_of(event.channel)
+        with log_context(event_id=event.journal_key, channel=event.channel, agent=agent,
+                         conversation=event.conversation_key):
             try:
                 answer, outcome = await self._run(channel, event, reply)
                 return answer
@@ -104,7 +111,8 @@ class TurnRunner:
                 outcome = f"error:{type(exc).__name__}"
                 raise
             finally:
-                fields: dict[str, object] = {"kind": "turn", "event_kind": event.kind, "outcome": outcome,
+                fields: dict[str, object] = {"kind": "turn", "agent": agent, "event_kind": event.kind,
+                                             "outcome": outcome,
                                              "duration_ms": round((time.monotonic() - started) * 1000, 1)}
                 if self.log_bodies:
                     fields["text"] = event.text
@@ -149,7 +157,7 @@ class TurnRunner:
             message_id = event.meta.get("message_id") or state.last_message_id
             if not state.conversation_id or not message_id:
                 return await self._deliver(reply, Answer(NOTHING_TO_RETRY_TEXT)), "command"
-            stream = self.agent.retry(state.conversation_id, str(message_id))
+            stream = self._agent(event).retry(state.conversation_id, str(message_id))
             return await self._stream(channel, event, reply, state, stream, kind="retry"), "answered"
         marker = reply.progress.data.get("asked")
         if isinstance(marker, dict):
@@ -159,7 +167,9 @@ class TurnRunner:
                 return recovered, "recovered"
         try:
             await self._mark_asked(reply, event, state)
-            stream = self.agent.chat(agent_text(event), conversation_id=state.conversation_id, user_id=state.user_id)
+            stream = self._agent(event).chat(
+                agent_text(event), conversation_id=state.conversation_id, user_id=state.user_id
+            )
             return await self._stream(channel, event, reply, state, stream, kind="chat"), "answered"
         except (ConversationEnded, AgentNotFound) as exc:
             # A stored conversation the agent no longer accepts (ended, taken over, deleted):
@@ -171,7 +181,7 @@ class TurnRunner:
             await self.store.drop_conversation(event.conversation_key)
             fresh = ConversationState(conversation_id=None, user_id=state.user_id)
             await self._mark_asked(reply, event, fresh)
-            stream = self.agent.chat(agent_text(event), conversation_id=None, user_id=state.user_id)
+            stream = self._agent(event).chat(agent_text(event), conversation_id=None, user_id=state.user_id)
             return await self._stream(channel, event, reply, fresh, stream, kind="chat"), "answered"
 
     async def _mark_asked(self, reply: Reply, event: InboundEvent, state: ConversationState) -> None:
@@ -186,9 +196,9 @@ class TurnRunner:
     ) -> Answer | None:
         """Finish a turn from what the conversation already holds; None: it must be asked again."""
         await reply.start()  # reading the conversation back may wait for the rate budget
-        plan = await recover(self.agent, marker, state.conversation_id)
+        plan = await recover(self._agent(event), marker, state.conversation_id)
         log.info("resumed turn: %s (conversation %s)", plan.action, plan.conversation_id)
-        self.metrics.agent_calls.labels("recovery", plan.action).inc()
+        self.metrics.agent_calls.labels(self.agents.name_of(event.channel), "recovery", plan.action).inc()
         if plan.action == "resend":
             return None
         assert plan.conversation_id is not None
@@ -199,7 +209,7 @@ class TurnRunner:
             return await self._complete(event, reply, state, plan.text, plan.message_id, plan.conversation_id)
         if plan.action == "regenerate":
             assert plan.message_id is not None
-            stream = self.agent.retry(plan.conversation_id, plan.message_id)
+            stream = self._agent(event).retry(plan.conversation_id, plan.message_id)
             return await self._stream(channel, event, reply, state, stream, kind="retry")
         return await self._stream(channel, event, reply, state, None, kind="chat", resume=plan)
 
@@ -220,8 +230,8 @@ class TurnRunner:
         if not message_id or not conversation_id:
             log.warning("feedback without a message or conversation id on %s; ignored", event.channel)
             return
-        await self.agent.set_feedback(str(conversation_id), str(message_id), event.meta.get("feedback"))
-        self.metrics.agent_calls.labels("feedback", "ok").inc()
+        await self._agent(event).set_feedback(str(conversation_id), str(message_id), event.meta.get("feedback"))
+        self.metrics.agent_calls.labels(self.agents.name_of(event.channel), "feedback", "ok").inc()
         await channel.feedback_saved(event)
 
     async def _stream(
@@ -272,7 +282,8 @@ class TurnRunner:
                         if item.conversation_id and item.conversation_id != conversation_id:
                             conversation_id = item.conversation_id
                             await self._remember(event, state, conversation_id, None)
-                self.metrics.agent_calls.labels(kind if round_no == 0 else "continue", "ok").inc()
+                call_kind = kind if round_no == 0 else "continue"
+                self.metrics.agent_calls.labels(self.agents.name_of(event.channel), call_kind, "ok").inc()
             if not calls and not continuing:
                 break
             if conversation_id is None:
@@ -289,7 +300,7 @@ class TurnRunner:
             for call in calls:
                 done = await self._answer_call(event, state, call, conversation_id, answered, progress)
                 handed_off = done or handed_off
-            stream = self.agent.chat(None, conversation_id=conversation_id)
+            stream = self._agent(event).chat(None, conversation_id=conversation_id)
         if handed_off:
             text = (text + "\n\n" + STARTED_TEXT).strip()
         message_id = finish.message_id if finish else None
@@ -313,6 +324,8 @@ class TurnRunner:
         if call_id in answered or call_id in submitted:
             return bool(progress.data.get("handed_off"))
         handoff, handed_off = self.controls.handoff, False
+        if handoff is not None and not handoff.covers(event):
+            handoff = None  # [handoff] agent names another agent: this one's action is an ordinary tool
         resubmit = call_id in outputs
         if resubmit:
             output = outputs[call_id]
@@ -336,7 +349,7 @@ class TurnRunner:
             outputs[call_id] = output
             await progress.save()
         try:
-            await self.agent.submit_tool_result(conversation_id, call_id, output)
+            await self._agent(event).submit_tool_result(conversation_id, call_id, output)
         except AgentNotFound:
             if not resubmit:
                 raise

@@ -154,7 +154,7 @@ async def test_waiting_calls_keep_their_order_and_show_in_metrics() -> None:
 
 
 def _sample(metrics: Metrics, name: str) -> Any:
-    return metrics.registry.get_sample_value(name)
+    return metrics.registry.get_sample_value(name, {"agent": "default"})
 
 
 async def test_a_turn_waiting_for_the_budget_lends_its_slot_to_another_turn() -> None:

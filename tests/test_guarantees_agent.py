@@ -68,7 +68,9 @@ async def test_a_burst_stays_inside_the_budget(echo_plugin: Any) -> None:
         bodies = [{"id": f"b{n}", "user": f"p{n}", "text": f"hello from {n}"} for n in range(60)]
         await post_all([gw.url], bodies)
         await gw.idle(60)
-        waited = gw.services.metrics.registry.get_sample_value("switchboard_agent_budget_wait_seconds_count")
+        waited = gw.services.metrics.registry.get_sample_value(
+            "switchboard_agent_budget_wait_seconds_count", {"agent": "default"}
+        )
     answers = {x["user"]: x["text"] for x in echo_plugin.SENT}
     assert len(echo_plugin.SENT) == 60 and APOLOGY not in answers.values()
     assert answers == {f"p{n}": answer_to(f"hello from {n}") for n in range(60)}

@@ -205,6 +205,15 @@ class RateLimiter:
         #: requests refused with 429 since the last reset
         self.refused = 0
 
+    def counted(self) -> dict[str, int]:
+        """Requests in the current window by API key (tests check which key a call used)."""
+        now = time.monotonic()
+        counts: dict[str, int] = {}
+        for key, hits in self._hits.items():
+            token = key.rpartition("|")[0]
+            counts[token] = counts.get(token, 0) + sum(1 for t in hits if t > now - self.window)
+        return counts
+
     def hit(self, key: str) -> RateInfo:
         """Count one request for ``key``; refused ones are not counted."""
         now = time.monotonic()

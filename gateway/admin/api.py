@@ -20,10 +20,10 @@ from aiohttp import web
 
 from gateway.admin.openapi import document
 from gateway.admin.people import People
+from gateway.agents import Agents
 from gateway.channel import Channel
 from gateway.commands import Controls
 from gateway.errors import AgentError, AgentNotFound, BadAgentRequest, StoreUnavailable
-from gateway.handoff import MessageHistory
 from gateway.linking import identity_from_key
 from gateway.store import ConversationState, IdentityRecord, Store
 
@@ -59,10 +59,11 @@ class AdminApi:
     """The admin operations of one started gateway (the routes find it under :data:`ADMIN`)."""
 
     def __init__(
-        self, store: Store, agent: MessageHistory, controls: Controls, channels: Mapping[str, Channel]
+        self, store: Store, agents: Agents, controls: Controls, channels: Mapping[str, Channel]
     ) -> None:
         self.store = store
-        self.agent = agent
+        #: a conversation's messages come from the agent of its channel
+        self.agents = agents
         self.channels = channels
         self.people = People(store, controls, channels)
 
@@ -140,11 +141,11 @@ class AdminApi:
 
     async def messages(self, request: web.Request) -> web.Response:
         limit = _limit(request)
-        _, state = await self._conversation(request)
+        key, state = await self._conversation(request)
         if not state.conversation_id:
             return web.json_response({"data": [], "pagination": {"cursor": None, "hasMore": False}})
         try:
-            page = await self.agent.list_messages(
+            page = await self.agents.for_conversation(key).list_messages(
                 state.conversation_id, cursor=request.query.get("cursor") or None, limit=limit
             )
         except AgentNotFound:

@@ -60,6 +60,7 @@ _SCHEMAS: dict[str, Any] = {
             "id": {"type": "string"},
             "key": {"type": "string", "description": "<channel name>:<scope>"},
             "channel": {"type": "string"},
+            "agent": {"type": "string", "description": "the agent the channel talks to ([agent] is \"default\")"},
             "scope": {"type": "string"},
             "conversationId": {"type": "string", "nullable": True, "description": "the Chatbase conversation"},
             "userId": {"type": "string", "nullable": True},

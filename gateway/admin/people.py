@@ -15,8 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.agents import channel_agents
 from gateway.channel import Channel
 from gateway.commands import Controls
+from gateway.config import DEFAULT_AGENT
 from gateway.handoff import RECORD_PREFIX, ROUTE_PREFIX
 from gateway.identity import SUBPART, unescape_part, user_id_for
 from gateway.linking import Linker, identity_from_key, own_user_id
@@ -54,6 +56,7 @@ class People:
         self.store = store
         self.controls = controls
         self.channels = channels
+        self.agent_names = channel_agents(controls.settings)
 
     @property
     def linker(self) -> Linker:
@@ -105,6 +108,7 @@ class People:
         return {
             "key": key,
             "channel": channel,
+            "agent": self.agent_names.get(channel, DEFAULT_AGENT),
             "scope": scope,
             "conversationId": state.conversation_id if state else None,
             "userId": state.user_id if state else None,

@@ -13,6 +13,9 @@ from gateway.budget import Budget, LocalBucket, RateLimit
 from gateway.metrics import Metrics
 from tests.chatbase.support import collect, finish_of, make_client, text_of
 
+#: the budget metrics carry the agent's name; [agent] is "default"
+DEFAULT = {"agent": "default"}
+
 
 async def test_a_429_is_waited_out_through_the_budget_and_counted(
     session: aiohttp.ClientSession, base_url: str, emulator: Emulator
@@ -24,9 +27,9 @@ async def test_a_429_is_waited_out_through_the_budget_and_counted(
     events = await collect(client.chat("hello"))
     assert text_of(events) == 'You said: "hello". This is message 1 of this conversation.'
     assert finish_of(events).conversation_id
-    assert metrics.registry.get_sample_value("switchboard_agent_rejected_total") == 1
+    assert metrics.registry.get_sample_value("switchboard_agent_rejected_total", DEFAULT) == 1
     # The retry waited for the budget, which honoured Retry-After.
-    assert metrics.registry.get_sample_value("switchboard_agent_budget_wait_seconds_sum") >= 0.25
+    assert metrics.registry.get_sample_value("switchboard_agent_budget_wait_seconds_sum", DEFAULT) >= 0.25
 
 
 async def test_the_api_s_headers_inform_the_budget(session: aiohttp.ClientSession, base_url: str) -> None:
