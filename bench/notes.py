@@ -154,7 +154,9 @@ Before: 3.2 to 4.0 ms of gateway CPU per answer, 12 to 22% of the baseline's thr
    platform action, reconciled on resume) and stay; the rate-limit counter (`user_rate_limit`, on by
    default) is the seventh. Merged from main after this run: the agent's effectively-once turn adds
    two (what was asked, saved before the agent call; the new conversation, saved when the agent
-   names it), the lease is released by its own call again (see the guarantees fix) and the shared agent rate budget makes three calls of its own, so the test now allows 11
+   names it), the lease is released by its own call
+   again (see the guarantees fix) and the shared agent rate budget makes three calls of its own, so
+   the test now allows 11
    store round trips plus 3 budget calls (the figures on this page predate that merge).
 2. **Quick answers skip the placeholder** (Slack, Telegram): an answer complete within 0.3 s
    (capped by the update interval) is posted once, with its intent saved first like any post:
