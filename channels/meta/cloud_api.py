@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from channels.meta.graph import DEFAULT_RATE_WAIT
+from channels.meta.graph import DEFAULT_RATE_WAIT, request_json
 from channels.meta.graph import RATE_LIMIT_CODES as GRAPH_RATE_LIMIT_CODES
 from channels.meta.graph import TRANSIENT_CODES as GRAPH_TRANSIENT_CODES
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited
@@ -30,7 +30,6 @@ TRANSIENT_CODES = frozenset({131000, 131016, 133004}) | GRAPH_TRANSIENT_CODES
 BUTTON_TITLE_LIMIT = 20
 BUTTON_ID_LIMIT = 256
 INTERACTIVE_BODY_LIMIT = 1024
-_TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
 class WhatsAppWindowClosed(ChannelPermanentError):
@@ -94,17 +93,9 @@ class CloudApi:
     async def _call(
         self, method: str, url: str, payload: dict[str, Any] | None, params: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        try:
-            async with self._http.request(method, url, json=payload, params=params, headers=self._headers,
-                                          timeout=_TIMEOUT) as resp:
-                status, retry_after = resp.status, resp.headers.get("Retry-After")
-                try:
-                    body = await resp.json(content_type=None)
-                except ValueError:
-                    body = None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            detail = f": {exc}" if isinstance(exc, aiohttp.ClientConnectorError) else ""
-            raise ChannelError(f"WhatsApp Cloud API unreachable: {type(exc).__name__}{detail}") from None
+        status, body, retry_after = await request_json(
+            self._http, method, url, api="WhatsApp Cloud API", json=payload, params=params, headers=self._headers
+        )
         if status < 300:
             return body if isinstance(body, dict) else {}
         raise cloud_error(status, body, retry_after)

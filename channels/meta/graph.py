@@ -57,36 +57,40 @@ class SendApi:
             raise
 
     async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        try:
-            async with self._http.post(
-                self._url, params={"access_token": self._token}, json=payload, timeout=_TIMEOUT
-            ) as resp:
-                status, retry_after = resp.status, resp.headers.get("Retry-After")
-                try:
-                    body = await resp.json(content_type=None)
-                except ValueError:
-                    body = None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # Only connection errors are described: other aiohttp errors quote the URL, token included.
-            detail = f": {exc}" if isinstance(exc, aiohttp.ClientConnectorError) else ""
-            raise ChannelError(f"Graph API unreachable: {type(exc).__name__}{detail}") from None
+        status, body, retry_after = await request_json(
+            self._http, "POST", self._url, api="Graph API", params={"access_token": self._token}, json=payload
+        )
         if status < 300:
             return body if isinstance(body, dict) else {}
         raise graph_error(status, body, retry_after)
 
 
-async def attachment_url(http: aiohttp.ClientSession, api_base: str, access_token: str, mid: str, index: int) -> str:
-    """A fresh download URL of one attachment of the message ``mid`` (Graph's message node)."""
+async def request_json(
+    http: aiohttp.ClientSession, method: str, url: str, *, api: str, **kwargs: Any
+) -> tuple[int, Any, str | None]:
+    """One Graph-style call: its status, its JSON body (None when it is not JSON) and ``Retry-After``.
+
+    A failure to reach ``api`` is a :class:`ChannelError` naming only the exception type, plus the
+    host and port for a connection error: other aiohttp errors quote the URL, which carries the token.
+    """
     try:
-        async with http.get(f"{api_base}/{mid}/attachments", params={"access_token": access_token},
-                            timeout=_TIMEOUT) as resp:
-            status = resp.status
+        async with http.request(method, url, timeout=_TIMEOUT, **kwargs) as resp:
+            status, retry_after = resp.status, resp.headers.get("Retry-After")
             try:
                 body = await resp.json(content_type=None)
             except ValueError:
                 body = None
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ChannelError(f"Graph API unreachable: {type(exc).__name__}") from None  # no URL: it has the token
+        detail = f": {exc}" if isinstance(exc, aiohttp.ClientConnectorError) else ""
+        raise ChannelError(f"{api} unreachable: {type(exc).__name__}{detail}") from None
+    return status, body, retry_after
+
+
+async def attachment_url(http: aiohttp.ClientSession, api_base: str, access_token: str, mid: str, index: int) -> str:
+    """A fresh download URL of one attachment of the message ``mid`` (Graph's message node)."""
+    status, body, _ = await request_json(
+        http, "GET", f"{api_base}/{mid}/attachments", api="Graph API", params={"access_token": access_token}
+    )
     if status >= 300:
         raise graph_error(status, body)
     data = body.get("data") if isinstance(body, dict) else None
