@@ -163,7 +163,7 @@ class WebChannel(Channel[WebSettings]):
         origin = request.headers.get("Origin")
         cors = self.origins.cors_headers(origin, _own_origin(request))
         if not cors:
-            return self._refuse(ChatRequestError(403, "origin_not_allowed", "This origin may not call the chat."))
+            return self._refuse(_origin_refused())
         reads = request.path.endswith("/history")
         cors.update(
             {
@@ -174,13 +174,16 @@ class WebChannel(Channel[WebSettings]):
         )
         return web.Response(status=204, headers=cors)
 
+    def _caller_cors(self, request: web.Request) -> dict[str, str] | None:
+        """The CORS headers an API answer carries, or None when the caller's origin may not call the chat."""
+        origin, own = request.headers.get("Origin"), _own_origin(request)
+        return self.origins.cors_headers(origin, own) if self.origins.allows(origin, own) else None
+
     async def messages(self, request: web.Request) -> web.StreamResponse:
         """Validate, then stream one turn's answer as a UI message stream."""
-        origin = request.headers.get("Origin")
-        own = _own_origin(request)
-        if not self.origins.allows(origin, own):
-            return self._refuse(ChatRequestError(403, "origin_not_allowed", "This origin may not call the chat."))
-        cors = self.origins.cors_headers(origin, own)
+        cors = self._caller_cors(request)
+        if cors is None:
+            return self._refuse(_origin_refused())
         try:
             body = await _read_capped(request, body_limit(self.settings.max_message_chars))
             chat = parse_chat_body(body, self.settings.max_message_chars)
@@ -193,11 +196,9 @@ class WebChannel(Channel[WebSettings]):
 
     async def feedback(self, request: web.Request) -> web.StreamResponse:
         """Thumbs up/down on an answer: journaled like a button press, sent to the agent after."""
-        origin = request.headers.get("Origin")
-        own = _own_origin(request)
-        if not self.origins.allows(origin, own):
-            return self._refuse(ChatRequestError(403, "origin_not_allowed", "This origin may not call the chat."))
-        cors = self.origins.cors_headers(origin, own)
+        cors = self._caller_cors(request)
+        if cors is None:
+            return self._refuse(_origin_refused())
         try:
             vote = parse_feedback_body(await _read_capped(request, 4096))
             visitor = self._visitor(vote.session_id, vote.claim)
@@ -213,11 +214,9 @@ class WebChannel(Channel[WebSettings]):
 
     async def new_conversation(self, request: web.Request) -> web.StreamResponse:
         """Start the visitor's conversation afresh, on the agent's side (every device of a verified visitor)."""
-        origin = request.headers.get("Origin")
-        own = _own_origin(request)
-        if not self.origins.allows(origin, own):
-            return self._refuse(ChatRequestError(403, "origin_not_allowed", "This origin may not call the chat."))
-        cors = self.origins.cors_headers(origin, own)
+        cors = self._caller_cors(request)
+        if cors is None:
+            return self._refuse(_origin_refused())
         try:
             session_id, claim = parse_session_body(await _read_capped(request, 4096))
             visitor = self._visitor(session_id, claim)
@@ -233,11 +232,9 @@ class WebChannel(Channel[WebSettings]):
 
     async def history(self, request: web.Request) -> web.StreamResponse:
         """One page of the visitor's current conversation, newest page first, from the agent."""
-        origin = request.headers.get("Origin")
-        own = _own_origin(request)
-        if not self.origins.allows(origin, own):
-            return self._refuse(ChatRequestError(403, "origin_not_allowed", "This origin may not call the chat."))
-        cors = self.origins.cors_headers(origin, own)
+        cors = self._caller_cors(request)
+        if cors is None:
+            return self._refuse(_origin_refused())
         try:
             session_id, cursor, limit = parse_history_query(request.query)
             visitor = self._visitor(session_id, _header_claim(request))
@@ -374,3 +371,7 @@ async def _read_capped(request: web.Request, limit: int) -> bytes:
     except TimeoutError:
         raise ChatRequestError(408, "body_timeout", "The request body did not arrive in time.") from None
     return b"".join(chunks)
+
+
+def _origin_refused() -> ChatRequestError:
+    return ChatRequestError(403, "origin_not_allowed", "This origin may not call the chat.")
