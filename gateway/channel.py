@@ -196,9 +196,13 @@ class BufferedReply(Reply):
         sent = await self._reconcile(parts)
         for index in range(sent, len(parts)):
             await self.progress.intend(index)
-            message_id = await self.send_part(parts[index], answer, last=index == len(parts) - 1)
+            last = index == len(parts) - 1
+            message_id = await self.send_part(parts[index], answer, last=last)
             self._record(index, message_id)
-            await self.progress.save()
+            if last:
+                self.progress.settled()  # the turn finishes next (see Progress.settled)
+            else:
+                await self.progress.save()
 
     def parts(self, answer: Answer) -> list[str]:
         """The rendered parts of ``answer``; the same answer must always give the same parts (resumes

@@ -73,6 +73,18 @@ class _Heartbeat:
         self._name = f"lease:{conversation_key}"
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: renewals sent so far, and whether one is awaiting its answer (see :meth:`quiet_since`)
+        self.renewals = 0
+        self.renewing = False
+
+    def mark(self) -> tuple[int, bool]:
+        """Where the renewals stand, for :meth:`quiet_since`."""
+        return self.renewals, self.renewing
+
+    def quiet_since(self, mark: tuple[int, bool]) -> bool:
+        """No renewal was under way at ``mark`` nor sent after it: a release made since then stands
+        (call once the heartbeat is stopped)."""
+        return mark == (self.renewals, False) and not self.renewing
 
     def start(self) -> None:
         if self._task is None:
@@ -99,11 +111,17 @@ class _Heartbeat:
                 await asyncio.wait_for(stop.wait(), ttl / 3)
             if stop.is_set():
                 return
+            self.renewals += 1
+            self.renewing = True
             try:
                 if not await store.try_lock(self.lease, self.owner, ttl):
                     log.error("lost lease %s to another instance", self.lease)
             except StoreUnavailable as exc:
                 log.warning("could not renew lease %s: %s", self.lease, exc)
+            finally:
+                # A cancelled renewal may still reach the store: it stays "under way" for good.
+                if not stop.is_set():
+                    self.renewing = False
 
 
 class Dispatcher:
@@ -149,7 +167,7 @@ class Dispatcher:
         """Journal each event (raises StoreUnavailable) and kick the conversations of new ones."""
         results = []
         for event in events:
-            new = await self.store.journal_add(JournalEntry(event))
+            new = await batched.journal_add(self.store, JournalEntry(event), self._rate_count(event))
             self.metrics.inbound_events.labels(event.channel, "accepted" if new else "duplicate").inc()
             if new:
                 self.kick(event.conversation_key, wait=2 * self.lease_ttl)
@@ -221,16 +239,20 @@ class Dispatcher:
             async with TurnSlot(self._slots):
                 status = await self._process(entry, turn)
             # As in _last_look: deregister before reading the next head, then the finish, the
-            # read and (when nothing is left) the release are one store call. The heartbeat stops
-            # first, so that no renewal can land after the release.
+            # read and (when nothing is left) the release are one store call. The heartbeat keeps
+            # running through it (a store that hangs longer than the lease must not lose it); a
+            # renewal sent meanwhile could land after the release, and only then is the lease
+            # given back once more, by the caller, after the heartbeat stopped.
             if self._drains.get(conversation_key) is me:
                 del self._drains[conversation_key]
+            mark = beat.mark()
             entry = await batched.finish_next(self.store, turn.entry.key, status, conversation_key,
                                               beat.lease, beat.owner, self.lease_ttl)
             self.metrics.turns.labels(turn.entry.event.channel, status).inc()
             turn.entry = None
             if entry is None:
-                return False  # the heartbeat ran meanwhile: the caller stops it, then unlocks again
+                await beat.stop()
+                return beat.quiet_since(mark)
             if me is not None and conversation_key not in self._drains:
                 self._drains[conversation_key] = me
             beat.start()
@@ -322,7 +344,7 @@ class Dispatcher:
             return "failed"
         status: JournalStatus
         try:
-            if await self._over_rate_limit(event, reply):
+            if await self._over_rate_limit(entry, reply):
                 status = "done"
             else:
                 ok = await self._timed_turn(channel, event, reply)
@@ -351,12 +373,24 @@ class Dispatcher:
         await self.store.journal_finish(entry.key, status)
         self.metrics.turns.labels(entry.event.channel, status).inc()
 
-    async def _over_rate_limit(self, event: InboundEvent, reply: Reply) -> bool:
-        """Per-person limit: the first message over it gets one notice, later ones nothing."""
+    def _rate_count(self, event: InboundEvent) -> batched.RateCount | None:
+        """The per-person counter of ``event``'s minute (by arrival), if the limit applies to it."""
         if not self.user_rate_limit or event.kind != "message":
+            return None
+        return batched.RateCount(f"rate:{event.identity.key()}:{int(event.received_at // 60)}", 60)
+
+    async def _over_rate_limit(self, entry: JournalEntry, reply: Reply) -> bool:
+        """Per-person limit: the first message over it gets one notice, later ones nothing.
+
+        Counted when the event was journaled where the store can (no round trip of its own, and a
+        resumed entry is never counted twice), else here."""
+        event = entry.event
+        rate = self._rate_count(event)
+        if rate is None:
             return False
-        window = int(time.time() // 60)
-        count = await self.store.incr(f"rate:{event.identity.key()}:{window}", 60)
+        count = entry.rate_count
+        if count is None:
+            count = await self.store.incr(rate.key, rate.window)
         if count <= self.user_rate_limit:
             return False
         self.metrics.inbound_events.labels(event.channel, "rate_limited").inc()

@@ -339,7 +339,7 @@ class EditingReply(Reply, Generic[M, P]):
         await asyncio.sleep(max(0.0, self._next_action - _now()))
         for index, content in enumerate(parts):
             if index >= len(self.ids):
-                await self._post(index, content)
+                await self._post(index, content, final=final)
             elif self._shown.get(index) != content:
                 try:
                     edited = await self.surface.edit(self.ids[index], content)
@@ -358,15 +358,19 @@ class EditingReply(Reply, Generic[M, P]):
         if final:
             await self._remove_replaced()
 
-    async def _post(self, index: int, content: P) -> None:
+    async def _post(self, index: int, content: P, *, final: bool = False) -> None:
         """Post message ``index``, saving the intent before and its id right after: a resumed turn
-        edits it, never reposts."""
+        edits it, never reposts. The final delivery's id rides on its next save, or on none
+        (:meth:`Progress.settled`)."""
         await self.progress.intend(index)
         message = await self.surface.post(index, content)
         self._adopt(index, message)
         self._shown[index] = content
         self._paced()
-        await self.progress.save()
+        if final:
+            self.progress.settled()
+        else:
+            await self.progress.save()
 
     def _adopt(self, index: int, message: M) -> None:
         if index < len(self.ids):
@@ -453,6 +457,7 @@ class EditingReply(Reply, Generic[M, P]):
 
     async def _wait_out(self, limited: ChannelRateLimited) -> None:
         """Wait as long as the platform asked before trying again, with the turn's slot given back."""
+        await self.progress.flush()
         scope = Scope("conversation", self.event.conversation_key, conversation=True)
         reason = f"final answer refused by the platform ({limited})"
         async with self.channel.pacer.waiting_on(scope, self.event.journal_key, reason,

@@ -83,6 +83,7 @@ async def attempt_turn(dispatcher: Dispatcher, channel: Channel, event: InboundE
                 await apologise(reply)
             return None
         if attempt < DELIVERY_ATTEMPTS:
+            await reply.progress.flush()
             await asyncio.sleep(wait)
     log.error("giving up on %s after %d attempts", event.journal_key, DELIVERY_ATTEMPTS)
     await apologise(reply)
@@ -99,6 +100,7 @@ async def wait_out_platform(dispatcher: Dispatcher, channel: Channel, event: Inb
     if not isinstance(first, (int, float)):
         first = progress.data[LIMITED_SINCE] = time.time()
         await progress.save()
+    await progress.flush()
     left = first + dispatcher.delivery_deadline - time.time()
     if left <= 0:
         dispatcher.metrics.delivery_deadline_exceeded.labels(event.channel).inc()

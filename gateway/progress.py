@@ -44,10 +44,32 @@ class Progress:
         #: writes in one call (:func:`gateway.batched.save_answer`); None when not journaled
         self.journal_key = journal_key
         self.attempts = attempts
+        #: ``data["asked"]`` is already in the store, noted with the turn's read
+        #: (:func:`gateway.batched.turn_read`); the runner then skips saving it
+        self.asked_noted = False
+        self._unsaved = False
 
     async def save(self) -> None:
+        self._unsaved = False
         if self._saver is not None:
             await self._saver(self.data)
+
+    def settled(self) -> None:
+        """The turn's last visible action succeeded (its result is in ``data``): forget the intent
+        and leave the write to the next save, or to none.
+
+        The finish that follows drops a finished entry's progress, so a save of its own would only
+        cover a crash between the action and the finish; a resumed turn handles that as a crash
+        inside the platform call (the intent is still saved) and asks the platform. A turn that
+        waits instead of finishing calls :meth:`flush` first.
+        """
+        self.sent()
+        self._unsaved = True
+
+    async def flush(self) -> None:
+        """Save a result left to later by :meth:`settled`, before anything that may take long."""
+        if self._unsaved:
+            await self.save()
 
     async def intend(self, part: int) -> None:
         """Save "about to send part ``part``" before a visible platform action.

@@ -55,9 +55,11 @@ class Recovery:
     answered: frozenset[str] = frozenset()
 
 
-def asked_marker(text: str, conversation_id: str | None, user_id: str, after: str | None) -> dict[str, Any]:
-    """The progress entry saved just before the agent is first asked."""
-    return {"text": text, "conversation_id": conversation_id, "user_id": user_id, "after": after, "at": time.time()}
+def asked_marker(text: str, conversation_id: str | None, user_id: str, after: str | None,
+                 at: float | None = None) -> dict[str, Any]:
+    """The progress entry saved just before the agent is first asked (``at``: now)."""
+    return {"text": text, "conversation_id": conversation_id, "user_id": user_id, "after": after,
+            "at": time.time() if at is None else at}
 
 
 async def recover(agent: AgentClient, marker: dict[str, Any], known_conversation: str | None) -> Recovery:

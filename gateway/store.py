@@ -40,6 +40,9 @@ class JournalEntry:
     status: JournalStatus = "pending"
     progress: dict[str, Any] = field(default_factory=dict)
     attempts: int = 0
+    #: the sender's messages in the minute of this one, this one included, when the store counted
+    #: them as it journaled it (:func:`gateway.batched.journal_add`); None: the turn counts
+    rate_count: int | None = None
 
     @property
     def key(self) -> str:

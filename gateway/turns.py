@@ -82,20 +82,51 @@ class TurnRunner:
         linked = await self.store.get_link(event.identity.key())
         return linked or user_id_for(event.identity)
 
-    async def conversation(self, event: InboundEvent, touch_at: float | None = None) -> ConversationState:
+    async def conversation(self, event: InboundEvent, touch_at: float | None = None,
+                           note: Progress | None = None) -> ConversationState:
         """The active conversation of the event's scope; a fresh one when idle too long.
 
         ``touch_at``: also record that the sender spoke here (at that time), in the same store call.
+        ``note``: the turn's progress, when it will ask the agent unless it stops first (paused,
+        retry); a store that can notes the read on the journal entry in the same call, and the
+        progress then holds the ``asked`` marker already saved (see :meth:`_mark_asked`).
         """
-        state, linked = await batched.turn_read(self.store, event.identity.key(), event.conversation_key, touch_at)
-        user_id = linked or user_id_for(event.identity)
+        at = time.time()
+        where = (note.journal_key, at) if note is not None and note.journal_key else None
+        read = await batched.turn_read(self.store, event.identity.key(), event.conversation_key, touch_at, where)
+        state = self._active(event, read, at)
+        if note is not None and read.noted:
+            note.data["asked"] = self._marker(event, state, at)
+            note.asked_noted = True
+        return state
+
+    def _active(self, event: InboundEvent, read: batched.TurnRead, at: float) -> ConversationState:
+        """The conversation a turn reading ``read`` at ``at`` talks in."""
+        state = read.state
+        user_id = read.link or user_id_for(event.identity)
         # One conversation per scope whoever speaks (a group chat is one conversation); the
         # userId only tags a conversation when it is created, so it is the first speaker's.
         if state is None:
             return ConversationState(conversation_id=None, user_id=user_id)
-        if state.conversation_id and time.time() - state.updated_at > self.conversation_ttl:
+        if state.conversation_id and at - state.updated_at > self.conversation_ttl:
             return ConversationState(conversation_id=None, user_id=user_id, paused=state.paused)
         return state
+
+    def _asked_before(self, event: InboundEvent, progress: Progress) -> dict[str, Any] | None:
+        """The ``asked`` marker an earlier run of this turn left, saved or noted with its read."""
+        note = progress.data.pop(batched.READ_NOTE, None)
+        marker = progress.data.get("asked")
+        if isinstance(marker, dict):
+            return marker
+        if isinstance(note, dict):
+            at, read = batched.from_read_note(note)
+            progress.data["asked"] = marker = self._marker(event, self._active(event, read, at), at)
+            return marker
+        return None
+
+    @staticmethod
+    def _marker(event: InboundEvent, state: ConversationState, at: float) -> dict[str, Any]:
+        return asked_marker(agent_text(event), state.conversation_id, state.user_id, state.last_message_id, at)
 
     async def run(self, channel: Channel, event: InboundEvent, reply: Reply) -> Answer | None:
         """Answer ``event`` through ``reply``. Agent errors propagate to the caller's policy."""
@@ -145,7 +176,10 @@ class TurnRunner:
         if parsed is not None and parsed.command is not Command.RETRY:
             await controls.touch(event.identity.key(), event.conversation_key)
             return await self._deliver(reply, await controls.run(parsed, event, self.conversation)), "command"
-        state = await self.conversation(event, controls.touch_due(event.identity.key(), event.conversation_key))
+        prior = self._asked_before(event, reply.progress)
+        asks = event.kind != "retry" and parsed is None
+        state = await self.conversation(event, controls.touch_due(event.identity.key(), event.conversation_key),
+                                        reply.progress if asks and prior is None else None)
         if state.paused:
             # Only what the person wrote goes to the staff thread (a retry button has no text).
             taken = await handoff.on_user_message(event) if handoff and event.kind == "message" else "paused"
@@ -159,10 +193,9 @@ class TurnRunner:
                 return await self._deliver(reply, Answer(NOTHING_TO_RETRY_TEXT)), "command"
             stream = self._agent(event).retry(state.conversation_id, str(message_id))
             return await self._stream(channel, event, reply, state, stream, kind="retry"), "answered"
-        marker = reply.progress.data.get("asked")
-        if isinstance(marker, dict):
+        if prior is not None:
             # Resumed after a crash once the agent had been asked: never ask it twice.
-            recovered = await self._recover(channel, event, reply, state, marker)
+            recovered = await self._recover(channel, event, reply, state, prior)
             if recovered is not None:
                 return recovered, "recovered"
         try:
@@ -185,10 +218,16 @@ class TurnRunner:
             return await self._stream(channel, event, reply, fresh, stream, kind="chat"), "answered"
 
     async def _mark_asked(self, reply: Reply, event: InboundEvent, state: ConversationState) -> None:
-        """Saved before the agent call, so a resumed turn knows to look before asking again."""
-        reply.progress.data["asked"] = asked_marker(
-            agent_text(event), state.conversation_id, state.user_id, state.last_message_id
-        )
+        """Saved before the agent call, so a resumed turn knows to look before asking again; the
+        store may have noted it already, with the turn's read (one store call fewer)."""
+        data = reply.progress.data
+        noted, reply.progress.asked_noted = reply.progress.asked_noted, False
+        marker = data.get("asked")
+        if noted and isinstance(marker, dict) and (marker["conversation_id"], marker["user_id"], marker["after"]) == (
+            state.conversation_id, state.user_id, state.last_message_id
+        ):
+            return
+        data["asked"] = self._marker(event, state, time.time())
         await reply.progress.save()
 
     async def _recover(
@@ -254,6 +293,7 @@ class TurnRunner:
         conversation_id = resume.conversation_id if resume else state.conversation_id
         pending = resume.calls if resume else None
         handed_off = False
+        unsaved = False  # the agent named a conversation the store does not hold yet
         progress = reply.progress
         await reply.start()
         for round_no in range(self.max_tool_rounds + 1):
@@ -281,11 +321,17 @@ class TurnRunner:
                         finish = item
                         if item.conversation_id and item.conversation_id != conversation_id:
                             conversation_id = item.conversation_id
-                            await self._remember(event, state, conversation_id, None)
+                            # Saved with the answer, or before client actions run (below).
+                            self._stamp(state, conversation_id, None)
+                            unsaved = True
                 call_kind = kind if round_no == 0 else "continue"
                 self.metrics.agent_calls.labels(self.agents.name_of(event.channel), call_kind, "ok").inc()
             if not calls and not continuing:
                 break
+            if unsaved and conversation_id is not None:
+                # Client actions may take long: the next turn must find this conversation.
+                await self._remember(event, state, conversation_id, None)
+                unsaved = False
             if conversation_id is None:
                 raise BadAgentRequest("the agent asked for tools but sent no conversation id")
             if round_no == self.max_tool_rounds:

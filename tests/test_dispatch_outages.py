@@ -29,6 +29,7 @@ class FlakyStore(MemoryStore):
         super().__init__()
         self.down = False
         self.fail_progress_after = -1  # the n-th journal_progress call from now fails (then down)
+        self.fail_finish = False  # the next journal_finish fails (then down)
         self.lock_calls = 0
         self.renewing = asyncio.Event()
 
@@ -53,6 +54,8 @@ class FlakyStore(MemoryStore):
         await super().journal_progress(key, progress, attempts)
 
     async def journal_finish(self, key: str, status: Any) -> None:
+        if self.fail_finish:
+            self.fail_finish, self.down = False, True
         if self.down:
             raise StoreUnavailable("store down")
         await super().journal_finish(key, status)
@@ -83,15 +86,16 @@ class Chat(Channel):
 class Runner:
     """The agent's side of a turn: answers at once, or when ``release`` is set."""
 
-    def __init__(self, release: asyncio.Event | None = None) -> None:
+    def __init__(self, release: asyncio.Event | None = None, text: str = "The answer.") -> None:
         self.release = release
+        self.text = text
         self.turns = 0
 
     async def run(self, channel: Channel, event: InboundEvent, reply: Reply) -> Answer:
         self.turns += 1
         if self.release is not None:
             await self.release.wait()
-        answer = Answer("The answer.")
+        answer = Answer(self.text)
         await reply.finish(answer)
         return answer
 
@@ -129,9 +133,10 @@ async def test_a_lease_the_store_cannot_give_is_a_warning_not_a_crash(caplog: py
 
 async def test_what_a_turn_sent_before_the_store_failed_is_written_back_and_not_sent_again() -> None:
     store, chat = FlakyStore(), Chat()
-    runner = Runner()
+    chat.max_text_length = 12  # "The answer." and "And more." go as two messages
+    runner = Runner(text="The answer. And more.")
     d = dispatcher(store, runner, chat, lease_ttl=5)
-    store.fail_progress_after = 2  # attempts, then the intent, then (down) the part's id
+    store.fail_progress_after = 2  # attempts, then the first part's intent, then (down) its id
     await d.accept([EVENT])
     while not store.down:
         await asyncio.sleep(0.01)
@@ -139,9 +144,27 @@ async def test_what_a_turn_sent_before_the_store_failed_is_written_back_and_not_
     assert chat.sent == ["The answer."]
     store.down = False
     await asyncio.wait_for(d.idle(), 10)
-    assert chat.sent == ["The answer."]  # the resumed turn knew the part had gone out
+    assert chat.sent == ["The answer.", "And more."]  # the resumed turn knew the first had gone out
     assert await store.journal_head(EVENT.conversation_key) is None  # finished
     assert runner.turns == 2
+
+
+async def test_an_answer_delivered_just_before_the_store_failed_is_finished_not_sent_again() -> None:
+    """The last part's id is saved with nothing of its own (the finish follows): an outage at the
+    finish writes it back with the finish, once the store is back."""
+    store, chat = FlakyStore(), Chat()
+    runner = Runner()
+    d = dispatcher(store, runner, chat, lease_ttl=5)
+    store.fail_finish = True
+    await d.accept([EVENT])
+    while not store.down:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)
+    assert chat.sent == ["The answer."]
+    store.down = False
+    await asyncio.wait_for(d.idle(), 10)
+    assert chat.sent == ["The answer."] and runner.turns == 1
+    assert await store.journal_head(EVENT.conversation_key) is None
 
 
 async def test_an_event_given_up_after_five_attempts_ends_in_an_apology_not_silence() -> None:

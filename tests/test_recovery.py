@@ -8,12 +8,14 @@ emulator keeps real history, so "the user's message appears once" is read from i
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+from gateway import batched
 from gateway.agent import AgentEvent, Finish, ToolCall
 from gateway.errors import StreamBroken
 from gateway.events import Identity, InboundEvent
@@ -21,6 +23,7 @@ from gateway.recovery import asked_marker
 from gateway.services import AGENT
 from gateway.store import JournalEntry
 from switchboard.testing import GatewayUnderTest, running_gateway
+from tests.conftest_stores import REDIS_TEST_URL, flush_test_redis
 
 TOKEN = "t"
 USER_ID = "echo..ann"
@@ -158,3 +161,27 @@ async def test_a_continuation_already_answered_is_delivered_whole(gw: GatewayUnd
                  {"asked": asked_marker("where is order 77?", finish.conversation_id, USER_ID, None)})
     assert sent(echo_plugin) == ['Let me check order 77.\n\nHere is what I found for order 77: {"status": "late"}']
     assert len(requests(gw, "/chat")) == 2 and len(requests(gw, "/tool-result")) == 1
+
+
+async def test_a_read_the_store_noted_counts_as_asked(echo_plugin: Any) -> None:
+    """On Redis the ``asked`` record is noted with the turn's read (no store call of its own): a
+    run killed after the agent call leaves only that, and the resumed turn still asks nobody twice."""
+    flush_test_redis()
+    async with running_gateway({"echo": {"type": "echo", "token": TOKEN}}, store=REDIS_TEST_URL) as gw:
+        store = gw.services.store
+        await send(gw, "k1", "yes")
+        state = await store.get_conversation("echo:ann")
+        assert state is not None and state.conversation_id
+        # The crashed run: journaled, its read noted, the agent asked; then kill -9.
+        crashed = event("k2", "yes")
+        assert await store.journal_add(JournalEntry(crashed, attempts=1))
+        read = await batched.turn_read(store, crashed.identity.key(), crashed.conversation_key, None,
+                                       (crashed.journal_key, time.time()))
+        assert read.noted and read.state is not None and read.state.conversation_id == state.conversation_id
+        await crashed_call(gw, "yes", state.conversation_id)
+        calls = len(requests(gw, "/chat"))
+        gw.dispatcher.kick(crashed.conversation_key)
+        await gw.idle()
+        assert sent(echo_plugin)[-1] == 'You said: "yes". This is message 2 of this conversation.'
+        assert len(requests(gw, "/chat")) == calls
+        assert user_messages(gw) == ["yes", "yes"]

@@ -124,9 +124,13 @@ async def test_a_quick_answer_is_posted_once_without_placeholder_and_its_intent_
     await reply.finish(Answer("All done.", "m", "c"))
     assert [c.method for c in slack.calls if c.method.startswith("chat.")] == ["chat.postMessage"]
     assert [m.text for m in slack.thread("C0001", "100.1")] == ["All done."]
-    # Crash-safe like any post: "about to post part 0" was saved before the call, its id after.
-    assert saved[0]["sending"]["part"] == 0 and "sending" not in saved[-1]
-    assert saved[-1]["slack"]["ts"] == [slack.thread("C0001", "100.1")[0].ts]
+    # Crash-safe like any post: "about to post part 0" was saved before the call. Its id is not
+    # saved on its own (the finish drops the progress): it rides on the next save, if any.
+    assert [s["sending"]["part"] for s in saved] == [0]
+    assert "sending" not in reply.progress.data
+    assert reply.progress.data["slack"]["ts"] == [slack.thread("C0001", "100.1")[0].ts]
+    await reply.progress.flush()  # a turn that must wait first writes it
+    assert saved[-1]["slack"]["ts"] == [slack.thread("C0001", "100.1")[0].ts] and "sending" not in saved[-1]
 
 
 async def test_a_slow_answer_gets_its_placeholder_after_the_quick_window(make: Factory, slack: FakeSlack) -> None:

@@ -1,7 +1,9 @@
 """The Lua scripts of the Redis store: each one reads and writes atomically, across instances."""
 
-# KEYS: entry, pending, queue, seq.
-# ARGV: event, progress, attempts, received_at, status, dedup ms, key, conversation key.
+# KEYS: entry, pending, queue, seq[, counter].
+# ARGV: event, progress, attempts, received_at, status, dedup ms, key, conversation key[, counter ms].
+# With a counter (a per-person rate limit), a new pending entry also counts in it (as INCR below)
+# and keeps the count in n.
 JOURNAL_ADD = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[5] ~= 'pending' then
@@ -11,10 +13,18 @@ if ARGV[5] ~= 'pending' then
 end
 local seq = redis.call('INCR', KEYS[4])
 redis.call('HSET', KEYS[1], 'e', ARGV[1], 'p', ARGV[2], 'a', ARGV[3], 'c', ARGV[8], 'q', seq)
+if KEYS[5] then
+  local n = redis.call('INCR', KEYS[5])
+  if redis.call('PTTL', KEYS[5]) < 0 then redis.call('PEXPIRE', KEYS[5], ARGV[9]) end
+  redis.call('HSET', KEYS[1], 'n', n)
+end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[7])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[7])
 return 1
 """
+# The fields of a pending entry that reading it returns, in this order: event, progress, attempts,
+# the read noted by TURN_READ (r) and the rate count (n); then q, the arrival sequence.
+_FIELDS = "'e', 'p', 'a', 'r', 'n', 'q'"
 # KEYS: queue. ARGV: journal key prefix. The head of one conversation in one round trip: the
 # entry with the lowest received_at, ties broken by arrival sequence. It reads the journal hashes
 # of the queue's members, keys it derives itself (this store serves one Redis, not a Cluster,
@@ -25,11 +35,11 @@ local best, best_score, best_seq = nil, nil, nil
 for i = 1, #items, 2 do
   local score = tonumber(items[i + 1])
   if best_score and score > best_score then break end
-  local row = redis.call('HMGET', ARGV[1] .. items[i], 'e', 'p', 'a', 'q')
-  if row[1] and row[2] and row[3] and row[4] then
-    local seq = tonumber(row[4])
+  local row = redis.call('HMGET', ARGV[1] .. items[i], """ + _FIELDS + """)
+  if row[1] and row[2] and row[3] and row[6] then
+    local seq = tonumber(row[6])
     if not best or seq < best_seq then
-      best, best_score, best_seq = {items[i], row[1], row[2], row[3]}, score, seq
+      best, best_score, best_seq = {items[i], row[1], row[2], row[3], row[4], row[5]}, score, seq
     end
   end
 end
@@ -119,11 +129,11 @@ local function counted_head(queue, prefix)
   for i = 1, #items, 2 do
     local score = tonumber(items[i + 1])
     if best_score and score > best_score then break end
-    local row = redis.call('HMGET', prefix .. items[i], 'e', 'p', 'a', 'q')
-    if row[1] and row[2] and row[3] and row[4] then
-      local seq = tonumber(row[4])
+    local row = redis.call('HMGET', prefix .. items[i], """ + _FIELDS + """)
+    if row[1] and row[2] and row[3] and row[6] then
+      local seq = tonumber(row[6])
       if not best or seq < best_seq then
-        best, best_score, best_seq = {items[i], row[1], row[2], row[3]}, score, seq
+        best, best_score, best_seq = {items[i], row[1], row[2], row[3], row[4], row[5]}, score, seq
       end
     end
   end
@@ -132,14 +142,14 @@ local function counted_head(queue, prefix)
 end
 """
 # KEYS: lock, queue. ARGV: owner, lease ms, journal key prefix.
-# {0} while another owner holds the lease; else {1} or {1, key, event, progress, attempts}.
+# {0} while another owner holds the lease; else {1} or {1, key, event, progress, attempts, r, n}.
 LOCK_HEAD = _COUNTED_HEAD + """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return {0} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local best = counted_head(KEYS[2], ARGV[3])
 if not best then return {1} end
-return {1, best[1], best[2], best[3], best[4]}
+return {1, best[1], best[2], best[3], best[4], best[5], best[6]}
 """
 # KEYS: entry, pending, queue, lock. ARGV: status, dedup ms, key, journal key prefix, owner, lease ms.
 # Finishes the entry (as JOURNAL_FINISH), then returns the next head with the lease renewed, or
@@ -161,13 +171,22 @@ end
 if mine then redis.call('DEL', KEYS[4]) end
 return nil
 """
-# KEYS: identity hash, identity index, conversation, link. ARGV: as TOUCH_IDENTITY, at = '' to
-# skip the touch. Returns {conversation or false, link or false}.
+# KEYS: identity hash, identity index, conversation, link[, journal entry]. ARGV: as
+# TOUCH_IDENTITY, at = '' to skip the touch[, then the time of the read]. With the entry, the read
+# is noted on it (r: JSON [time, conversation, link]) if it is pending and has none yet: a resumed
+# turn learns from it that the agent may have been asked, and in which conversation.
+# Returns {conversation or false, link or false, 1 if noted else 0}.
 TURN_READ = """
 if ARGV[1] ~= '' then
 """ + TOUCH_IDENTITY.replace("return 1\n", "") + """
 end
-return {redis.call('GET', KEYS[3]), redis.call('GET', KEYS[4])}
+local conv, link = redis.call('GET', KEYS[3]), redis.call('GET', KEYS[4])
+local noted = 0
+if KEYS[5] and redis.call('HEXISTS', KEYS[5], 'e') == 1 and redis.call('HSETNX', KEYS[5], 'r',
+    cjson.encode({ARGV[6], conv or '', link or ''})) == 1 then
+  noted = 1
+end
+return {conv, link, noted}
 """
 # KEYS: conversation, message map value. ARGV: state encoded not paused, encoded paused, its own
 # paused ('1' or ''), conversation ms, message map value, message map ms.

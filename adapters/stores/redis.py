@@ -3,7 +3,9 @@
 Key layout (``switchboard:v1:`` on every key, so a later format can live beside this one)::
 
     switchboard:v1:journal:<journal key>  hash, pending: e=event JSON, p=progress JSON, a=attempts,
-                                          c=conversation key, q=arrival sequence; finished: only
+                                          c=conversation key, q=arrival sequence, r=the turn's
+                                          read noted before asking the agent (JSON [time,
+                                          conversation, link]), n=the sender's rate count; finished: only
                                           s=done|failed, with the dedup TTL (payload dropped, the key
                                           keeps deduplicating)
     switchboard:v1:pending                sorted set of pending journal keys, score = received_at
@@ -50,6 +52,7 @@ from adapters.stores import _redis_lua as lua
 from adapters.stores._common import StoreBase, bad_url, mask_url, split_url, ttl_ms
 from adapters.stores._redis_budget import RedisBucket
 from adapters.stores._redis_people import _IDENTS, PREFIX, RedisPeople, _ident, _link
+from gateway.batched import READ_NOTE, RateCount, TurnRead, read_note
 from gateway.errors import StoreUnavailable
 from gateway.events import InboundEvent
 from gateway.store import ConversationState, JournalEntry, JournalStatus, Store
@@ -177,6 +180,11 @@ class RedisStore(RedisPeople, StoreBase, Store):
 
     # -- journal -------------------------------------------------------------------------------
     async def journal_add(self, entry: JournalEntry) -> bool:
+        keys, args = self._add_call(entry)
+        with self._guard():
+            return bool(await self._add(keys=keys, args=args))
+
+    def _add_call(self, entry: JournalEntry) -> tuple[list[str], tuple[Any, ...]]:
         event = entry.event
         keys = [_journal(entry.key), _PENDING, _queue(event.conversation_key), _SEQ]
         args = (
@@ -189,8 +197,12 @@ class RedisStore(RedisPeople, StoreBase, Store):
             entry.key,
             event.conversation_key,
         )
+        return keys, args
+
+    async def journal_add_counted(self, entry: JournalEntry, count: RateCount) -> bool:
+        keys, args = self._add_call(entry)
         with self._guard():
-            return bool(await self._add(keys=keys, args=args))
+            return bool(await self._add(keys=[*keys, f"{PREFIX}val:{count.key}"], args=(*args, ttl_ms(count.window))))
 
     async def journal_pending(self) -> list[JournalEntry]:
         with self._guard():
@@ -211,21 +223,17 @@ class RedisStore(RedisPeople, StoreBase, Store):
             found = await self._head(keys=[_queue(conversation_key)], args=(_journal(""),))
         if not found:
             return None
-        key, event, progress, attempts = (str(v) for v in found)
-        if len(self._conversation_of) >= _CONVERSATION_CACHE:
-            self._conversation_of.clear()  # entries another instance finished; rare, so never many
-        self._conversation_of[key] = conversation_key
-        return _entry(event, progress, attempts)
+        return self._headed(conversation_key, found)
 
     async def _load(self, scored: list[tuple[str, float]]) -> list[JournalEntry]:
         """The still-pending entries among ``(key, received_at)``, oldest first, ties in arrival order."""
         async with self._client.pipeline(transaction=False) as pipe:
             for key, _ in scored:
-                pipe.hmget(_journal(key), "e", "p", "a", "q")
+                pipe.hmget(_journal(key), "e", "p", "a", "r", "n", "q")
             rows: list[list[str | None]] = await pipe.execute()
         found = [
-            (received_at, int(q), _entry(e, p, a))
-            for (_, received_at), (e, p, a, q) in zip(scored, rows, strict=True)
+            (received_at, int(q), _entry(e, p, a, r, n))
+            for (_, received_at), (e, p, a, r, n, q) in zip(scored, rows, strict=True)
             # Finished between the two round trips: no longer pending.
             if e is not None and p is not None and a is not None and q is not None
         ]
@@ -331,17 +339,20 @@ class RedisStore(RedisPeople, StoreBase, Store):
                                                              ttl_ms(ttl)))
         return self._headed(conversation_key, found) if found else None
 
-    async def turn_read(self, identity_key: str, conversation_key: str,
-                        touch_at: float | None) -> tuple[ConversationState | None, str | None]:
+    async def turn_read(self, identity_key: str, conversation_key: str, touch_at: float | None,
+                        note: tuple[str, float] | None = None) -> TurnRead:
         keys = [_ident(identity_key), _IDENTS, f"{PREFIX}conv:{conversation_key}", _link(identity_key)]
         if touch_at is None:
             args: tuple[Any, ...] = ("", "", "", "", "")
         else:
             cutoff = touch_at - self._conversation_ms / 1000
             args = (repr(touch_at), conversation_key, self._conversation_ms, identity_key, repr(cutoff))
+        if note is not None:
+            keys.append(_journal(note[0]))
+            args = (*args, repr(note[1]))
         with self._guard():
-            raw, link = await self._turn_read(keys=keys, args=args)
-        return (decode_conversation(raw) if raw else None), (link or None)
+            raw, link, noted = await self._turn_read(keys=keys, args=args)
+        return TurnRead(decode_conversation(raw) if raw else None, link or None, bool(int(noted)))
 
     async def remember(self, scope_key: str, state: ConversationState, message_key: str | None,
                        conversation_id: str, message_ttl: float) -> bool:
@@ -372,11 +383,12 @@ class RedisStore(RedisPeople, StoreBase, Store):
         return keys, args
 
     def _headed(self, conversation_key: str, found: list[Any]) -> JournalEntry:
-        key, event, progress, attempts = (str(v) for v in found)
+        """The entry of a head read: [key, event, progress, attempts, read note, rate count]."""
+        key, event, progress, attempts = (str(v) for v in found[:4])
         if len(self._conversation_of) >= _CONVERSATION_CACHE:
-            self._conversation_of.clear()
+            self._conversation_of.clear()  # entries another instance finished; rare, so never many
         self._conversation_of[key] = conversation_key
-        return _entry(event, progress, attempts)
+        return _entry(event, progress, attempts, *found[4:6])
 
 
 def encode_conversation(state: ConversationState) -> str:
@@ -405,8 +417,14 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _entry(event: str, progress: str, attempts: str) -> JournalEntry:
-    return JournalEntry(InboundEvent.from_json(event), "pending", json.loads(progress), int(attempts))
+def _entry(event: str, progress: str, attempts: str, read: str | None = None,
+           count: str | None = None) -> JournalEntry:
+    data = json.loads(progress)
+    if read:
+        at, raw, link = json.loads(read)
+        data[READ_NOTE] = read_note(float(at), decode_conversation(raw) if raw else None, link or None)
+    return JournalEntry(InboundEvent.from_json(event), "pending", data, int(attempts),
+                        int(count) if count else None)
 
 
 def create(url: str) -> Store:

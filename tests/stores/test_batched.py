@@ -59,12 +59,12 @@ async def test_finish_next_never_releases_someone_elses_lease(store: Store) -> N
 
 
 async def test_turn_read_touches_when_asked_and_reads_conversation_and_link(store: Store) -> None:
-    assert await batched.turn_read(store, "chat||ann", "chat:ann", None) == (None, None)
+    assert await batched.turn_read(store, "chat||ann", "chat:ann", None) == batched.TurnRead(None, None)
     assert await store.get_identity("chat||ann") is None
     await store.put_conversation("chat:ann", ConversationState("c1", "u1", "m1", 5.0))
     await store.set_link("chat||ann", "shared")
-    state, link = await batched.turn_read(store, "chat||ann", "chat:ann", 1234.5)
-    assert state == ConversationState("c1", "u1", "m1", 5.0) and link == "shared"
+    read = await batched.turn_read(store, "chat||ann", "chat:ann", 1234.5)
+    assert read == batched.TurnRead(ConversationState("c1", "u1", "m1", 5.0), "shared")
     record = await store.get_identity("chat||ann")
     assert record is not None and record.conversations == {"chat:ann": 1234.5}
 
@@ -101,3 +101,39 @@ async def test_save_answer_saves_the_progress_with_the_conversation(store: Store
     assert head is not None and head.progress == {"answer": {"text": "hi"}} and head.attempts == 1
     assert await store.get_conversation("chat:ann") == state
     assert await store.get_value("msg:chat:ann:m1") == "c1"
+
+
+async def test_a_noted_read_comes_back_with_its_entry_once_and_only_while_pending(store: Store) -> None:
+    """What a resumed turn learns: the agent may have been asked, in the conversation read then."""
+    entry = JournalEntry(event("a"))
+    await store.journal_add(entry)
+    conversation = entry.event.conversation_key
+    await store.put_conversation("chat:ann", ConversationState("c1", "u1", "m1", 5.0))
+    read = await batched.turn_read(store, "chat||ann", "chat:ann", None, (entry.key, 100.0))
+    assert read.state == ConversationState("c1", "u1", "m1", 5.0)
+    if not isinstance(store, batched.BatchedStore):
+        assert not read.noted  # the turn saves its marker itself
+        return
+    assert read.noted
+    await store.put_conversation("chat:ann", ConversationState("c2", "u1", None, 6.0))
+    again = await batched.turn_read(store, "chat||ann", "chat:ann", None, (entry.key, 200.0))
+    assert not again.noted  # the first read stays: a resumed turn must see what the first run asked in
+    locked, head = await batched.lock_head(store, "conv:x", "me", 10, conversation)
+    assert head is not None
+    at, noted = batched.from_read_note(head.progress[batched.READ_NOTE])
+    assert (at, noted.state, noted.link) == (100.0, ConversationState("c1", "u1", "m1", 5.0), None)
+    assert [e.progress.get(batched.READ_NOTE) for e in await store.journal_pending()] == [head.progress["read"]]
+    await batched.finish_next(store, head.key, "done", conversation, "conv:x", "me", 10)
+    assert not (await batched.turn_read(store, "chat||ann", "chat:ann", None, (entry.key, 300.0))).noted
+
+
+async def test_journal_add_counts_new_messages_once_where_the_store_can(store: Store) -> None:
+    count = batched.RateCount("rate:chat||ann:1", 60)
+    for key in ("a", "b", "a"):  # the second "a" is a platform retry: not a new message
+        await batched.journal_add(store, JournalEntry(event(key)), count)
+    pending = await store.journal_pending()
+    if isinstance(store, batched.BatchedStore):
+        assert [e.rate_count for e in pending] == [1, 2]
+        assert await store.incr("rate:chat||ann:1", 60) == 3  # the same counter the turn would use
+    else:
+        assert [e.rate_count for e in pending] == [None, None]  # counted by the turn instead
