@@ -119,7 +119,7 @@ async def test_a_noted_read_comes_back_with_its_entry_once_and_only_while_pendin
     again = await batched.turn_read(store, "chat||ann", "chat:ann", None, (entry.key, 200.0))
     assert not again.noted  # the first read stays: a resumed turn must see what the first run asked in
     locked, head = await batched.lock_head(store, "conv:x", "me", 10, conversation)
-    assert head is not None
+    assert locked and head is not None
     at, noted = batched.from_read_note(head.progress[batched.READ_NOTE])
     assert (at, noted.state, noted.link) == (100.0, ConversationState("c1", "u1", "m1", 5.0), None)
     assert [e.progress.get(batched.READ_NOTE) for e in await store.journal_pending()] == [head.progress["read"]]
