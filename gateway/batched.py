@@ -21,7 +21,7 @@ made with its ordinary methods, so the semantics are the same everywhere:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from gateway.progress import Progress
 from gateway.store import ConversationState, JournalEntry, JournalStatus, JournalStore, KeyValueStore, PeopleStore
@@ -90,6 +90,19 @@ class BatchedStore(Protocol):
                           message_ttl: float) -> bool: ...
 
 
+_KINDS: dict[type, bool] = {}
+
+
+def _batched(store: object) -> TypeGuard[BatchedStore]:
+    """``isinstance(store, BatchedStore)``, answered once per class: a runtime protocol check walks
+    every member each time, and it runs on every store call of every turn."""
+    kind = type(store)
+    found = _KINDS.get(kind)
+    if found is None:
+        found = _KINDS[kind] = isinstance(store, BatchedStore)
+    return found
+
+
 class _Dispatching(JournalStore, KeyValueStore, Protocol):
     pass
 
@@ -108,7 +121,7 @@ async def _counted(store: _Dispatching, entry: JournalEntry | None) -> JournalEn
 async def journal_add(store: JournalStore, entry: JournalEntry, count: RateCount | None) -> bool:
     """Journal ``entry`` (False: a duplicate); a store that can counts ``count`` in the same call and
     sets ``rate_count`` on the entries it returns later. Others leave the counting to the turn."""
-    if count is not None and isinstance(store, BatchedStore):
+    if count is not None and _batched(store):
         return await store.journal_add_counted(entry, count)
     return await store.journal_add(entry)
 
@@ -116,7 +129,7 @@ async def journal_add(store: JournalStore, entry: JournalEntry, count: RateCount
 async def lock_head(store: _Dispatching, lease: str, owner: str, ttl: float,
                     conversation_key: str) -> tuple[bool, JournalEntry | None]:
     """(lease taken, head with its attempt counted); no head is read without the lease."""
-    if isinstance(store, BatchedStore):
+    if _batched(store):
         return await store.lock_head(lease, owner, ttl, conversation_key)
     if not await store.try_lock(lease, owner, ttl):
         return False, None
@@ -131,7 +144,7 @@ async def head(store: _Dispatching, conversation_key: str) -> JournalEntry | Non
 async def finish_next(store: _Dispatching, key: str, status: JournalStatus, conversation_key: str,
                       lease: str, owner: str, ttl: float) -> JournalEntry | None:
     """Finish ``key``; the next head (lease renewed), or None once the lease was given back."""
-    if isinstance(store, BatchedStore):
+    if _batched(store):
         return await store.finish_next(key, status, conversation_key, lease, owner, ttl)
     await store.journal_finish(key, status)
     entry = await store.journal_head(conversation_key)
@@ -149,7 +162,7 @@ async def turn_read(store: _Turning, identity_key: str, conversation_key: str, t
     one is noted there already, and says so (``noted``); the entry then comes back with it under
     :data:`READ_NOTE`. Other stores never note (the caller saves its marker itself).
     """
-    if isinstance(store, BatchedStore):
+    if _batched(store):
         return await store.turn_read(identity_key, conversation_key, touch_at, note)
     if touch_at is not None:
         await store.touch_identity(identity_key, conversation_key, touch_at)
@@ -159,7 +172,7 @@ async def turn_read(store: _Turning, identity_key: str, conversation_key: str, t
 async def remember(store: _Turning, scope_key: str, state: ConversationState, message_key: str | None,
                    conversation_id: str, message_ttl: float) -> None:
     """Save ``state`` (its ``paused`` replaced by the stored one if that changed meanwhile)."""
-    if isinstance(store, BatchedStore):
+    if _batched(store):
         state.paused = await store.remember(scope_key, state, message_key, conversation_id, message_ttl)
         return
     if message_key is not None:
@@ -173,7 +186,7 @@ async def remember(store: _Turning, scope_key: str, state: ConversationState, me
 async def save_answer(store: _Turning, progress: Progress, scope_key: str, state: ConversationState,
                       message_key: str | None, conversation_id: str | None, message_ttl: float) -> None:
     """Save ``progress`` (it holds the agent's answer), then the conversation as :func:`remember`."""
-    if isinstance(store, BatchedStore) and progress.journal_key is not None and conversation_id:
+    if _batched(store) and progress.journal_key is not None and conversation_id:
         state.paused = await store.save_answer(progress.journal_key, progress.data, progress.attempts, scope_key,
                                                state, message_key, conversation_id, message_ttl)
         return

@@ -167,6 +167,10 @@ class Reply:
     async def update(self, text: str) -> None:
         """More answer text arrived; ``text`` is everything so far."""
 
+    async def ready(self) -> None:
+        """The whole answer is in; :meth:`finish` follows as soon as it is saved. Nothing shown
+        meanwhile would last (a placeholder, an interim edit), so a channel may stop showing."""
+
     async def finish(self, answer: Answer) -> None:
         """Deliver the complete answer."""
         raise NotImplementedError

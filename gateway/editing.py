@@ -264,6 +264,12 @@ class EditingReply(Reply, Generic[M, P]):
         await self._stop_typing()
         self._throttle.poke()
 
+    async def ready(self) -> None:
+        # An answer complete before its placeholder or first edit went out is posted once: under
+        # load the agent may be quick while the turn is not (queued store calls), and a placeholder
+        # or interim edit then only adds platform calls.
+        await self.close()
+
     async def finish(self, answer: Answer) -> None:
         await self.close()
         async with self._lock:

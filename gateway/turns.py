@@ -411,6 +411,7 @@ class TurnRunner:
     ) -> Answer:
         """Save the finished answer (a resume delivers it without the agent), remember, deliver."""
         answer = Answer(text, message_id, conversation_id)
+        await reply.ready()
         reply.progress.data["answer"] = {"text": text, "message_id": message_id, "conversation_id": conversation_id}
         # One store call where it can: the answer (so a resumed turn never asks twice) and the
         # conversation with the message map.
