@@ -1,7 +1,8 @@
 """``python -m bench``: run the benchmark scenarios and write docs/benchmarks.md.
 
-Options: ``--quick`` (tiny numbers: the smoke run), ``--only ack,overhead,throughput,scale,instances,budget,isolation``
-(the other sections of the page are kept from the last results.json),
+Options: ``--quick`` (tiny numbers: the smoke run),
+``--only ack,overhead,throughput,scale,memory,instances,budget,isolation`` (the other sections of the
+page are kept from the last results.json; ``scale`` includes ``memory``, Redis bytes per identity),
 ``--docs DIR`` (where benchmarks.md and benchmarks/ go; default ``docs``), ``--profile`` (py-spy
 flame graph of the gateway during one throughput run), ``--report-only`` (rewrite the page from
 ``docs/benchmarks/results.json``).
@@ -27,7 +28,7 @@ from bench.procs import REPO
 from bench.profile import profile_gateway
 from bench.stack import Stack
 
-SCENARIOS = ("ack", "overhead", "throughput", "scale", "instances", "budget", "isolation")
+SCENARIOS = ("ack", "overhead", "throughput", "scale", "memory", "instances", "budget", "isolation")
 
 
 async def run(params: Params, only: set[str], workdir: Path, profile_to: Path | None) -> dict[str, Any]:
@@ -52,7 +53,7 @@ async def run(params: Params, only: set[str], workdir: Path, profile_to: Path | 
             print(f"bench: {name}...", file=sys.stderr, flush=True)
             results[name] = await scenario(stack, params)
             print(f"bench: {name} took {time.monotonic() - began:.0f}s", file=sys.stderr, flush=True)
-        if "scale" in only:
+        if "scale" in only or "memory" in only:  # Redis memory per identity: part of section 4
             results["memory"] = await redis_memory(stack.redis.url, params.scale_identities)
         if profile_to is not None:
             results["profile"] = await profile_gateway(stack, params, profile_to)
@@ -97,7 +98,7 @@ def _keep_earlier_sections(results: dict[str, Any], earlier: Path) -> dict[str, 
     if not missing or not earlier.exists():
         return results
     previous: dict[str, Any] = json.loads(earlier.read_text())
-    merged = {**previous, **{k: v for k, v in results.items() if k in SCENARIOS or k == "memory"}}
+    merged = {**previous, **{k: v for k, v in results.items() if k in SCENARIOS}}
     return merged
 
 

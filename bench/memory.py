@@ -3,7 +3,8 @@
 An *idle identity* is a person who talked to the agent and is not talking now: nothing of theirs
 is in the journal, and what Redis keeps for them is their scope's conversation (the Chatbase
 conversation to continue, with a TTL) plus, only if they were linked to another channel's identity,
-their link. Both are written through the store's own methods with realistic Slack-sized ids.
+their link and its reverse entry (fields of shared hash buckets: ``adapters/stores/_redis_links``). All
+are written through the store's own methods with realistic Slack-sized ids.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ async def _write(store: RedisStore, count: int, *, linked: bool) -> None:
 
 
 async def _usage(client: aioredis.Redis) -> dict[str, list[int]]:
-    """MEMORY USAGE of every key, grouped by kind (conv, link, ...)."""
-    keys = [key async for key in client.scan_iter(match="switchboard:v1:*", count=5000)]
+    """MEMORY USAGE of every key, grouped by kind (``conv``, ``links``, ...: the part after the version)."""
+    keys = [key async for key in client.scan_iter(match="switchboard:*", count=5000)]
     sizes: dict[str, list[int]] = {}
     for start in range(0, len(keys), 5000):
         chunk = keys[start : start + 5000]

@@ -16,9 +16,9 @@ is written by the benchmark suite itself; reproduce it from the repository root 
 ```
 
 (about 5 minutes; `python -m bench --quick` is the few-second smoke version that CI runs through
-`tests/test_bench_smoke.py`, `python -m bench --only throughput,scale` runs some scenarios,
-`--profile` adds the py-spy profile of the last section, and `--report-only` rewrites this page
-from `docs/benchmarks/results.json`).
+`tests/test_bench_smoke.py`, `python -m bench --only throughput,scale` runs some scenarios
+(`--only memory` only the Redis bytes per identity), `--profile` adds the py-spy profile of the
+last section, and `--report-only` rewrites this page from `docs/benchmarks/results.json`).
 
 How it works: every part is a separate process on one machine: `switchboard serve` (`python -m
 gateway serve`, one or several), the Chatbase API emulator (`bench/agent.py`: the stock emulator,
@@ -96,24 +96,35 @@ did not answer within `webhook_store_timeout`) is retried by a real platform and
 here; it counts against the goal. (Against the real API, Chatbase's rate limit of 100 requests per
 10 seconds per key bounds concurrent streams long before this.)"""
 
-MEMORY = """**Why the goal is missed for linked identities (issue 18's item 6, not done).** An unlinked
-identity's conversation fits the budget. A linked one pays for three keys: the link, the
-conversation, and the reverse index of the link (`linked:<userId>`, a Redis set, which Redis 7.0
-stores as a hash table even with a single member: about 250 bytes). Every key costs its name (the
-`switchboard:v1:` key names are pinned by `tests/stores/test_backends.py`) and a key-space entry
-before any value, so with one key per link and per conversation the link and the conversation
-alone already pass 300 bytes. What would reach it: links and their reverse index as fields of hash
-buckets (for example 1,024 buckets by a hash of the identity key and of the userId, each a compact
-listpack below 128 fields at 100,000 identities: about 50 bytes per field instead of 152 and 248
-per key), under a `switchboard:v2:` prefix with a lazy migration (read v2, fall back to the v1 key
-and move it), the key-name contract tests changed to match; the conversation keeps its own key
-because Redis before 7.4 cannot expire a hash field. That makes about 216 + 2 x 50 = 316 bytes, so
-the conversation string would also have to shrink by some 20 bytes (its `updated_at` as an integer
-number of seconds, or the key prefix shortened), or move into the buckets with a sweeper expiring
-it. The second table shows what else Redis keeps per person after one message and that this
-definition leaves out: the identity record behind the admin API (the `ident…` keys, kept for the
-conversation TTL), the finished event that deduplicates retries (`journal`, 7 days), and the
-message→conversation map of the feedback buttons (in `val`, 30 days)."""
+MEMORY = """**How a linked identity fits (issue 18's item 6).** In the v1 layout a linked one paid
+for three keys: 616 bytes, the link (`link:<identity key>`, 152) and its reverse index (a
+`linked:<userId>` set, which Redis 7.0 stores as a hash table even with one member: 248) beside
+the conversation (216). Every key costs its name and a key-space entry before any value, so the
+links are now fields of hash buckets under a `switchboard:v2:` prefix: `links:<n>` maps an identity
+key to its userId (n = crc32 of the identity key mod 4,096) and `linked:<n>` holds the reverse index
+(n from the userId), whose fields are only the identity key and a 7-bit tag of the userId (a lookup
+checks its candidates' links). Redis keeps a hash of at most 512 fields of at most 64 bytes
+(`hash-max-listpack-*`, the defaults) as one compact listpack: at 100,000 links a bucket has about
+25 fields and a link costs the bytes in the table instead of 400. 4,096 buckets keep each compact
+up to about 1.8 million links (with 1,024, measured at 283 bytes per linked identity, up to about
+450,000); past that, or with ids over 64 bytes (Teams'), a bucket becomes a hash table: still
+correct, only larger. The conversation keeps its own key, as Redis before 7.4 cannot expire a hash
+field, but its string shrank from 120 to 90 characters (a UUID id as 22 base64 characters,
+`updated_at` as whole milliseconds): jemalloc's 96-byte size class instead of 128, so 184 bytes
+instead of 216, unlinked identities included. Ids longer than these (a userId past 29 characters
+with UUID ids) move it to the next class, 16 bytes more.
+
+**Upgrading from the v1 layout** needs no step and no downtime beyond the restart: the new code
+reads both layouts in the same round trip, and moves a v1 link into its buckets, deleting the v1
+keys in the same Lua script, the first time it reads or writes it (a turn of that person, a link
+command, an admin lookup or a forget); v1 conversation strings are read as they are and rewritten
+by the next turn. Links of people who never come back stay in v1, still found:
+`redis-cli --scan --pattern 'switchboard:v1:link*'` lists them. Upgrade every instance together:
+an old instance does not see the links a new one wrote (a link an old one writes afterwards does
+win, as the newer). The second table shows what else Redis keeps per person after one message and
+that this definition leaves out: the identity record behind the admin API (the `ident…` keys, kept
+for the conversation TTL), the finished event that deduplicates retries (`journal`, 7 days), and
+the message→conversation map of the feedback buttons (in `val`, 30 days)."""
 
 INSTANCES = """**Not shown by this run.** Instances share nothing but Redis, which stays well under a
 core here, so throughput grows with idle cores or machines; on this machine every process of the

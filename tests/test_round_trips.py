@@ -49,6 +49,7 @@ class Monitor:
 
     async def __aenter__(self) -> Monitor:
         self._client = aioredis.from_url(REDIS_TEST_URL)
+        self._db = int(self._client.connection_pool.connection_kwargs.get("db", 0))
         self._task = asyncio.create_task(self._run())
         await self._ready.wait()
         return self
@@ -59,6 +60,8 @@ class Monitor:
             async for info in monitor.listen():
                 if info.get("client_type") == "lua" or info.get("command", "").upper() == "MONITOR":
                     continue
+                if info.get("db") != self._db:
+                    continue  # MONITOR sees every database: other tests (xdist workers) use theirs
                 self.commands.append(str(info["command"]).split())
 
     async def __aexit__(self, *_: object) -> None:

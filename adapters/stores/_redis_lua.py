@@ -78,25 +78,6 @@ UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS: link, linked set of the current target, linked set of the new target.
-# ARGV: expected current target ('' for none), new target, identity key. 0: the link moved meanwhile.
-SET_LINK = """
-local cur = redis.call('GET', KEYS[1])
-if (cur or '') ~= ARGV[1] then return 0 end
-if cur then redis.call('SREM', KEYS[2], ARGV[3]) end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[3])
-return 1
-"""
-# KEYS: link, linked set of the current target. ARGV: expected current target, identity key.
-DELETE_LINK = """
-local cur = redis.call('GET', KEYS[1])
-if not cur then return 1 end
-if cur ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[2], ARGV[2])
-return 1
-"""
 # KEYS: identity hash, the identity index. ARGV: at, conversation key, ttl ms, identity key, cutoff.
 # The hash holds f (first seen), l (last seen) and c:<conversation key> = last seen there; past 32
 # conversations, those older than the cutoff are dropped so a busy identity's hash stays small.
@@ -171,22 +152,23 @@ end
 if mine then redis.call('DEL', KEYS[4]) end
 return nil
 """
-# KEYS: identity hash, identity index, conversation, link[, journal entry]. ARGV: as
-# TOUCH_IDENTITY, at = '' to skip the touch[, then the time of the read]. With the entry, the read
-# is noted on it (r: JSON [time, conversation, link]) if it is pending and has none yet: a resumed
-# turn learns from it that the agent may have been asked, and in which conversation.
-# Returns {conversation or false, link or false, 1 if noted else 0}.
+# KEYS: identity hash, identity index, conversation, links bucket, v1 link[, journal entry]. ARGV:
+# as TOUCH_IDENTITY, at = '' to skip the touch, then the identity key[, then the time of the read].
+# With the entry, the read is noted on it (r: JSON [time, conversation, link]) if it is pending and
+# has none yet: a resumed turn learns from it that the agent may have been asked, and in which
+# conversation. Returns {conversation, v2 link, v1 link, 1 if noted else 0}, false for each one
+# missing (the caller moves a v1 link: see _redis_links; a v1 link wins, as there).
 TURN_READ = """
 if ARGV[1] ~= '' then
 """ + TOUCH_IDENTITY.replace("return 1\n", "") + """
 end
-local conv, link = redis.call('GET', KEYS[3]), redis.call('GET', KEYS[4])
+local conv, new, old = redis.call('GET', KEYS[3]), redis.call('HGET', KEYS[4], ARGV[6]), redis.call('GET', KEYS[5])
 local noted = 0
-if KEYS[5] and redis.call('HEXISTS', KEYS[5], 'e') == 1 and redis.call('HSETNX', KEYS[5], 'r',
-    cjson.encode({ARGV[6], conv or '', link or ''})) == 1 then
+if KEYS[6] and redis.call('HEXISTS', KEYS[6], 'e') == 1 and redis.call('HSETNX', KEYS[6], 'r',
+    cjson.encode({ARGV[7], conv or '', old or new or ''})) == 1 then
   noted = 1
 end
-return {conv, link, noted}
+return {conv, new, old, noted}
 """
 # KEYS: conversation, message map value. ARGV: state encoded not paused, encoded paused, its own
 # paused ('1' or ''), conversation ms, message map value, message map ms.

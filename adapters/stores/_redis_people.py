@@ -1,6 +1,6 @@
-"""The Redis store's people methods (:class:`gateway.store.PeopleStore`): links with their reverse index, identities.
+"""The Redis store's people methods (:class:`gateway.store.PeopleStore`): identities, and links (``_redis_links``).
 
-Key layout: see :mod:`adapters.stores.redis` (``link:``, ``linked:``, ``ident:``, ``idents``).
+Key layout: see :mod:`adapters.stores.redis` (``ident:``, ``idents``; links in ``_redis_links``).
 """
 
 from __future__ import annotations
@@ -10,32 +10,22 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from adapters.stores import _redis_lua as lua
-from gateway.errors import StoreUnavailable
+from adapters.stores._redis_links import V1, RedisLinks
 from gateway.store import IdentityRecord
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-#: every key of this store starts with it; a later format can live beside this one
-PREFIX = "switchboard:v1:"
+#: every key of this store starts with it but the links', which moved to ``switchboard:v2:`` (_redis_links)
+PREFIX = V1
 _IDENTS = PREFIX + "idents"
-#: a link that moves between our read and our write is re-read this many times
-_LINK_RACES = 5
-
-
-def _link(identity_key: str) -> str:
-    return f"{PREFIX}link:{identity_key}"
-
-
-def _linked(user_id: str) -> str:
-    return f"{PREFIX}linked:{user_id}"
 
 
 def _ident(identity_key: str) -> str:
     return f"{PREFIX}ident:{identity_key}"
 
 
-class RedisPeople:
+class RedisPeople(RedisLinks):
     """Mixed into :class:`adapters.stores.redis.RedisStore`, whose client and guard it uses."""
 
     _client: aioredis.Redis
@@ -48,39 +38,8 @@ class RedisPeople:
         def _guard(self) -> Iterator[None]: ...
 
     def _register_people_scripts(self) -> None:
-        self._set_link = self._client.register_script(lua.SET_LINK)
-        self._delete_link = self._client.register_script(lua.DELETE_LINK)
+        self._register_link_scripts()
         self._touch = self._client.register_script(lua.TOUCH_IDENTITY)
-
-    # -- identity links ------------------------------------------------------------------------
-    async def get_link(self, identity_key: str) -> str | None:
-        with self._guard():
-            return _str(await self._client.get(_link(identity_key)))
-
-    async def set_link(self, identity_key: str, user_id: str) -> None:
-        with self._guard():
-            for _ in range(_LINK_RACES):
-                current = _str(await self._client.get(_link(identity_key)))
-                keys = [_link(identity_key), _linked(current or ""), _linked(user_id)]
-                if await self._set_link(keys=keys, args=(current or "", user_id, identity_key)):
-                    return
-        raise StoreUnavailable(f"link of {identity_key!r} keeps changing under us")
-
-    async def delete_link(self, identity_key: str) -> None:
-        with self._guard():
-            for _ in range(_LINK_RACES):
-                current = _str(await self._client.get(_link(identity_key)))
-                if current is None:
-                    return
-                keys = [_link(identity_key), _linked(current)]
-                if await self._delete_link(keys=keys, args=(current, identity_key)):
-                    return
-        raise StoreUnavailable(f"link of {identity_key!r} keeps changing under us")
-
-    async def linked_identities(self, user_id: str) -> list[str]:
-        with self._guard():
-            members = await self._client.smembers(_linked(user_id))
-        return sorted(str(m) for m in members)
 
     # -- identities ------------------------------------------------------------------------------
     async def touch_identity(self, identity_key: str, conversation_key: str, at: float) -> None:

@@ -1,6 +1,7 @@
 """``redis://[:password@]host:port/db`` (also ``rediss://`` and ``unix:///path.sock?db=N``): shared by instances.
 
-Key layout (``switchboard:v1:`` on every key, so a later format can live beside this one)::
+Key layout (a version in every key, so that a later format can live beside this one:
+``switchboard:v1:``, but ``switchboard:v2:`` for the links since issue 18)::
 
     switchboard:v1:journal:<journal key>  hash, pending: e=event JSON, p=progress JSON, a=attempts,
                                           c=conversation key, q=arrival sequence, r=the turn's
@@ -13,10 +14,11 @@ Key layout (``switchboard:v1:`` on every key, so a later format can live beside 
                                           deletes it when its last entry finishes
     switchboard:v1:seq                    arrival counter (breaks received_at ties in arrival order)
     switchboard:v1:conv:<scope key>       string: conversation_id, user_id, last_message_id, updated_at,
-                                          paused joined by 0x1f (see encode_conversation); TTL
-                                          conversation_ttl, renewed by every put
-    switchboard:v1:link:<identity key>    string: the linked Chatbase userId (no TTL)
-    switchboard:v1:linked:<userId>        set: the identity keys linked to that userId (no TTL)
+                                          paused joined by 0x1f (see _redis_conv: v2 since issue 18,
+                                          v1 still read); TTL conversation_ttl, renewed by every put
+    switchboard:v2:links:<n>              hash buckets: identity key -> the linked Chatbase userId,
+    switchboard:v2:linked:<n>             and the reverse index (no TTL; see _redis_links, which
+                                          also reads and moves the v1 link: and linked: keys)
     switchboard:v1:ident:<identity key>   hash: f=first seen, l=last seen (Unix time), and
                                           c:<conversation key>=last seen there; TTL
                                           conversation_ttl, renewed by every touch
@@ -51,14 +53,15 @@ from redis.backoff import ExponentialBackoff
 from adapters.stores import _redis_lua as lua
 from adapters.stores._common import StoreBase, bad_url, mask_url, split_url, ttl_ms
 from adapters.stores._redis_budget import RedisBucket
-from adapters.stores._redis_people import _IDENTS, PREFIX, RedisPeople, _ident, _link
+from adapters.stores._redis_conv import decode_conversation, encode_conversation
+from adapters.stores._redis_links import link_bucket, v1_link
+from adapters.stores._redis_people import _IDENTS, PREFIX, RedisPeople, _ident
 from gateway.batched import READ_NOTE, RateCount, TurnRead, read_note
 from gateway.errors import StoreUnavailable
 from gateway.events import InboundEvent
 from gateway.store import ConversationState, JournalEntry, JournalStatus, Store
 
 _PENDING = PREFIX + "pending"
-_SEP = "\x1f"
 _SEQ = PREFIX + "seq"
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 # redis-py's own URL options that may sit beside ours, e.g. ?socket_timeout=2&dedup_ttl=3d
@@ -341,18 +344,21 @@ class RedisStore(RedisPeople, StoreBase, Store):
 
     async def turn_read(self, identity_key: str, conversation_key: str, touch_at: float | None,
                         note: tuple[str, float] | None = None) -> TurnRead:
-        keys = [_ident(identity_key), _IDENTS, f"{PREFIX}conv:{conversation_key}", _link(identity_key)]
+        keys = [_ident(identity_key), _IDENTS, f"{PREFIX}conv:{conversation_key}", link_bucket(identity_key),
+                v1_link(identity_key)]
         if touch_at is None:
             args: tuple[Any, ...] = ("", "", "", "", "")
         else:
             cutoff = touch_at - self._conversation_ms / 1000
             args = (repr(touch_at), conversation_key, self._conversation_ms, identity_key, repr(cutoff))
+        args = (*args, identity_key)
         if note is not None:
             keys.append(_journal(note[0]))
             args = (*args, repr(note[1]))
         with self._guard():
-            raw, link, noted = await self._turn_read(keys=keys, args=args)
-        return TurnRead(decode_conversation(raw) if raw else None, link or None, bool(int(noted)))
+            raw, new, old, noted = await self._turn_read(keys=keys, args=args)
+            link = await self._found_link(identity_key, new or None, old or None)
+        return TurnRead(decode_conversation(raw) if raw else None, link, bool(int(noted)))
 
     async def remember(self, scope_key: str, state: ConversationState, message_key: str | None,
                        conversation_id: str, message_ttl: float) -> bool:
@@ -389,27 +395,6 @@ class RedisStore(RedisPeople, StoreBase, Store):
             self._conversation_of.clear()  # entries another instance finished; rare, so never many
         self._conversation_of[key] = conversation_key
         return _entry(event, progress, attempts, *found[4:6])
-
-
-def encode_conversation(state: ConversationState) -> str:
-    """Fields joined by US (0x1f); JSON only for values that would make that ambiguous.
-
-    Issue 9 budgets Redis memory per idle identity: with UUID-sized ids this is 216 bytes where a
-    JSON array is 248 (it crosses a jemalloc size class), so the compact form is worth its branch.
-    """
-    fields = [state.conversation_id, state.user_id, state.last_message_id, repr(state.updated_at)]
-    if all(f is None or (f and _SEP not in f) for f in fields) and not (state.conversation_id or "").startswith("["):
-        fields.append("1" if state.paused else "")
-        return _SEP.join(f or "" for f in fields)
-    return json.dumps([*fields[:3], state.updated_at, state.paused], ensure_ascii=False)
-
-
-def decode_conversation(raw: str) -> ConversationState:
-    if raw.startswith("["):
-        cid, uid, mid, updated_at, paused = json.loads(raw)
-        return ConversationState(cid, uid, mid, updated_at, bool(paused))
-    cid, uid, mid, updated_at, paused = raw.split(_SEP)
-    return ConversationState(cid or None, uid, mid or None, float(updated_at), paused == "1")
 
 
 def _text(value: bytes | str | None) -> str | None:
