@@ -15,7 +15,8 @@ made with its ordinary methods, so the semantics are the same everywhere:
   and, for a turn about to ask the agent, note that read on its journal entry (see :data:`READ_NOTE`);
 * :func:`remember`: write the answer's message→conversation map and the conversation, keeping a
   pause that staff or an operator set meanwhile;
-* :func:`save_answer`: save the turn's progress (holding the agent's answer) and :func:`remember`.
+* :func:`save_answer`: save the turn's progress (holding the agent's answer) and :func:`remember`;
+* :func:`journal_progress`: save a running turn's progress, fenced by its drain's lease.
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ class BatchedStore(Protocol):
 
     async def save_answer(self, journal_key: str, progress: dict[str, Any], attempts: int, scope_key: str,
                           state: ConversationState, message_key: str | None, conversation_id: str,
-                          message_ttl: float) -> bool: ...
+                          message_ttl: float, lease: tuple[str, str, float] | None = None) -> bool: ...
+
+    async def journal_progress_leased(self, key: str, progress: dict[str, Any], attempts: int, lease: str,
+                                      owner: str, ttl: float) -> None: ...
 
 
 _KINDS: dict[type, bool] = {}
@@ -183,12 +187,28 @@ async def remember(store: _Turning, scope_key: str, state: ConversationState, me
     await store.put_conversation(scope_key, state)
 
 
+async def journal_progress(store: JournalStore, key: str, progress: dict[str, Any], attempts: int,
+                           lease: str, owner: str, ttl: float) -> None:
+    """Save a running turn's progress; a store that can writes it only while the drain's lease is
+    its own (taking it again if it expired and is free), and raises :class:`LeaseLost` otherwise.
+
+    Fencing: a store outage longer than the lease lets another worker resume the entry while
+    this turn still runs; every visible action saves its intent first, so the stale turn stops
+    there instead of posting the answer a second time.
+    """
+    if _batched(store):
+        await store.journal_progress_leased(key, progress, attempts, lease, owner, ttl)
+    else:
+        await store.journal_progress(key, progress, attempts)
+
+
 async def save_answer(store: _Turning, progress: Progress, scope_key: str, state: ConversationState,
                       message_key: str | None, conversation_id: str | None, message_ttl: float) -> None:
-    """Save ``progress`` (it holds the agent's answer), then the conversation as :func:`remember`."""
+    """Save ``progress`` (it holds the agent's answer), then the conversation as :func:`remember`;
+    fenced by the progress's lease like :func:`journal_progress`, where the store can."""
     if _batched(store) and progress.journal_key is not None and conversation_id:
         state.paused = await store.save_answer(progress.journal_key, progress.data, progress.attempts, scope_key,
-                                               state, message_key, conversation_id, message_ttl)
+                                               state, message_key, conversation_id, message_ttl, progress.lease)
         return
     await progress.save()
     if conversation_id:

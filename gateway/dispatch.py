@@ -57,11 +57,12 @@ class _Lane:
 class _Turn:
     """The entry a drain is working on, and its outcome once known (for the write-back)."""
 
-    __slots__ = ("entry", "status")
+    __slots__ = ("entry", "lease", "status")
 
-    def __init__(self) -> None:
+    def __init__(self, lease: str, owner: str) -> None:
         self.entry: JournalEntry | None = None
         self.status: JournalStatus | None = None
+        self.lease = (lease, owner)
 
 
 class _Heartbeat:
@@ -223,7 +224,7 @@ class Dispatcher:
             return
         beat = _Heartbeat(self, lease, owner, conversation_key)
         me = asyncio.current_task()
-        turn = _Turn()
+        turn = _Turn(lease, owner)
         released = False
         try:
             while True:
@@ -341,11 +342,13 @@ class Dispatcher:
             turn.status = "failed"
             return "failed"
 
+        lease, owner = turn.lease
+
         async def save(data: dict[str, Any]) -> None:
-            await self.store.journal_progress(entry.key, data, entry.attempts)
+            await batched.journal_progress(self.store, entry.key, data, entry.attempts, lease, owner, self.lease_ttl)
 
         reply = channel.open_reply(event, Progress(entry.progress, save, journal_key=entry.key,
-                                                          attempts=entry.attempts))
+                                                   attempts=entry.attempts, lease=(lease, owner, self.lease_ttl)))
         if entry.attempts > MAX_EVENT_ATTEMPTS:
             log.error("event %s failed %d times; marking it failed", entry.key, MAX_EVENT_ATTEMPTS)
             # Once, so an apology that itself crashes cannot loop: it replaces a placeholder left

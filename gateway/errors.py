@@ -5,6 +5,7 @@
     ├── PluginError                  a configured plugin is missing or broken
     ├── WebhookRejected              inbound request refused (status carried: 400/401/403/413)
     ├── StoreUnavailable             the state store cannot be reached (webhooks answer 503)
+    │   └── LeaseLost                a drain's conversation lease went to another worker
     ├── ChannelError                 a platform API call failed
     │   ├── ChannelRateLimited       429 with retry_after seconds
     │   └── ChannelPermanentError    4xx that retrying cannot fix (bad number, window closed)
@@ -48,6 +49,12 @@ class WebhookRejected(SwitchboardError):
 
 class StoreUnavailable(SwitchboardError, OSError):
     """The state store cannot be reached; callers answer 503 so platforms retry later."""
+
+
+class LeaseLost(StoreUnavailable):
+    """A turn's progress write found its conversation's lease held by another worker (a store
+    outage outlasted it): that worker resumes the entry, so this turn must stop before its next
+    visible action. Handled like an outage: the drain finds the lease gone and stops."""
 
 
 class ChannelError(SwitchboardError):

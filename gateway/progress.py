@@ -37,6 +37,7 @@ class Progress:
         *,
         journal_key: str | None = None,
         attempts: int = 0,
+        lease: tuple[str, str, float] | None = None,
     ) -> None:
         self.data: dict[str, Any] = data if data is not None else {}
         self._saver = saver
@@ -44,6 +45,9 @@ class Progress:
         #: writes in one call (:func:`gateway.batched.save_answer`); None when not journaled
         self.journal_key = journal_key
         self.attempts = attempts
+        #: (lease, owner, ttl) of the drain running the turn: stores that can write the progress
+        #: only while that lease is the drain's (:func:`gateway.batched.journal_progress`)
+        self.lease = lease
         #: ``data["asked"]`` is already in the store, noted with the turn's read
         #: (:func:`gateway.batched.turn_read`); the runner then skips saving it
         self.asked_noted = False

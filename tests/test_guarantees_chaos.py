@@ -36,7 +36,8 @@ def report(name: str, tally: Tally, chaos: Chaos, extra: str = "") -> None:
     print(f"\n{tally.line(name)}{extra}; {chaos.reconciled()} interrupted sends found on the platform and adopted")
     for kind in ("slack", "sms"):
         print("  " + chaos.tally(kind).line(kind))
-    problems = tally.lost[:5] + tally.twice[:5] + tally.strays[:5] + chaos.log_problems()[:5]
+    problems = ([f"lost: {t}" for t in tally.lost[:5]] + [f"twice: {t}" for t in tally.twice[:5]]
+                + [f"stray: {t}" for t in tally.strays[:5]] + chaos.log_problems()[:5])
     assert tally.ok(), "\n".join(problems)
     assert chaos.log_problems() == [], "\n".join(chaos.log_problems()[:20])
 

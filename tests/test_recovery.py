@@ -8,6 +8,7 @@ emulator keeps real history, so "the user's message appears once" is read from i
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -185,3 +186,36 @@ async def test_a_read_the_store_noted_counts_as_asked(echo_plugin: Any) -> None:
         assert sent(echo_plugin)[-1] == 'You said: "yes". This is message 2 of this conversation.'
         assert len(requests(gw, "/chat")) == calls
         assert user_messages(gw) == ["yes", "yes"]
+
+
+async def test_a_turn_whose_lease_was_taken_over_stops_before_posting_and_the_answer_shows_once(
+    echo_plugin: Any,
+) -> None:
+    """A Redis outage longer than the lease lets another worker resume an entry whose turn still
+    runs. The stale turn's writes are fenced by the lease: it stops before posting, and the
+    worker that took over delivers the agent's answer, once, without asking again."""
+    import redis.asyncio as aioredis
+
+    flush_test_redis()
+    async with running_gateway({"echo": {"type": "echo", "token": TOKEN}}, store=REDIS_TEST_URL) as gw:
+        gw.emulator.faults.token_delay = 0.05
+        raw = aioredis.from_url(REDIS_TEST_URL, decode_responses=True)
+        lock = "switchboard:v1:lock:conv:echo:ann"
+        try:
+            async with aiohttp.ClientSession() as s, s.post(
+                f"{gw.url}/webhooks/echo", json={"id": "k1", "user": "ann", "text": "hello there"},
+                headers={"X-Echo-Token": TOKEN},
+            ) as resp:
+                assert resp.status == 200
+            while not requests(gw, "/chat"):  # the agent is streaming its answer now
+                await asyncio.sleep(0.01)
+            await raw.set(lock, "another-worker", px=60_000)  # the takeover
+            await gw.idle()
+            assert sent(echo_plugin) == []  # the stale turn stopped at its first fenced write
+            await raw.delete(lock)  # the other worker, which resumes the entry now
+            gw.dispatcher.kick("echo:ann")
+            await gw.idle()
+        finally:
+            await raw.aclose()
+        assert sent(echo_plugin) == ['You said: "hello there". This is message 1 of this conversation.']
+        assert len(requests(gw, "/chat")) == 1 and user_messages(gw) == ["hello there"]

@@ -51,6 +51,18 @@ if redis.call('HEXISTS', KEYS[1], 'e') == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'p', ARGV[1], 'a', ARGV[2])
 return 1
 """
+# KEYS: lock. ARGV: owner, lease ms. The lease fence of a running turn's writes (a Lua snippet):
+# nothing is written unless the drain still holds the lease, or takes it again because it expired
+# and nobody took it meanwhile.
+_FENCE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return -1 end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+"""
+# KEYS: entry, lock. ARGV: progress, attempts, owner, lease ms. JOURNAL_PROGRESS behind the fence:
+# -1 when another drain holds the lease.
+JOURNAL_PROGRESS_LEASED = _FENCE.replace("KEYS[1]", "KEYS[2]").replace("ARGV[1]", "ARGV[3]").replace(
+    "ARGV[2]", "ARGV[4]") + JOURNAL_PROGRESS
 # KEYS: entry, pending, queue. ARGV: status, dedup ms, key.
 JOURNAL_FINISH = """
 if redis.call('HEXISTS', KEYS[1], 'e') == 0 then return 0 end
@@ -184,9 +196,13 @@ end
 redis.call('SET', KEYS[1], paused and ARGV[2] or ARGV[1], 'PX', ARGV[4])
 return paused and 1 or 0
 """
-# KEYS: entry, conversation, message map value. ARGV: progress, attempts, then REMEMBER's six.
-# The answer saved in the progress (unless the entry finished meanwhile) and, with it, REMEMBER.
+# KEYS: entry, conversation, message map value[, lock]. ARGV: progress, attempts, then REMEMBER's
+# six[, owner, lease ms]. The answer saved in the progress (unless the entry finished meanwhile)
+# and, with it, REMEMBER; with a lock, behind the fence (-1 when another drain holds the lease).
 SAVE_ANSWER = """
+if KEYS[4] then
+""" + _FENCE.replace("KEYS[1]", "KEYS[4]").replace("ARGV[1]", "ARGV[9]").replace("ARGV[2]", "ARGV[10]") + """
+end
 if redis.call('HEXISTS', KEYS[1], 'e') == 1 then redis.call('HSET', KEYS[1], 'p', ARGV[1], 'a', ARGV[2]) end
 """ + REMEMBER.replace("KEYS[2]", "KEYS[3]").replace("KEYS[1]", "KEYS[2]").replace(
     "ARGV[6]", "ARGV[8]").replace("ARGV[5]", "ARGV[7]").replace("ARGV[4]", "ARGV[6]").replace(

@@ -57,7 +57,7 @@ from adapters.stores._redis_conv import decode_conversation, encode_conversation
 from adapters.stores._redis_links import link_bucket, v1_link
 from adapters.stores._redis_people import _IDENTS, PREFIX, RedisPeople, _ident
 from gateway.batched import READ_NOTE, RateCount, TurnRead, read_note
-from gateway.errors import StoreUnavailable
+from gateway.errors import LeaseLost, StoreUnavailable
 from gateway.events import InboundEvent
 from gateway.store import ConversationState, JournalEntry, JournalStatus, Store
 
@@ -146,6 +146,7 @@ class RedisStore(RedisPeople, StoreBase, Store):
         #: journal key → conversation key of the heads this process read (journal_finish needs it)
         self._conversation_of: dict[str, str] = {}
         self._progress = client.register_script(lua.JOURNAL_PROGRESS)
+        self._progress_leased = client.register_script(lua.JOURNAL_PROGRESS_LEASED)
         self._finish = client.register_script(lua.JOURNAL_FINISH)
         self._incr = client.register_script(lua.INCR)
         self._lock = client.register_script(lua.TRY_LOCK)
@@ -246,6 +247,14 @@ class RedisStore(RedisPeople, StoreBase, Store):
     async def journal_progress(self, key: str, progress: dict[str, Any], attempts: int) -> None:
         with self._guard():
             await self._progress(keys=[_journal(key)], args=(json.dumps(progress), attempts))
+
+    async def journal_progress_leased(self, key: str, progress: dict[str, Any], attempts: int, lease: str,
+                                      owner: str, ttl: float) -> None:
+        with self._guard():
+            done = await self._progress_leased(keys=[_journal(key), f"{PREFIX}lock:{lease}"],
+                                               args=(json.dumps(progress), attempts, owner, ttl_ms(ttl)))
+        if int(done) < 0:
+            raise LeaseLost(f"lease {lease} is held by another worker; not saving {key}")
 
     async def journal_finish(self, key: str, status: JournalStatus) -> None:
         with self._guard():
@@ -368,11 +377,16 @@ class RedisStore(RedisPeople, StoreBase, Store):
 
     async def save_answer(self, journal_key: str, progress: dict[str, Any], attempts: int, scope_key: str,
                           state: ConversationState, message_key: str | None, conversation_id: str,
-                          message_ttl: float) -> bool:
+                          message_ttl: float, lease: tuple[str, str, float] | None = None) -> bool:
         keys, args = self._remember_call(scope_key, state, message_key, conversation_id, message_ttl)
+        keys, args = [_journal(journal_key), *keys], (json.dumps(progress), attempts, *args)
+        if lease is not None:
+            keys, args = [*keys, f"{PREFIX}lock:{lease[0]}"], (*args, lease[1], ttl_ms(lease[2]))
         with self._guard():
-            return bool(await self._save_answer(keys=[_journal(journal_key), *keys],
-                                                args=(json.dumps(progress), attempts, *args)))
+            paused = int(await self._save_answer(keys=keys, args=args))
+        if paused < 0:
+            raise LeaseLost(f"lease {lease[0] if lease else ''} is held by another worker; not saving {journal_key}")
+        return bool(paused)
 
     def _remember_call(self, scope_key: str, state: ConversationState, message_key: str | None,
                        conversation_id: str, message_ttl: float) -> tuple[list[str], tuple[Any, ...]]:

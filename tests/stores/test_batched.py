@@ -137,3 +137,31 @@ async def test_journal_add_counts_new_messages_once_where_the_store_can(store: S
         assert await store.incr("rate:chat||ann:1", 60) == 3  # the same counter the turn would use
     else:
         assert [e.rate_count for e in pending] == [None, None]  # counted by the turn instead
+
+
+async def test_a_turn_that_lost_its_lease_cannot_save_progress_where_the_store_fences(store: Store) -> None:
+    """A store outage longer than the lease let another worker take the entry over: the stale
+    turn's next save (an intent, before any visible action) fails instead of being written."""
+    from gateway.errors import LeaseLost
+    from gateway.progress import Progress
+
+    entry = JournalEntry(event("a"))
+    await store.journal_add(entry)
+    assert await store.try_lock("conv:x", "other", 10)  # taken over
+    if not isinstance(store, batched.BatchedStore):
+        await batched.journal_progress(store, entry.key, {"sending": 1}, 1, "conv:x", "me", 10)
+        return  # one process: nothing to fence against
+    with pytest.raises(LeaseLost):
+        await batched.journal_progress(store, entry.key, {"sending": 1}, 1, "conv:x", "me", 10)
+    progress = Progress({"answer": {"text": "hi"}}, None, journal_key=entry.key, attempts=1, lease=("conv:x", "me", 10))
+    with pytest.raises(LeaseLost):
+        await batched.save_answer(store, progress, "chat:ann", ConversationState("c1", "u1"), None, "c1", 60)
+    head = await store.journal_head(entry.event.conversation_key)
+    assert head is not None and head.progress == {} and await store.get_conversation("chat:ann") is None
+    # Expired and free again: the write takes the lease back (nobody resumed the entry meanwhile).
+    await store.unlock("conv:x", "other")
+    await batched.journal_progress(store, entry.key, {"sending": 1}, 1, "conv:x", "me", 10)
+    assert not await store.try_lock("conv:x", "other", 10)
+    await batched.save_answer(store, progress, "chat:ann", ConversationState("c1", "u1"), None, "c1", 60)
+    head = await store.journal_head(entry.event.conversation_key)
+    assert head is not None and head.progress == {"answer": {"text": "hi"}}
