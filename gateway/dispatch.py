@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import batched
 from gateway.channel import Answer, Progress, Reply
-from gateway.errors import StoreUnavailable
+from gateway.errors import LeaseLost, StoreUnavailable
 from gateway.events import InboundEvent
 from gateway.policy import MAX_EVENT_ATTEMPTS, apologise, attempt_turn
 from gateway.slots import TurnSlot
@@ -231,6 +231,10 @@ class Dispatcher:
                 beat.start()
                 try:
                     released = await self._drain_entries(conversation_key, me, turn, first, beat)
+                    return
+                except LeaseLost as exc:
+                    log.warning("stopped the turn of %s: %s (taken over during a store outage; that worker "
+                                "resumes it)", conversation_key, exc)
                     return
                 except StoreUnavailable as exc:
                     first = None
