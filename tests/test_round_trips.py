@@ -15,19 +15,25 @@ issue 18 asked:
 
 The shared agent rate budget (taking and settling a token) and the platform's pacing buckets are
 counted apart: they are rate limits shared with other instances, not the turn's own state.
+
+SQLite makes the same six: each a statement or a unit of statements (``adapters.stores._sqlite_batched``)
+sent to the store's writer thread, counted there; each waits for a group commit, so each is a trip.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from adapters.stores._sqlite_batch import GroupCommitter
+from adapters.stores.sqlite import SQLiteStore
 from switchboard.testing import GatewayUnderTest, running_gateway, wait_until
 from tests.conftest_stores import REDIS_TEST_URL
 from tests.fakes.slack import SECRET, FakeSlack, event_body, message, signed_headers
@@ -72,8 +78,34 @@ class Monitor:
         await self._client.aclose()
 
 
-@pytest.fixture
-async def clean_redis() -> AsyncIterator[str]:
+class SQLiteTrips:
+    """Every statement or unit of statements the SQLite store queues for its writer thread."""
+
+    def __init__(self, gw: GatewayUnderTest) -> None:
+        store = gw.services.store
+        assert isinstance(store, SQLiteStore)
+        self._committer = store._db()
+        self.commands: list[list[str]] = []
+
+    async def __aenter__(self) -> SQLiteTrips:
+        queued = GroupCommitter._queued
+
+        def recording(sql: str, params: Any, fetch: bool, unit: Callable[..., Any] | None) -> Any:
+            self.commands.append([unit.__qualname__] if unit is not None else sql.split()[:3])
+            return queued(self._committer, sql, params, fetch, unit)
+
+        self._committer._queued = recording  # type: ignore[method-assign]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        del self._committer._queued
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/state.db"
+        return
     client = aioredis.from_url(REDIS_TEST_URL)
     await client.flushdb()
     yield REDIS_TEST_URL
@@ -86,7 +118,8 @@ async def count_one_answer(gw: GatewayUnderTest, send: Any, delivered: Any) -> l
     await send(0)
     await wait_until(lambda: delivered(0), "the first answer")
     await gw.idle()
-    async with Monitor() as mon:
+    sqlite = gw.settings.gateway.store.startswith("sqlite")
+    async with SQLiteTrips(gw) if sqlite else Monitor() as mon:
         await send(1)
         await wait_until(lambda: delivered(1), "the second answer")
         await gw.idle()
@@ -105,10 +138,10 @@ def report(commands: list[list[str]]) -> str:
     return "\n".join(" ".join(c[:3]) for c in commands)
 
 
-async def test_a_slack_answer_takes_at_most_six_round_trips(slack_fake: FakeSlack, clean_redis: str) -> None:
+async def test_a_slack_answer_takes_at_most_six_round_trips(slack_fake: FakeSlack, store_url: str) -> None:
     config = {"type": "slack", "bot_token": slack_fake.token, "signing_secret": SECRET,
               "api_base": slack_fake.api_base, "update_interval": 1.0}
-    async with running_gateway({"slack": config}, store=clean_redis) as gw, aiohttp.ClientSession() as http:
+    async with running_gateway({"slack": config}, store=store_url) as gw, aiohttp.ClientSession() as http:
         async def send(n: int) -> None:
             body = event_body(message(f"hello {n}", channel=f"D{n}", user=f"U{n}", ts=f"{n}.1"), event_id=f"Ev{n}")
             async with http.post(f"{gw.url}/webhooks/slack", data=body, headers=signed_headers(body)) as r:
@@ -120,10 +153,10 @@ async def test_a_slack_answer_takes_at_most_six_round_trips(slack_fake: FakeSlac
     check(commands)
 
 
-async def test_a_twilio_answer_takes_at_most_six_round_trips(twilio_fake: FakeTwilio, clean_redis: str) -> None:
+async def test_a_twilio_answer_takes_at_most_six_round_trips(twilio_fake: FakeTwilio, store_url: str) -> None:
     creds = {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN}
     channels = {"sms": {"type": "twilio-sms", "from": BOT, "api_base": twilio_fake.url, **creds}}
-    async with running_gateway(channels, store=clean_redis) as gw, aiohttp.ClientSession() as http:
+    async with running_gateway(channels, store=store_url) as gw, aiohttp.ClientSession() as http:
         async def send(n: int) -> None:
             status, _, _ = await twilio_fake.post(http, f"{gw.url}/webhooks/sms",
                                                   message_params(f"hello {n}", f"+1555000000{n}", BOT, f"SM{n}"))

@@ -51,6 +51,13 @@ MIGRATIONS: Sequence[Sequence[str]] = (
         "CREATE INDEX identity_conversations_seen ON identity_conversations (last_seen)",
         "CREATE INDEX links_user ON links (user_id)",
     ),
+    (
+        # What the combined calls (adapters.stores._sqlite_batched) keep on a pending entry, as the
+        # Redis store does: the read noted before asking the agent (JSON, gateway.batched.READ_NOTE)
+        # and the sender's rate count taken when it was journaled.
+        "ALTER TABLE journal ADD COLUMN note TEXT",
+        "ALTER TABLE journal ADD COLUMN rate_count INTEGER",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -61,11 +68,11 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
     conversation = excluded.conversation, event = excluded.event, status = excluded.status,
     progress = excluded.progress, attempts = excluded.attempts, received_at = excluded.received_at,
-    created_at = excluded.created_at, finished_at = excluded.finished_at
+    created_at = excluded.created_at, finished_at = excluded.finished_at, note = NULL, rate_count = NULL
 -- A key whose dedup TTL ran out counts as new, as it does when Redis expires the key.
 WHERE journal.finished_at IS NOT NULL AND journal.finished_at <= ?
 """
-ENTRY_COLUMNS = "event, progress, attempts"
+ENTRY_COLUMNS = "event, progress, attempts, note, rate_count"
 INCR = """
 INSERT INTO kv (key, value, expires_at) VALUES (?1, '1', ?2 + ?3)
 ON CONFLICT (key) DO UPDATE SET
@@ -94,8 +101,33 @@ ON CONFLICT (identity_key, conversation_key) DO UPDATE SET last_seen = excluded.
 """
 #: every journal row of a conversation loses its payload; pending ones are abandoned
 FORGET_JOURNAL = """
-UPDATE journal SET event = '', progress = '{}', conversation = '',
+UPDATE journal SET event = '', progress = '{}', conversation = '', note = NULL,
     status = CASE status WHEN 'pending' THEN 'failed' ELSE status END,
     finished_at = coalesce(finished_at, ?2)
 WHERE conversation = ?1
+"""
+#: the oldest pending entry of a conversation (?1), its attempt counted, as ENTRY_COLUMNS
+COUNTED_HEAD = f"""
+UPDATE journal SET attempts = attempts + 1
+WHERE rowid = (SELECT rowid FROM journal WHERE conversation = ?1 AND status = 'pending'
+               ORDER BY received_at, rowid LIMIT 1)
+RETURNING {ENTRY_COLUMNS}
+"""
+#: the conversation of scope ?1 unless idle since ?2, and the link of identity ?3, in one row
+#: (conversation_id, user_id, last_message_id, updated_at, paused, link); user_id NULL: none
+CONVERSATION_AND_LINK = """
+SELECT c.conversation_id, c.user_id, c.last_message_id, c.updated_at, c.paused, l.user_id
+FROM (SELECT 1) LEFT JOIN conversations AS c ON c.scope_key = ?1 AND c.touched_at > ?2
+LEFT JOIN links AS l ON l.identity_key = ?3
+"""
+#: put a conversation (the columns in order, touched_at ?7), keeping the paused flag of a row
+#: still alive (touched after ?8): a pause set or lifted meanwhile by staff or an operator wins
+REMEMBER_CONVERSATION = """
+INSERT INTO conversations VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT (scope_key) DO UPDATE SET
+    conversation_id = excluded.conversation_id, user_id = excluded.user_id,
+    last_message_id = excluded.last_message_id, updated_at = excluded.updated_at,
+    paused = CASE WHEN conversations.touched_at > ?8 THEN conversations.paused ELSE excluded.paused END,
+    touched_at = excluded.touched_at
+RETURNING paused
 """

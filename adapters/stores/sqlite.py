@@ -4,10 +4,12 @@ Durability: WAL with ``synchronous=FULL``, so once :meth:`journal_add` returns t
 fsynced log and survives kill -9 or a power cut; acknowledging the webhook after it is safe.
 
 Concurrency: one connection on one thread. Every method is a single SQL statement (dedup is one
-``INSERT ... ON CONFLICT``, a lease one upsert), run one after another, so concurrent tasks cannot
-interleave inside an operation and no Python-side lock is needed. Statements of concurrent callers
-are committed together (group commit, :mod:`adapters.stores._sqlite_batch`): one ``fsync`` serves
-every webhook waiting on it, each answered only after the commit holding its event.
+``INSERT ... ON CONFLICT``, a lease one upsert), or for the turn's combined calls
+(:mod:`adapters.stores._sqlite_batched`) one unit of statements run together, so concurrent tasks
+cannot interleave inside an operation and no Python-side lock is needed. Statements and units of
+concurrent callers are committed together (group commit, :mod:`adapters.stores._sqlite_batch`):
+one ``fsync`` serves every webhook waiting on it, each answered only after the commit holding its
+event.
 ``busy_timeout`` covers another process (the CLI) touching the file.
 
 Leases: only one gateway process uses a file, so opening the store voids the leases a crashed
@@ -23,13 +25,14 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from adapters.stores._common import StoreBase, bad_url, mask_url, split_url
 from adapters.stores._sqlite_batch import GroupCommitter
+from adapters.stores._sqlite_batched import SQLiteBatched, decode_entry
 from adapters.stores._sqlite_people import SQLitePeople
 from adapters.stores._sqlite_sql import (
     ENTRY_COLUMNS,
@@ -41,9 +44,9 @@ from adapters.stores._sqlite_sql import (
     TRY_LOCK,
 )
 from gateway.errors import ConfigError, StoreUnavailable
-from gateway.events import InboundEvent
 from gateway.store import ConversationState, JournalEntry, JournalStatus, Store
 
+T = TypeVar("T")
 _PURGE_EVERY = 500
 # Primary result codes that mean "the database cannot be used right now", not "our SQL is wrong".
 _UNAVAILABLE_CODES = {
@@ -68,7 +71,7 @@ def database_path(url: str) -> str:
     return path
 
 
-class SQLiteStore(SQLitePeople, StoreBase, Store):
+class SQLiteStore(SQLiteBatched, SQLitePeople, StoreBase, Store):
     """A single-process, crash-safe :class:`gateway.store.Store` in one SQLite file."""
 
     def __init__(self, url: str, *, dedup_ttl: float | None = None, conversation_ttl: float | None = None) -> None:
@@ -138,39 +141,35 @@ class SQLiteStore(SQLitePeople, StoreBase, Store):
 
     async def purge(self) -> None:
         """Delete what has expired: finished events past the dedup TTL, values, locks, idle conversations."""
-        now = time.time()
-        await self._run("DELETE FROM journal WHERE finished_at <= ?", (now - self._options.dedup_ttl,))
-        await self._run("DELETE FROM kv WHERE expires_at <= ?", (now,))
-        await self._run("DELETE FROM locks WHERE expires_at <= ?", (now,))
-        await self._run("DELETE FROM conversations WHERE touched_at <= ?", (now - self._options.conversation_ttl,))
-        await self._run("DELETE FROM identities WHERE touched_at <= ?", (now - self._options.conversation_ttl,))
-        await self._run(
-            "DELETE FROM identity_conversations WHERE last_seen <= ?", (now - self._options.conversation_ttl,)
-        )
+        dedup_ttl, conversation_ttl = self._options.dedup_ttl, self._options.conversation_ttl
+
+        def purge(conn: sqlite3.Connection) -> None:  # one unit: one trip for the caller that runs it
+            now = time.time()
+            conn.execute("DELETE FROM journal WHERE finished_at <= ?", (now - dedup_ttl,))
+            conn.execute("DELETE FROM kv WHERE expires_at <= ?", (now,))
+            conn.execute("DELETE FROM locks WHERE expires_at <= ?", (now,))
+            conn.execute("DELETE FROM conversations WHERE touched_at <= ?", (now - conversation_ttl,))
+            conn.execute("DELETE FROM identities WHERE touched_at <= ?", (now - conversation_ttl,))
+            conn.execute("DELETE FROM identity_conversations WHERE last_seen <= ?", (now - conversation_ttl,))
+
+        await self._unit(purge)
 
     # -- journal -------------------------------------------------------------------------------
     async def journal_add(self, entry: JournalEntry) -> bool:
-        event, now = entry.event, time.time()
+        return await self._write(JOURNAL_ADD, self._add_params(entry, time.time())) == 1
+
+    def _add_params(self, entry: JournalEntry, now: float) -> tuple[Any, ...]:
+        """JOURNAL_ADD's parameters for ``entry``, journaled at ``now``."""
+        event = entry.event
         finished_at = None if entry.status == "pending" else now
-        params = (
-            entry.key,
-            event.conversation_key,
-            event.to_json(),
-            entry.status,
-            json.dumps(entry.progress),
-            entry.attempts,
-            event.received_at,
-            now,
-            finished_at,
-            now - self._options.dedup_ttl,
-        )
-        return await self._write(JOURNAL_ADD, params) == 1
+        return (entry.key, event.conversation_key, event.to_json(), entry.status, json.dumps(entry.progress),
+                entry.attempts, event.received_at, now, finished_at, now - self._options.dedup_ttl)
 
     async def journal_pending(self) -> list[JournalEntry]:
         rows = await self._fetch(
             f"SELECT {ENTRY_COLUMNS} FROM journal WHERE status = 'pending' ORDER BY received_at, rowid"
         )
-        return [_entry(row) for row in rows]
+        return [decode_entry(row) for row in rows]
 
     async def journal_conversations(self) -> list[str]:
         # Answered from the journal_head index (conversation, received_at) WHERE status = 'pending'.
@@ -183,7 +182,7 @@ class SQLiteStore(SQLitePeople, StoreBase, Store):
             " ORDER BY received_at, rowid LIMIT 1",
             (conversation_key,),
         )
-        return _entry(rows[0]) if rows else None
+        return decode_entry(rows[0]) if rows else None
 
     async def journal_progress(self, key: str, progress: dict[str, Any], attempts: int) -> None:
         await self._run(
@@ -297,6 +296,11 @@ class SQLiteStore(SQLitePeople, StoreBase, Store):
         with self._mapped():
             return int(await self._db().execute(sql, params))
 
+    async def _unit(self, unit: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``unit``'s statements together: one trip to the writer thread, one commit."""
+        with self._mapped():
+            return await self._db().run(unit)
+
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
         """Like :meth:`_run`, for writes that create rows the purge must eventually remove."""
         changed = await self._run(sql, params)
@@ -307,11 +311,6 @@ class SQLiteStore(SQLitePeople, StoreBase, Store):
         self._writes += 1
         if self._writes % _PURGE_EVERY == 0:
             await self.purge()
-
-
-def _entry(row: Any) -> JournalEntry:
-    event, progress, attempts = row
-    return JournalEntry(InboundEvent.from_json(event), "pending", json.loads(progress), attempts)
 
 
 def create(url: str) -> Store:

@@ -1,13 +1,16 @@
-"""The combined store calls (gateway.batched) mean the same on Redis (one script each) as the
-one-by-one steps every other store gets: the same heads, attempts, leases, conversations."""
+"""The combined store calls (gateway.batched) mean the same on Redis (one script each) and SQLite
+(one unit of statements each, one commit) as the one-by-one steps every other store gets: the same
+heads, attempts, leases, conversations."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from adapters.stores import redis as redis_store
+from adapters.stores import sqlite as sqlite_store
 from adapters.stores.memory import MemoryStore
 from gateway import batched
 from gateway.events import Identity, InboundEvent
@@ -19,11 +22,14 @@ def event(key: str, scope: str = "ann") -> InboundEvent:
     return InboundEvent(channel="chat", key=key, identity=Identity("chat", "", "ann"), scope=scope, text=key)
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+@pytest.fixture(params=["memory", "redis", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     if request.param == "memory":
         opened: Store = MemoryStore()
         assert not isinstance(opened, batched.BatchedStore)
+    elif request.param == "sqlite":
+        opened = sqlite_store.create(f"sqlite:///{tmp_path}/state.db")
+        assert isinstance(opened, batched.BatchedStore)
     else:
         flush_test_redis()
         opened = redis_store.create(REDIS_TEST_URL)
