@@ -48,6 +48,7 @@ from redis.backoff import ExponentialBackoff
 
 from adapters.stores import _redis_lua as lua
 from adapters.stores._common import StoreBase, bad_url, mask_url, split_url, ttl_ms
+from adapters.stores._redis_batch import ScriptBatcher
 from adapters.stores._redis_budget import RedisBucket
 from adapters.stores._redis_people import _IDENTS, PREFIX, RedisPeople, _ident, _link
 from gateway.errors import StoreUnavailable
@@ -135,7 +136,9 @@ class RedisStore(RedisPeople, StoreBase, Store):
         except ValueError as exc:
             raise bad_url(url, f"not a valid Redis URL: {exc}") from None
         client = self._client
-        self._add = self._intake.register_script(lua.JOURNAL_ADD)
+        # Concurrent webhooks' journal writes go out as one pipeline: one round trip for a wave,
+        # where each used to wait for a pooled connection and a round trip of its own.
+        self._add = ScriptBatcher(self._intake, lua.JOURNAL_ADD)
         self._head = client.register_script(lua.JOURNAL_HEAD)
         #: journal key → conversation key of the heads this process read (journal_finish needs it)
         self._conversation_of: dict[str, str] = {}
@@ -164,6 +167,7 @@ class RedisStore(RedisPeople, StoreBase, Store):
         await self.ping()
 
     async def close(self) -> None:
+        await self._add.close()
         await self._intake.aclose()
         await self._client.aclose()
 
