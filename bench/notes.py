@@ -33,24 +33,29 @@ one (a new Slack DM or SMS sender) with one message, answered by the emulator's 
 messages (about a dozen word-sized tokens).
 """
 
-ACK = """**Why the goal is missed.** A wave puts 200 requests on one Python process at once; they are
-answered one after another on its event loop, so the p99 is the time to get through the whole wave,
-not the time of one request. The baseline app (last row), which only checks the signature and
-starts a task, shows the floor of this HTTP stack on this machine for the same waves. SQLite meets
-the goal since issue 18: group commit makes one `fsync` serve every webhook of a wave waiting on
-it, where each used to wait for 200 flushes in a row (203 ms p99 before). Redis pays one Lua call
-per event through redis-py (its connection pool wakes 200 waiting requests one at a time), and the
-turns of the previous waves share the same core; on a machine shared with other work (see the load
-average above) that tail moves by several times from run to run: 222 ms before issue 18, 421 to
-1,056 ms in the runs made for it. The webhooks now journal through a Redis connection pool of their
-own, so an acknowledgement never waits for a connection behind turn work: in scenario 4's burst of
-1,000 conversations at once, 204 webhooks got a 503 without it (the 1 s `webhook_store_timeout`
-ran out behind 1,000 drains' commands) and none with it; in these waves its effect on the p99 could
-not be told apart from the machine's noise. What would reach the goal: the journal writes of
-concurrent webhooks pipelined in one round trip (a batcher in front of `journal_add`, like the
-SQLite group commit), and turns kept off the acknowledging process's core (`--workers`, or turns in
-a process of their own). Every wave was acknowledged inside Slack's 3-second deadline, and every
-acknowledged event was answered afterwards."""
+ACK = """**Why the goal is missed.** A wave puts 200 requests on one Python process at once; they
+are answered one after another on its event loop, so the p99 is the time to get through the whole
+wave, not the time of one request. The baseline app (last row), which only checks the signature and
+starts a task, shows the floor of this HTTP stack on this machine for the same waves. Both stores
+now journal a wave in one or two round trips. SQLite by group commit: one `fsync` serves every
+webhook of a wave waiting on it, where each used to wait for 200 flushes in a row (203 ms p99
+before). Redis by pipelining (`adapters/stores/_redis_batch.py`): the journal scripts of webhooks
+that arrive while one pipeline is in flight go out together as the next, one `EVALSHA` each in
+arrival order, each webhook answered with its own result; before, each made its own Lua call through
+redis-py, whose connection pool wakes 200 waiting requests one at a time (p99 2.0 to 7.0 times the
+baseline's in the interleaved runs made for this change, 1.8 to 3.0 times with it). Full garbage
+collections, which walked every object start-up left behind and held the loop for 65 to 97 ms of CPU
+in the middle of a wave, now walk only what came after start-up (`gc.freeze()` in `switchboard
+serve`: 8 to 15 ms). What is left is the turns of this wave and the previous ones (leases, turn
+reads, the agent requests, placeholder posts 0.3 s after a wave, answers 2 s after it), which share
+the acknowledging core; on a machine shared with other work (see the load average above) that tail
+moves by two or three times from run to run. The webhooks journal through a Redis connection pool of
+their own, so an acknowledgement never waits for a connection behind turn work: in scenario 4's
+burst of 1,000 conversations at once, 204 webhooks got a 503 without it (the 1 s
+`webhook_store_timeout` ran out behind 1,000 drains' commands) and none with it. What would reach
+the goal: turns kept off the acknowledging process's core (`--workers`, or turns in a process of
+their own), or drains that start only once the intake has answered. Every wave was acknowledged
+inside Slack's 3-second deadline, and every acknowledged event was answered afterwards."""
 
 OVERHEAD_CONTEXT = """Since issue 18 an answer that is complete within 0.3 s (capped by `update_interval`) is posted
 once, without placeholder; a slower one gets its placeholder then, and its first edit may come
@@ -191,6 +196,14 @@ Before: 3.2 to 4.0 ms of gateway CPU per answer, 12 to 22% of the baseline's thr
    two workers (200 events and retries, every one answered once, in order, by both workers).
 6. The benchmark now counts a refused webhook (503, which a platform retries) as an error owed no
    answer, instead of failing the whole run while waiting for it.
+7. **Acks first on Redis** (scenario 1): the journal writes of concurrent webhooks share one
+   pipeline (`adapters/stores/_redis_batch.py`, like the SQLite group commit; one or two pipelines
+   per wave of 200), and `switchboard serve` freezes what start-up built out of the garbage
+   collector's reach, so a full collection in a wave walks a few thousand objects instead of
+   every module's. In six interleaved pairs of runs, Redis's p99 went from 2.0 to 7.0 times the
+   baseline's (161 to 477 ms) to 1.8 to 3.0 times (92 to 150 ms), and its p50 from 74 to 129 ms
+   to 35 to 82 ms. Tried and not kept: the turns' store scripts through the same batcher (no
+   difference that stood out of the noise in three pairs of runs).
 
 Not done: the compact Redis layout for linked identities (scenario 4 says what it needs).
 

@@ -52,6 +52,7 @@ from redis.backoff import ExponentialBackoff
 
 from adapters.stores import _redis_lua as lua
 from adapters.stores._common import StoreBase, bad_url, mask_url, split_url, ttl_ms
+from adapters.stores._redis_batch import ScriptBatcher
 from adapters.stores._redis_budget import RedisBucket
 from adapters.stores._redis_conv import decode_conversation, encode_conversation
 from adapters.stores._redis_links import link_bucket, v1_link
@@ -141,7 +142,9 @@ class RedisStore(RedisPeople, StoreBase, Store):
         except ValueError as exc:
             raise bad_url(url, f"not a valid Redis URL: {exc}") from None
         client = self._client
-        self._add = self._intake.register_script(lua.JOURNAL_ADD)
+        # Concurrent webhooks' journal writes go out as one pipeline: one round trip for a wave,
+        # where each used to wait for a pooled connection and a round trip of its own.
+        self._add = ScriptBatcher(self._intake, lua.JOURNAL_ADD)
         self._head = client.register_script(lua.JOURNAL_HEAD)
         #: journal key → conversation key of the heads this process read (journal_finish needs it)
         self._conversation_of: dict[str, str] = {}
@@ -171,6 +174,7 @@ class RedisStore(RedisPeople, StoreBase, Store):
         await self.ping()
 
     async def close(self) -> None:
+        await self._add.close()
         await self._intake.aclose()
         await self._client.aclose()
 
