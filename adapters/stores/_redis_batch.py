@@ -33,34 +33,50 @@ MAX_BATCH = 500
 
 
 class _Call:
-    __slots__ = ("args", "future", "keys")
+    __slots__ = ("args", "future", "keys", "script")
 
-    def __init__(self, keys: Sequence[Any], args: Sequence[Any], future: asyncio.Future[Any]) -> None:
-        self.keys, self.args, self.future = keys, args, future
+    def __init__(self, script: _Script, keys: Sequence[Any], args: Sequence[Any],
+                 future: asyncio.Future[Any]) -> None:
+        self.script, self.keys, self.args, self.future = script, keys, args, future
 
 
-class ScriptBatcher:
-    """One Lua script, called through :meth:`__call__`; a writer task pipelines concurrent calls."""
+class _Script:
+    __slots__ = ("sha", "text")
 
-    def __init__(self, client: aioredis.Redis, script: str) -> None:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+
+class Pipeline:
+    """Queued script calls of one client; a writer task sends each batch as one pipeline.
+
+    Any number of scripts share it (:meth:`script`): under load the calls of many turns, whatever
+    their scripts, go out together, one connection and one round trip for the lot instead of one
+    pooled command each.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
         self._encoder = client.connection_pool.get_encoder()
-        self._script = script
-        self._sha = hashlib.sha1(script.encode()).hexdigest()
         self._queue: list[_Call] = []
         self._writer: asyncio.Task[None] | None = None
         #: how many pipelines and calls went through (for tests)
         self.pipelines = 0
         self.calls = 0
 
-    async def __call__(self, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    def script(self, text: str) -> ScriptBatcher:
+        """A callable for one Lua script, its calls sent through this pipeline."""
+        return ScriptBatcher(self._client, text, self)
+
+    async def call(self, script: _Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """The script's reply for these keys and arguments, once the pipeline holding it answered."""
         # Encoded now, so that a value Redis cannot take (None, a dict) fails its own caller
         # here (DataError) instead of the whole pipeline when it is packed.
         encode = self._encoder.encode
         keys, args = [encode(k) for k in keys], [encode(a) for a in args]
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Call(keys, args, future))
+        self._queue.append(_Call(script, keys, args, future))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write(), name="redis-script-batch")
         return await future
@@ -103,7 +119,8 @@ class ScriptBatcher:
         results = await self._pipeline(batch)
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
-            await self._client.script_load(self._script)
+            for text in {batch[i].script.text for i in missing}:
+                await self._client.script_load(text)
             for i, result in zip(missing, await self._pipeline([batch[i] for i in missing]), strict=True):
                 results[i] = result
         self.pipelines += 1
@@ -113,7 +130,7 @@ class ScriptBatcher:
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipe:
             for call in batch:
-                pipe.execute_command("EVALSHA", self._sha, len(call.keys), *call.keys, *call.args)
+                pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
             return list(await pipe.execute(raise_on_error=False))
 
     @staticmethod
@@ -121,3 +138,26 @@ class ScriptBatcher:
         for call in calls:
             if not call.future.done():
                 call.future.set_exception(exc)
+
+
+class ScriptBatcher:
+    """One Lua script, called through :meth:`__call__`; its calls go through a :class:`Pipeline`
+    (its own unless one is given)."""
+
+    def __init__(self, client: aioredis.Redis, script: str, pipeline: Pipeline | None = None) -> None:
+        self._script = _Script(script)
+        self.pipeline = pipeline if pipeline is not None else Pipeline(client)
+
+    @property
+    def pipelines(self) -> int:
+        return self.pipeline.pipelines
+
+    @property
+    def calls(self) -> int:
+        return self.pipeline.calls
+
+    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        return await self.pipeline.call(self._script, keys, args)
+
+    async def close(self) -> None:
+        await self.pipeline.close()

@@ -17,6 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import exceptions as rex
 
+from adapters.stores._redis_batch import Pipeline
 from adapters.stores._redis_people import PREFIX
 from gateway.budget import Grant, Observation, RateLimit
 from gateway.errors import StoreUnavailable
@@ -110,10 +111,12 @@ return 1
 class RedisBucket:
     """:class:`gateway.budget.RateBucket` shared by every instance on one Redis."""
 
-    def __init__(self, client: aioredis.Redis, url: str) -> None:
+    def __init__(self, client: aioredis.Redis, url: str, pipeline: Pipeline | None = None) -> None:
         self._url = url
-        self._take = client.register_script(TAKE)
-        self._observe = client.register_script(OBSERVE)
+        # Through the store's pipeline when given: every agent call takes and settles a token.
+        script = pipeline.script if pipeline is not None else client.register_script
+        self._take = script(TAKE)
+        self._observe = script(OBSERVE)
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:

@@ -52,7 +52,7 @@ from redis.backoff import ExponentialBackoff
 
 from adapters.stores import _redis_lua as lua
 from adapters.stores._common import StoreBase, bad_url, mask_url, split_url, ttl_ms
-from adapters.stores._redis_batch import ScriptBatcher
+from adapters.stores._redis_batch import Pipeline, ScriptBatcher
 from adapters.stores._redis_budget import RedisBucket
 from adapters.stores._redis_conv import decode_conversation, encode_conversation
 from adapters.stores._redis_links import link_bucket, v1_link
@@ -148,17 +148,20 @@ class RedisStore(RedisPeople, StoreBase, Store):
         self._head = client.register_script(lua.JOURNAL_HEAD)
         #: journal key → conversation key of the heads this process read (journal_finish needs it)
         self._conversation_of: dict[str, str] = {}
-        self._progress = client.register_script(lua.JOURNAL_PROGRESS)
-        self._progress_leased = client.register_script(lua.JOURNAL_PROGRESS_LEASED)
-        self._finish = client.register_script(lua.JOURNAL_FINISH)
-        self._incr = client.register_script(lua.INCR)
-        self._lock = client.register_script(lua.TRY_LOCK)
-        self._unlock = client.register_script(lua.UNLOCK)
-        self._lock_head = client.register_script(lua.LOCK_HEAD)
-        self._finish_next = client.register_script(lua.FINISH_NEXT)
-        self._turn_read = client.register_script(lua.TURN_READ)
-        self._remember = client.register_script(lua.REMEMBER)
-        self._save_answer = client.register_script(lua.SAVE_ANSWER)
+        # The turns' scripts too: under load the calls of many turns share a round trip.
+        self._turns = Pipeline(client)
+        script = self._turns.script
+        self._progress = script(lua.JOURNAL_PROGRESS)
+        self._progress_leased = script(lua.JOURNAL_PROGRESS_LEASED)
+        self._finish = script(lua.JOURNAL_FINISH)
+        self._incr = script(lua.INCR)
+        self._lock = script(lua.TRY_LOCK)
+        self._unlock = script(lua.UNLOCK)
+        self._lock_head = script(lua.LOCK_HEAD)
+        self._finish_next = script(lua.FINISH_NEXT)
+        self._turn_read = script(lua.TURN_READ)
+        self._remember = script(lua.REMEMBER)
+        self._save_answer = script(lua.SAVE_ANSWER)
         self._register_people_scripts()
 
     @contextlib.contextmanager
@@ -175,6 +178,7 @@ class RedisStore(RedisPeople, StoreBase, Store):
 
     async def close(self) -> None:
         await self._add.close()
+        await self._turns.close()
         await self._intake.aclose()
         await self._client.aclose()
 
@@ -184,7 +188,7 @@ class RedisStore(RedisPeople, StoreBase, Store):
 
     def rate_bucket(self) -> RedisBucket:
         """The agent rate budget, shared by every instance on this Redis (``gateway.budget``)."""
-        return RedisBucket(self._client, self.url)
+        return RedisBucket(self._client, self.url, self._turns)
 
     # -- journal -------------------------------------------------------------------------------
     async def journal_add(self, entry: JournalEntry) -> bool:

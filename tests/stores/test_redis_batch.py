@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as rex
 
 from adapters.stores import redis as redis_store
-from adapters.stores._redis_batch import ScriptBatcher
+from adapters.stores._redis_batch import Pipeline, ScriptBatcher
 from gateway.errors import StoreUnavailable
 from gateway.store import Store
 from tests.conftest_stores import PrivateRedis
@@ -31,9 +31,10 @@ return redis.call('LLEN', KEYS[1])
 """
 
 
-def _batcher(store: Store) -> ScriptBatcher:
+def _batcher(store: Store) -> Pipeline:
+    """The pipeline the webhooks' journal writes go through."""
     assert isinstance(store, redis_store.RedisStore)
-    return store._add
+    return store._add.pipeline
 
 
 async def test_concurrent_webhooks_share_round_trips_and_the_first_of_two_duplicates_wins(
