@@ -34,28 +34,54 @@ messages (about a dozen word-sized tokens).
 """
 
 ACK = """**Why the goal is missed.** A wave puts 200 requests on one Python process at once; they
-are answered one after another on its event loop, so the p99 is the time to get through the whole
-wave, not the time of one request. The baseline app (last row), which only checks the signature and
-starts a task, shows the floor of this HTTP stack on this machine for the same waves. Both stores
-now journal a wave in one or two round trips. SQLite by group commit: one `fsync` serves every
-webhook of a wave waiting on it, where each used to wait for 200 flushes in a row (203 ms p99
-before). Redis by pipelining (`adapters/stores/_redis_batch.py`): the journal scripts of webhooks
-that arrive while one pipeline is in flight go out together as the next, one `EVALSHA` each in
-arrival order, each webhook answered with its own result; before, each made its own Lua call through
-redis-py, whose connection pool wakes 200 waiting requests one at a time (p99 2.0 to 7.0 times the
-baseline's in the interleaved runs made for this change, 1.8 to 3.0 times with it). Full garbage
-collections, which walked every object start-up left behind and held the loop for 65 to 97 ms of CPU
-in the middle of a wave, now walk only what came after start-up (`gc.freeze()` in `switchboard
-serve`: 8 to 15 ms). What is left is the turns of this wave and the previous ones (leases, turn
-reads, the agent requests, placeholder posts 0.3 s after a wave, answers 2 s after it), which share
-the acknowledging core; on a machine shared with other work (see the load average above) that tail
-moves by two or three times from run to run. The webhooks journal through a Redis connection pool of
-their own, so an acknowledgement never waits for a connection behind turn work: in scenario 4's
-burst of 1,000 conversations at once, 204 webhooks got a 503 without it (the 1 s
-`webhook_store_timeout` ran out behind 1,000 drains' commands) and none with it. What would reach
-the goal: turns kept off the acknowledging process's core (`--workers`, or turns in a process of
-their own), or drains that start only once the intake has answered. Every wave was acknowledged
-inside Slack's 3-second deadline, and every acknowledged event was answered afterwards."""
+are answered one after another on its event loop, so the p99 is the time to get through the
+whole wave, not the time of one request.
+The baseline app (last row), which only checks the signature and starts a task, shows the floor of
+this HTTP stack on this machine for the same waves. Both stores journal a wave in one or two round
+trips. SQLite by group commit: one `fsync` serves every webhook of a wave waiting on it, where each
+used to wait for 200 flushes in a row (203 ms p99 before issue 18). Redis by pipelining
+(`adapters/stores/_redis_batch.py`): the journal scripts of webhooks that arrive while one pipeline
+is in flight go out together as the next, one `EVALSHA` each in arrival order, each webhook
+answered with its own result; before, each made its own Lua call through redis-py, whose
+connection pool wakes 200 waiting requests one at a time (p99 2.0 to 7.0 times the baseline's in
+the interleaved runs made for this change, 1.8 to 3.0 times with it). Since then the turns' own
+store calls go through a pipeline too and cost about half the CPU, which leaves the acknowledging
+core freer (this run: 1.3 times). Full garbage collections, which walked every object start-up left
+behind and held the loop for 65 to 97 ms of CPU in the middle of a wave, now walk only what came
+after start-up (`gc.freeze()` in `switchboard serve`: 8 to 15 ms). The webhooks journal through a
+Redis connection pool of their own, so an acknowledgement never waits for a connection behind turn
+work: in scenario 4's burst of 1,000 conversations at once, 204 webhooks got a 503 without it (the
+1 s `webhook_store_timeout` ran out behind 1,000 drains' commands) and none with it.
+What is left is the turns of this wave and the previous ones (leases, turn reads, the agent
+requests, placeholder posts 0.3 s after a wave, answers 2 s after it), which share the acknowledging
+core; on a machine shared with other work (see the load average above) that tail moves by two or
+three times from run to run. What would reach the goal for certain: turns kept off the acknowledging
+process's core (`--workers`, or turns in a process of their own), or drains that start only once the
+intake has answered. Every wave was acknowledged inside Slack's 3-second deadline, and every
+acknowledged event was answered afterwards."""
+
+ACK_MET = """**How.** A wave puts 200 requests on one Python process at once; they are answered one
+after another on its event loop, so the p99 is the time to get through the whole wave, not the
+time of one request.
+The baseline app (last row), which only checks the signature and starts a task, shows the floor of
+this HTTP stack on this machine for the same waves. Both stores journal a wave in one or two round
+trips. SQLite by group commit: one `fsync` serves every webhook of a wave waiting on it, where each
+used to wait for 200 flushes in a row (203 ms p99 before issue 18). Redis by pipelining
+(`adapters/stores/_redis_batch.py`): the journal scripts of webhooks that arrive while one pipeline
+is in flight go out together as the next, one `EVALSHA` each in arrival order, each webhook
+answered with its own result; before, each made its own Lua call through redis-py, whose
+connection pool wakes 200 waiting requests one at a time (p99 2.0 to 7.0 times the baseline's in
+the interleaved runs made for this change, 1.8 to 3.0 times with it). Since then the turns' own
+store calls go through a pipeline too and cost about half the CPU, which leaves the acknowledging
+core freer (this run: 1.3 times). Full garbage collections, which walked every object start-up left
+behind and held the loop for 65 to 97 ms of CPU in the middle of a wave, now walk only what came
+after start-up (`gc.freeze()` in `switchboard serve`: 8 to 15 ms). The webhooks journal through a
+Redis connection pool of their own, so an acknowledgement never waits for a connection behind turn
+work: in scenario 4's burst of 1,000 conversations at once, 204 webhooks got a 503 without it (the
+1 s `webhook_store_timeout` ran out behind 1,000 drains' commands) and none with it.
+On a machine shared with other work the tail still moves from run to run (the turns of the
+previous waves share the acknowledging core); every wave was acknowledged inside Slack's 3-second
+deadline, and every acknowledged event was answered afterwards."""
 
 OVERHEAD_CONTEXT = """Since issue 18 an answer that is complete within 0.3 s (capped by `update_interval`) is posted
 once, without placeholder; a slower one gets its placeholder then, and its first edit may come
@@ -67,32 +93,32 @@ edit waits behind that work."""
 
 OVERHEAD = """**Why the goal is missed.** The first interval is the gateway's streaming path (read the
 token, hand it to the Slack edit loop, call Slack); the last one also holds the writes that make
-the answer durable before it is shown, now one store call on Redis (the answer with the
-conversation and the message map) instead of four. Redis met the goal in this run. SQLite did not:
-its tail (about 10 ms p99 before issue 18, at a load average of 0.7) is now the group commit's
-batches: the answer's writes wait for the transaction in flight, which holds other conversations'
-writes, and then for their own, each ended by an `fsync`, on a machine whose two cores were also
-busy with other work during this run (the load average above). What would shorten it: the
-answer's SQLite writes as one statement group (like the Redis script), and reads served outside the
-write batches."""
+the answer durable before it is shown: one store call on either store since issue 18 (the answer
+with the conversation and the message map; one Lua script on Redis, one unit of one group commit
+on SQLite), then the intent of the post. Both met the goal at a load average of 1 or less; a
+machine whose two cores are also busy with other work (the load average above) stretches the
+tail, most on SQLite, whose writes wait for the `fsync` of the transaction in flight."""
 
 THROUGHPUT = """**Why a goal is missed.** The baseline is very cheap: per answer it parses one webhook, reads
 one stream and makes one HTTP call, and it keeps nothing. The gateway does the same plus what the
 baseline lacks, and with the agent answering instantly that extra work is the whole cost: the
-journal, the lease, the ordering, the rate-limit counter, the identity record, the conversation,
-the intent saved before the visible post and its result after (exactly once), the finish. Issue 18
-cut that cost to about a third (3.2 to 4.0 ms before; see the last section for what each change
-gained). With Redis, what remains is mostly redis-py: eight round trips per answer (counted with
-`MONITOR` in `tests/test_round_trips.py`), each a Python-level command through its connection pool,
-about 0.1 ms of gateway CPU apiece, plus its pool's locking under 50 concurrent conversations; the
-profile puts store calls at the largest share of the gateway's busy time. Reaching 1.3 ms on Redis
-would take the three round trips the exactly-once and rate-limit rules still cost folded into the
-others (the rate-limit counter into the lease-and-head script, the result of the final post saved
-by the finish instead of just before it) and a leaner client for the scripts (raw `EVALSHA` on a
-dedicated connection instead of redis-py's `Script` objects). With a real agent, which takes
-seconds per answer, throughput is bound by the agent and by `max_concurrency` (turns at once), not
-by this cost; what this scenario measures is how many machines the gateway needs per answer per
-second."""
+journal, the lease, the ordering, the rate-limit counter, the asked record, the conversation, the
+intent saved before the visible post (exactly once), the finish, the shared agent rate budget and
+the platform's pacing. Issue 18 cut the store's share to six round trips per answer (counted with
+`MONITOR` in `tests/test_round_trips.py`, at the committer for SQLite) and made them cheap (one
+pipeline for many turns' calls on Redis: 0.47 to 0.24 ms of store CPU per answer with 50 answers
+at once; one group-commit unit each on SQLite). What remains, by the profile below: the event loop
+itself (sockets, timers), the Slack calls (slack_sdk over aiohttp), the store client, the agent
+stream, and rendering. The Slack path also pays for being slow under this overload: an answer that
+is not complete 0.3 s after its turn started gets a placeholder and a final edit (two or three Slack
+calls instead of one; the fake Slack's CPU per answer shows it), and with 50 turns at once on one
+core most turns take longer than that even though the agent answers at once. Absolute CPU figures
+also move with the machine: the baseline itself measured 0.49 to 0.87 ms per answer in runs made
+the same hour, so the gateway/baseline ratio (2.2 to 2.5 times on SQLite, 3.6 to 4 on Redis) is the
+steadier figure. With a real agent, which takes seconds per answer, throughput is bound by the
+agent and by `max_concurrency` (turns at once), not by this cost; what this scenario measures is
+how many machines the gateway needs per answer per second, and `serve --workers N` (scenario 5)
+spreads it over the cores of one."""
 
 SCALE = """A thousand conversations start within a few milliseconds, each journaled before its
 webhook is answered while the turns of the others already run: this is where acknowledgements and
@@ -131,18 +157,15 @@ that this definition leaves out: the identity record behind the admin API (the `
 for the conversation TTL), the finished event that deduplicates retries (`journal`, 7 days), and
 the message→conversation map of the feedback buttons (in `val`, 30 days)."""
 
-INSTANCES = """**Not shown by this run.** Instances share nothing but Redis, which stays well under a
-core here, so throughput grows with idle cores or machines; on this machine every process of the
-benchmark (emulator, fake APIs, Redis, load generator) and, during this run, other work (load
-average 3 to 6 on two cores) share the same two cores, so a second gateway, or a second worker,
-finds no idle core to use and only adds contention: here two and three processes did worse than
-one. In the previous full run of the same code (load average about 4.4), two processes reached
-1.28 times and three 1.65 times the throughput of one; `serve --workers 2` reached 0.94 times, but
-that run's load generator connected before the second worker listened (fixed since: the benchmark
-now waits for every worker). `serve --workers 2` is the same thing behind one port: the kernel
-spreads connections over the workers (`SO_REUSEPORT`). What would show the gain: this scenario on a
-machine with a core free for the second worker (or the benchmark's helpers pinned to other
-cores)."""
+INSTANCES = """Instances share nothing but Redis, which stays well under a core here, so throughput grows with
+idle cores or machines; on this two-core machine every process of the benchmark (emulator, fake
+APIs, Redis, load generator) shares the same cores, so a second gateway or worker only gains what
+they leave free: in this run, at a load average of about 1, two processes gave about 1.5 times the
+throughput of one and a third added nothing (no core left), and `serve --workers 2` about 1.6
+times, with the lowest ack p99. Runs made while other work loaded the machine (load average 3 to
+6) showed 0.67 to 1.28 times for two processes: the benchmark measures this machine as it is.
+`serve --workers 2` is the same thing behind one port: the kernel spreads connections over the
+workers (`SO_REUSEPORT`)."""
 
 PROFILING = """## Profiling and what it changed
 
@@ -158,22 +181,23 @@ during these runs), so differences under about 15% between runs are noise; ratio
 Before: 3.2 to 4.0 ms of gateway CPU per answer, 12 to 22% of the baseline's throughput, about
 18 store round trips per answer, scenario 1's p99 at 3.6 to 3.9 times the baseline's.
 
-1. **Store round trips per answer: 19 → 8** (Slack DM and SMS alike, `MONITOR`; the test fails if
-   they creep back). Four groups of steps are now one call each (`gateway/batched.py`; one Lua
-   script each on Redis, the same steps one by one on the other stores): take the lease, read the
-   head and count the attempt; record who spoke where, read the conversation and the link; save the
-   agent's answer with the conversation and the message map (so a resumed turn now also keeps its
-   conversation); finish the entry, read the next head and, when none is left, give the lease back.
-   The eight: journal (webhook), lease+head, rate-limit counter, turn read, answer+conversation,
-   intent before the visible post, its result after, finish+next+release. The issue asked for six;
-   the two intent saves are what the exactly-once guarantee costs (announced before every visible
-   platform action, reconciled on resume) and stay; the rate-limit counter (`user_rate_limit`, on by
-   default) is the seventh. Merged from main after this run: the agent's effectively-once turn adds
-   two (what was asked, saved before the agent call; the new conversation, saved when the agent
-   names it), the lease is released by its own call
-   again (see the guarantees fix) and the shared agent rate budget makes three calls of its own, so
-   the test now allows 11
-   store round trips plus 3 budget calls (the figures on this page predate that merge).
+1. **Store round trips per answer: 19 → 6** (Slack DM and SMS alike, `MONITOR`; the test fails if
+   they creep back, and counts SQLite's trips to its committer too). Each is one Lua script on
+   Redis, one unit of one group commit on SQLite (`gateway/batched.py` composes the same steps one
+   by one for any other store): (1) journal the event and count it for the per-person rate limit
+   (`user_rate_limit`; counted once per event, where a resumed entry used to count again);
+   (2) take the lease, read the head and count the attempt; (3) record who spoke where, read the
+   conversation and the identity link, and note that read on the entry, which is the record that
+   the agent is about to be asked (a resumed turn rebuilds its `asked` note from it); (4) save the
+   agent's answer with the conversation and the message map (a new conversation is no longer saved
+   apart when the agent names it, unless client actions follow); (5) the intent before the visible
+   post; (6) finish the entry, read the next head and, none being left, release the lease. The
+   post's own result is not saved apart: the finish drops a finished entry's progress anyway, and
+   a crash in between is the same case as one inside the platform call, reconciled the same way
+   (a turn that must wait instead, for a rate limit, saves it first). The release is one call with
+   the finish again unless a lease renewal was under way meanwhile (the fix of a Redis hang longer
+   than the lease is kept). The shared agent rate budget (two calls) and the platform's pacing
+   bucket (one) are counted apart.
 2. **Quick answers skip the placeholder** (Slack, Telegram): an answer complete within 0.3 s
    (capped by the update interval) is posted once, with its intent saved first like any post:
    one Slack call instead of two and two progress saves fewer per answer.
@@ -202,14 +226,36 @@ Before: 3.2 to 4.0 ms of gateway CPU per answer, 12 to 22% of the baseline's thr
    collector's reach, so a full collection in a wave walks a few thousand objects instead of
    every module's. In six interleaved pairs of runs, Redis's p99 went from 2.0 to 7.0 times the
    baseline's (161 to 477 ms) to 1.8 to 3.0 times (92 to 150 ms), and its p50 from 74 to 129 ms
-   to 35 to 82 ms. Tried and not kept: the turns' store scripts through the same batcher (no
-   difference that stood out of the noise in three pairs of runs).
+   to 35 to 82 ms. The turns' store scripts through the same batcher made no difference to
+   this tail that stood out of the noise in three pairs of runs; they went through a pipeline
+   later for their CPU (item 8).
 
-Not done: the compact Redis layout for linked identities (scenario 4 says what it needs).
+8. **The turns' store calls through a pipeline too** (Redis): every script of the turns and of the
+   agent budget goes through one shared `Pipeline`, so under load many turns' calls share a
+   round trip. Measured apart from the rest (an answer's six store calls, 50 answers at once,
+   3 x 3,000 answers): 0.46 to 0.50 ms of store CPU per answer before, 0.22 to 0.27 ms after.
+9. **SQLite's combined calls as units of the group commit** (`adapters/stores/_sqlite_batched.py`):
+   one trip to the store's thread and one commit per combined call (an answer's commits, 50 at a
+   time: about 2,150 to about 710 per 3,000 answers; store CPU 0.33 to 0.22 ms per answer), and
+   scenario 2's last-token p99 back under 10 ms.
+10. **The agent's connection is kept** between answers: the client read the stream only up to
+   `[DONE]` and left the end of the body unread, so aiohttp closed the connection and every answer
+   opened a new one (11% of the gateway's busy samples in `BaseConnector.connect`, 0.6% after).
+11. **Smaller things the profile showed:** the lease heartbeat is a timer, not a task, until a
+   renewal is due; the `BatchedStore` protocol check (a runtime `isinstance` walking every member)
+   is answered once per store class; an answer complete before its placeholder went out is posted
+   once even when the turn itself was slow (`Reply.ready()`).
+12. **Compact Redis layout for linked identities** (scenario 4): links and their reverse index
+   in `switchboard:v2:` hash buckets, conversation strings with millisecond times and compact
+   UUIDs; 616 → 290 bytes per linked identity, with a lazy migration of v1 keys.
+13. **Lease fencing** (found by the chaos runs while measuring): a Redis hang longer than the lease
+   could let a second worker resume an entry whose turn still ran, and both posted the answer;
+   a running turn's progress writes are now made only while its drain holds the lease, so the
+   stale turn stops at its next intent (`docs/guarantees.md`).
 
-What the profile says remains (share of the gateway's busy time in the table below): the store
-client (redis-py's per-command cost and pool locking), the event loop itself, and the agent stream
-and Slack calls that the baseline makes too."""
+What the profile says remains (share of the gateway's busy time in the table below): the event
+loop itself (sockets, timers), the Slack calls through slack_sdk (two or three per answer under
+this overload, see scenario 3's note), the store client, the agent stream, and rendering."""
 
 BUDGET = """Every request to the agent first takes a token from the API key's bucket (Redis: one Lua call;
 one process: in memory), so the instances together keep to the limit instead of each retrying on

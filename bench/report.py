@@ -85,7 +85,7 @@ def ack(r: dict[str, Any], out: Path) -> str:
         "",
         _image("webhook response time distribution", figure),
         "",
-        notes.ACK if not met else "",
+        notes.ACK if not met else notes.ACK_MET,
         "",
     ])
 
