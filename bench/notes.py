@@ -33,9 +33,9 @@ one (a new Slack DM or SMS sender) with one message, answered by the emulator's 
 messages (about a dozen word-sized tokens).
 """
 
-ACK = """**Why the goal is missed.** A wave puts 200 requests on one Python process at once; they
-are answered one after another on its event loop, so the p99 is the time to get through the
-whole wave, not the time of one request.
+_ACK_HOW = """A wave puts 200 requests on one Python process at once; they are answered one after
+another on its event loop, so the p99 is the time to get through the whole wave, not the time of
+one request.
 The baseline app (last row), which only checks the signature and starts a task, shows the floor of
 this HTTP stack on this machine for the same waves. Both stores journal a wave in one or two round
 trips. SQLite by group commit: one `fsync` serves every webhook of a wave waiting on it, where each
@@ -51,7 +51,9 @@ behind and held the loop for 65 to 97 ms of CPU in the middle of a wave, now wal
 after start-up (`gc.freeze()` in `switchboard serve`: 8 to 15 ms). The webhooks journal through a
 Redis connection pool of their own, so an acknowledgement never waits for a connection behind turn
 work: in scenario 4's burst of 1,000 conversations at once, 204 webhooks got a 503 without it (the
-1 s `webhook_store_timeout` ran out behind 1,000 drains' commands) and none with it.
+1 s `webhook_store_timeout` ran out behind 1,000 drains' commands) and none with it."""
+
+ACK = "**Why the goal is missed.** " + _ACK_HOW + """
 What is left is the turns of this wave and the previous ones (leases, turn reads, the agent
 requests, placeholder posts 0.3 s after a wave, answers 2 s after it), which share the acknowledging
 core; on a machine shared with other work (see the load average above) that tail moves by two or
@@ -60,25 +62,7 @@ process's core (`--workers`, or turns in a process of their own), or drains that
 intake has answered. Every wave was acknowledged inside Slack's 3-second deadline, and every
 acknowledged event was answered afterwards."""
 
-ACK_MET = """**How.** A wave puts 200 requests on one Python process at once; they are answered one
-after another on its event loop, so the p99 is the time to get through the whole wave, not the
-time of one request.
-The baseline app (last row), which only checks the signature and starts a task, shows the floor of
-this HTTP stack on this machine for the same waves. Both stores journal a wave in one or two round
-trips. SQLite by group commit: one `fsync` serves every webhook of a wave waiting on it, where each
-used to wait for 200 flushes in a row (203 ms p99 before issue 18). Redis by pipelining
-(`adapters/stores/_redis_batch.py`): the journal scripts of webhooks that arrive while one pipeline
-is in flight go out together as the next, one `EVALSHA` each in arrival order, each webhook
-answered with its own result; before, each made its own Lua call through redis-py, whose
-connection pool wakes 200 waiting requests one at a time (p99 2.0 to 7.0 times the baseline's in
-the interleaved runs made for this change, 1.8 to 3.0 times with it). Since then the turns' own
-store calls go through a pipeline too and cost about half the CPU, which leaves the acknowledging
-core freer (this run: 1.3 times). Full garbage collections, which walked every object start-up left
-behind and held the loop for 65 to 97 ms of CPU in the middle of a wave, now walk only what came
-after start-up (`gc.freeze()` in `switchboard serve`: 8 to 15 ms). The webhooks journal through a
-Redis connection pool of their own, so an acknowledgement never waits for a connection behind turn
-work: in scenario 4's burst of 1,000 conversations at once, 204 webhooks got a 503 without it (the
-1 s `webhook_store_timeout` ran out behind 1,000 drains' commands) and none with it.
+ACK_MET = "**How.** " + _ACK_HOW + """
 On a machine shared with other work the tail still moves from run to run (the turns of the
 previous waves share the acknowledging core); every wave was acknowledged inside Slack's 3-second
 deadline, and every acknowledged event was answered afterwards."""
