@@ -216,8 +216,10 @@ class EditingReply(Reply, Generic[M, P]):
         self._closed = False
         self._next_action = 0.0
         self._reconciled = False
+        #: the deferred placeholder: a timer until its wait is over, then the task posting it
+        #: (never cancelled then: a post cut in half would lose its id)
+        self._placeholder_timer: asyncio.TimerHandle | None = None
         self._placeholder: asyncio.Task[None] | None = None
-        self._placeholder_due = False  # the deferred placeholder is past its wait (never cancel it then)
         self._started = 0.0
 
     # -- the Reply protocol ----------------------------------------------------------------------
@@ -233,18 +235,23 @@ class EditingReply(Reply, Generic[M, P]):
                 self._typing = asyncio.create_task(self._keep_typing(), name=f"typing-{self.event.journal_key}")
             return
         if quick > 0:
-            self._placeholder = asyncio.create_task(self._placeholder_after(placeholder, quick),
-                                                    name=f"placeholder-{self.event.journal_key}")
+            # A timer, not a task, until it is due: most quick answers never need one.
+            self._started = _now()
+            self._placeholder_timer = asyncio.get_running_loop().call_later(
+                quick, self._placeholder_due, placeholder)
             return
         async with self._lock:
             await self._patiently(lambda: self._show([placeholder]))
         self._throttle.hold(self.limits.interval)
 
-    async def _placeholder_after(self, placeholder: P, quick: float) -> None:
+    def _placeholder_due(self, placeholder: P) -> None:
+        self._placeholder_timer = None
+        if not self._closed:
+            self._placeholder = asyncio.create_task(self._post_placeholder(placeholder),
+                                                    name=f"placeholder-{self.event.journal_key}")
+
+    async def _post_placeholder(self, placeholder: P) -> None:
         """The placeholder, once the answer turned out not to be quick (unless text is showing)."""
-        self._started = _now()
-        await asyncio.sleep(quick)
-        self._placeholder_due = True
         async with self._lock:
             if self._closed or self.ids or self._latest.strip():
                 return  # finished meanwhile, or the first words are about to be shown instead
@@ -283,10 +290,11 @@ class EditingReply(Reply, Generic[M, P]):
         """Stop typing and interim edits; an edit (or a placeholder) in flight lands first."""
         self._closed = True
         await self._stop_typing()
+        if self._placeholder_timer is not None:
+            self._placeholder_timer.cancel()  # still waiting: nothing posted
+            self._placeholder_timer = None
         task, self._placeholder = self._placeholder, None
         if task is not None:
-            if not self._placeholder_due:
-                task.cancel()  # still waiting: nothing posted
             await asyncio.wait([task])
             if not task.cancelled():
                 task.exception()  # retrieved: the final delivery meets the same problem and reports it
