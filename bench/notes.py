@@ -98,9 +98,10 @@ is not complete 0.3 s after its turn started gets a placeholder and a final edit
 calls instead of one; the fake Slack's CPU per answer shows it), and with 50 turns at once on one
 core most turns take longer than that even though the agent answers at once. Absolute CPU figures
 also move with the machine: the baseline itself measured 0.49 to 0.87 ms per answer in runs made
-the same hour, so the gateway/baseline ratio (2.2 to 3.6 times on SQLite, 2.5 to 4.1 on Redis over the
-runs made for issue 18's last changes) is the steadier figure. With a real agent, which takes seconds per answer, throughput is bound by the
-agent and by `max_concurrency` (turns at once), not by this cost; what this scenario measures is
+the same hour, so the gateway/baseline ratio (2.2 to 3.6 times on SQLite, 2.5 to 4.1 on Redis
+over the runs made for issue 18's last changes) is the steadier figure. With a real agent, which
+takes seconds per answer, throughput is bound by the agent and by `max_concurrency` (turns at
+once), not by this cost; what this scenario measures is
 how many machines the gateway needs per answer per second, and `serve --workers N` (scenario 5)
 spreads it over the cores of one."""
 
