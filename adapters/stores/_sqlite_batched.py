@@ -22,10 +22,14 @@ from adapters.stores._sqlite_sql import (
     COUNTED_HEAD,
     INCR,
     JOURNAL_ADD,
+    JOURNAL_FINISH,
+    JOURNAL_PROGRESS,
     REMEMBER_CONVERSATION,
+    SET_VALUE,
     TOUCH_IDENTITY,
     TOUCH_IDENTITY_CONVERSATION,
     TRY_LOCK,
+    UNLOCK,
 )
 from gateway.batched import READ_NOTE, RateCount, TurnRead, read_note
 from gateway.errors import LeaseLost
@@ -33,8 +37,6 @@ from gateway.events import InboundEvent
 from gateway.store import ConversationState, JournalEntry, JournalStatus
 
 T = TypeVar("T")
-_FINISH = "UPDATE journal SET status = ?, finished_at = ? WHERE key = ? AND status = 'pending'"
-_PROGRESS = "UPDATE journal SET progress = ?, attempts = ? WHERE key = ? AND status = 'pending'"
 
 
 def decode_entry(row: Any) -> JournalEntry:
@@ -91,10 +93,10 @@ class SQLiteBatched:
                           lease: str, owner: str, ttl: float) -> JournalEntry | None:
         def unit(conn: sqlite3.Connection) -> Any:
             now = time.time()
-            conn.execute(_FINISH, (status, now, key))  # a finished entry is never brought back
+            conn.execute(JOURNAL_FINISH, (status, now, key))  # a finished entry is never brought back
             row = conn.execute(COUNTED_HEAD, (conversation_key,)).fetchone()
             if row is None:
-                conn.execute("DELETE FROM locks WHERE key = ? AND owner = ?", (lease, owner))
+                conn.execute(UNLOCK, (lease, owner))
             else:  # renewed only while it is ours, as on Redis
                 conn.execute("UPDATE locks SET expires_at = ? WHERE key = ? AND owner = ? AND expires_at > ?",
                              (now + ttl, lease, owner, now))
@@ -145,7 +147,7 @@ class SQLiteBatched:
             now = time.time()
             if lease is not None:
                 _fence(conn, journal_key, *lease, now)
-            conn.execute(_PROGRESS, (saved, attempts, journal_key))
+            conn.execute(JOURNAL_PROGRESS, (saved, attempts, journal_key))
             return remember(conn, now)
 
         paused = await self._unit(unit)
@@ -158,7 +160,7 @@ class SQLiteBatched:
 
         def unit(conn: sqlite3.Connection) -> None:
             _fence(conn, key, lease, owner, ttl, time.time())
-            conn.execute(_PROGRESS, (saved, attempts, key))
+            conn.execute(JOURNAL_PROGRESS, (saved, attempts, key))
 
         await self._unit(unit)
 
@@ -173,8 +175,7 @@ class SQLiteBatched:
 
         def remember(conn: sqlite3.Connection, now: float) -> bool:
             if message_key is not None:
-                conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)",
-                             (message_key, conversation_id, now + message_ttl))
+                conn.execute(SET_VALUE, (message_key, conversation_id, now + message_ttl))
             (paused,) = conn.execute(REMEMBER_CONVERSATION, (*row, now, now - conversation_ttl)).fetchone()
             return bool(paused)
 

@@ -131,3 +131,12 @@ ON CONFLICT (scope_key) DO UPDATE SET
     touched_at = excluded.touched_at
 RETURNING paused
 """
+
+#: a pending entry's progress (a finished one is never brought back)
+JOURNAL_PROGRESS = "UPDATE journal SET progress = ?, attempts = ? WHERE key = ? AND status = 'pending'"
+#: finish a pending entry (the event stays until the purge, so an operator can read why it failed)
+JOURNAL_FINISH = "UPDATE journal SET status = ?, finished_at = ? WHERE key = ? AND status = 'pending'"
+#: give a lease back, only if this owner holds it
+UNLOCK = "DELETE FROM locks WHERE key = ? AND owner = ?"
+#: a value with its expiry (None: none)
+SET_VALUE = "INSERT OR REPLACE INTO kv VALUES (?, ?, ?)"

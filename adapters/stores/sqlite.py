@@ -39,9 +39,13 @@ from adapters.stores._sqlite_sql import (
     FORGET_JOURNAL,
     INCR,
     JOURNAL_ADD,
+    JOURNAL_FINISH,
+    JOURNAL_PROGRESS,
     MIGRATIONS,
     SCHEMA_VERSION,
+    SET_VALUE,
     TRY_LOCK,
+    UNLOCK,
 )
 from gateway.errors import ConfigError, StoreUnavailable
 from gateway.store import ConversationState, JournalEntry, JournalStatus, Store
@@ -185,17 +189,10 @@ class SQLiteStore(SQLiteBatched, SQLitePeople, StoreBase, Store):
         return decode_entry(rows[0]) if rows else None
 
     async def journal_progress(self, key: str, progress: dict[str, Any], attempts: int) -> None:
-        await self._run(
-            "UPDATE journal SET progress = ?, attempts = ? WHERE key = ? AND status = 'pending'",
-            (json.dumps(progress), attempts, key),
-        )
+        await self._run(JOURNAL_PROGRESS, (json.dumps(progress), attempts, key))
 
     async def journal_finish(self, key: str, status: JournalStatus) -> None:
-        # The event stays until the purge, so an operator can still read why a turn failed.
-        await self._write(
-            "UPDATE journal SET status = ?, finished_at = ? WHERE key = ? AND status = 'pending'",
-            (status, time.time(), key),
-        )
+        await self._write(JOURNAL_FINISH, (status, time.time(), key))
 
     async def journal_forget(self, conversation_key: str) -> None:
         await self._run(FORGET_JOURNAL, (conversation_key, time.time()))
@@ -249,7 +246,7 @@ class SQLiteStore(SQLiteBatched, SQLitePeople, StoreBase, Store):
 
     async def set_value(self, key: str, value: str, ttl: float | None = None) -> None:
         expires_at = None if ttl is None else time.time() + ttl
-        await self._write("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, value, expires_at))
+        await self._write(SET_VALUE, (key, value, expires_at))
 
     async def delete_value(self, key: str) -> None:
         await self._run("DELETE FROM kv WHERE key = ?", (key,))
@@ -268,7 +265,7 @@ class SQLiteStore(SQLiteBatched, SQLitePeople, StoreBase, Store):
         return bool(await self._fetch(TRY_LOCK, (key, owner, time.time(), ttl)))
 
     async def unlock(self, key: str, owner: str) -> None:
-        await self._run("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
+        await self._run(UNLOCK, (key, owner))
 
     # -- plumbing --------------------------------------------------------------------------------
     @contextlib.contextmanager
