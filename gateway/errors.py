@@ -56,6 +56,11 @@ class LeaseLost(StoreUnavailable):
     outage outlasted it): that worker resumes the entry, so this turn must stop before its next
     visible action. Handled like an outage: the drain finds the lease gone and stops."""
 
+    @classmethod
+    def held_elsewhere(cls, lease: str, key: str) -> LeaseLost:
+        """The error a store raises when the write of entry ``key`` meets ``lease`` held by another."""
+        return cls(f"lease {lease} is held by another worker; not saving {key}")
+
 
 class ChannelError(SwitchboardError):
     """A platform API call failed in a way that may be retried."""

@@ -189,4 +189,4 @@ def _fence(conn: sqlite3.Connection, key: str, lease: str, owner: str, ttl: floa
     if found is None:
         conn.execute("INSERT OR REPLACE INTO locks VALUES (?, ?, ?)", (lease, owner, now + ttl))
     elif found[0] != owner:
-        raise LeaseLost(f"lease {lease} is held by another worker; not saving {key}")
+        raise LeaseLost.held_elsewhere(lease, key)

@@ -262,7 +262,7 @@ class RedisStore(RedisPeople, StoreBase, Store):
             done = await self._progress_leased(keys=[_journal(key), f"{PREFIX}lock:{lease}"],
                                                args=(json.dumps(progress), attempts, owner, ttl_ms(ttl)))
         if int(done) < 0:
-            raise LeaseLost(f"lease {lease} is held by another worker; not saving {key}")
+            raise LeaseLost.held_elsewhere(lease, key)
 
     async def journal_finish(self, key: str, status: JournalStatus) -> None:
         with self._guard():
@@ -392,8 +392,8 @@ class RedisStore(RedisPeople, StoreBase, Store):
             keys, args = [*keys, f"{PREFIX}lock:{lease[0]}"], (*args, lease[1], ttl_ms(lease[2]))
         with self._guard():
             paused = int(await self._save_answer(keys=keys, args=args))
-        if paused < 0:
-            raise LeaseLost(f"lease {lease[0] if lease else ''} is held by another worker; not saving {journal_key}")
+        if paused < 0 and lease is not None:  # only a fenced call answers -1
+            raise LeaseLost.held_elsewhere(lease[0], journal_key)
         return bool(paused)
 
     def _remember_call(self, scope_key: str, state: ConversationState, message_key: str | None,
