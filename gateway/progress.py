@@ -48,9 +48,6 @@ class Progress:
         #: (lease, owner, ttl) of the drain running the turn: stores that can write the progress
         #: only while that lease is the drain's (:func:`gateway.batched.journal_progress`)
         self.lease = lease
-        #: ``data["asked"]`` is already in the store, noted with the turn's read
-        #: (:func:`gateway.batched.turn_read`); the runner then skips saving it
-        self.asked_noted = False
         self._unsaved = False
 
     async def save(self) -> None:

@@ -97,7 +97,6 @@ class TurnRunner:
         state = self._active(event, read, at)
         if note is not None and read.noted:
             note.data["asked"] = self._marker(event, state, at)
-            note.asked_noted = True
         return state
 
     def _active(self, event: InboundEvent, read: batched.TurnRead, at: float) -> ConversationState:
@@ -180,6 +179,8 @@ class TurnRunner:
         asks = event.kind != "retry" and parsed is None
         state = await self.conversation(event, controls.touch_due(event.identity.key(), event.conversation_key),
                                         reply.progress if asks and prior is None else None)
+        # A marker this run did not find before reading was noted by the store with the read.
+        noted = prior is None and isinstance(reply.progress.data.get("asked"), dict)
         if state.paused:
             # Only what the person wrote goes to the staff thread (a retry button has no text).
             taken = await handoff.on_user_message(event) if handoff and event.kind == "message" else "paused"
@@ -199,7 +200,7 @@ class TurnRunner:
             if recovered is not None:
                 return recovered, "recovered"
         try:
-            await self._mark_asked(reply, event, state)
+            await self._mark_asked(reply, event, state, noted=noted)
             stream = self._agent(event).chat(
                 agent_text(event), conversation_id=state.conversation_id, user_id=state.user_id
             )
@@ -217,11 +218,11 @@ class TurnRunner:
             stream = self._agent(event).chat(agent_text(event), conversation_id=None, user_id=state.user_id)
             return await self._stream(channel, event, reply, fresh, stream, kind="chat"), "answered"
 
-    async def _mark_asked(self, reply: Reply, event: InboundEvent, state: ConversationState) -> None:
+    async def _mark_asked(self, reply: Reply, event: InboundEvent, state: ConversationState, *,
+                          noted: bool = False) -> None:
         """Saved before the agent call, so a resumed turn knows to look before asking again; the
-        store may have noted it already, with the turn's read (one store call fewer)."""
+        store may have noted it already, with the turn's read (``noted``: one store call fewer)."""
         data = reply.progress.data
-        noted, reply.progress.asked_noted = reply.progress.asked_noted, False
         marker = data.get("asked")
         if noted and isinstance(marker, dict) and (marker["conversation_id"], marker["user_id"], marker["after"]) == (
             state.conversation_id, state.user_id, state.last_message_id
