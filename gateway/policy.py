@@ -100,7 +100,8 @@ async def wait_out_platform(dispatcher: Dispatcher, channel: Channel, event: Inb
     if not isinstance(first, (int, float)):
         first = progress.data[LIMITED_SINCE] = time.time()
         await progress.save()
-    await progress.flush()
+    else:
+        await progress.flush()  # a result left to the finish must not wait unsaved
     left = first + dispatcher.delivery_deadline - time.time()
     if left <= 0:
         dispatcher.metrics.delivery_deadline_exceeded.labels(event.channel).inc()
