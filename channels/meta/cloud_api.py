@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from channels.meta.graph import DEFAULT_RATE_WAIT, request_json
 from channels.meta.graph import RATE_LIMIT_CODES as GRAPH_RATE_LIMIT_CODES
 from channels.meta.graph import TRANSIENT_CODES as GRAPH_TRANSIENT_CODES
+from channels.meta.graph import request_json, retry_seconds
 from gateway.errors import ChannelError, ChannelPermanentError, ChannelRateLimited
 
 WINDOW_CLOSED = 131047
@@ -114,14 +114,8 @@ def cloud_error(status: int, body: Any, retry_after: str | None = None) -> Chann
     if code == WINDOW_CLOSED:
         return WhatsAppWindowClosed(text)
     if status == 429 or code in RATE_LIMIT_CODES:
-        return ChannelRateLimited(text, _seconds(retry_after))
+        return ChannelRateLimited(text, retry_seconds(retry_after))
     if status >= 500 or code in TRANSIENT_CODES:
         return ChannelError(text)
     return ChannelPermanentError(text)
 
-
-def _seconds(retry_after: str | None) -> float:
-    try:
-        return max(0.0, float(retry_after)) if retry_after else DEFAULT_RATE_WAIT
-    except ValueError:
-        return DEFAULT_RATE_WAIT

@@ -116,7 +116,7 @@ def graph_error(status: int, body: Any, retry_after: str | None = None) -> Chann
     text = f"Graph API {status} (code {code}, subcode {subcode}): {error.get('message') or 'no message'}"
     if status == 429 or code in RATE_LIMIT_CODES:
         named = _NAMED_SCOPES.get(code) if isinstance(code, int) else None
-        return ChannelRateLimited(text, _seconds(retry_after), scope=named)
+        return ChannelRateLimited(text, retry_seconds(retry_after), scope=named)
     if subcode == WINDOW_SUBCODE or code == UNAVAILABLE_CODE:
         return OutsideMessagingWindow(f"outside Meta's 24-hour messaging window, not retried: {text}")
     if status >= 500 or code in TRANSIENT_CODES:
@@ -124,7 +124,8 @@ def graph_error(status: int, body: Any, retry_after: str | None = None) -> Chann
     return ChannelPermanentError(text)
 
 
-def _seconds(retry_after: str | None) -> float:
+def retry_seconds(retry_after: str | None) -> float:
+    """A Meta API's ``Retry-After`` in seconds (:data:`DEFAULT_RATE_WAIT` when absent or unreadable)."""
     try:
         return max(0.0, float(retry_after)) if retry_after else DEFAULT_RATE_WAIT
     except ValueError:
