@@ -30,7 +30,8 @@ from adapters.emulator import Emulator
 from gateway.cli import free_port
 from switchboard.testing import whatsapp as wa
 from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, FakeGraph, payload, signature, text_item
-from tests.fakes.slack import SECRET, FakeSlack, event_body, mention, message, signed_headers
+from tests.fakes.slack import SECRET, FakeSlack
+from tests.fakes.slack_inbound import event_body, mention, message, signed_headers
 from tests.fakes.telegram import SECRET as TG_SECRET
 from tests.fakes.telegram import FakeTelegram, text_update
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params

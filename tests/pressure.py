@@ -22,6 +22,7 @@ import aiohttp
 from gateway.policy import APOLOGY
 from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes import slack as fslack
+from tests.fakes import slack_inbound
 from tests.fakes import telegram as ftg
 from tests.fakes import twilio as ftw
 
@@ -105,9 +106,9 @@ class _Slack(_Platform):
     async def send(self, gw: GatewayUnderTest, http: aiohttp.ClientSession, conversation: int, text: str,
                    serial: int) -> None:
         ts = f"{1_690_000_000 + serial}.{serial % 1_000_000:06d}"
-        body = fslack.event_body(fslack.message(text, channel=self._dm(conversation), user=f"U{conversation:05d}",
-                                                ts=ts), event_id=f"Ev{serial:08d}")
-        async with http.post(f"{gw.url}/webhooks/slack", data=body, headers=fslack.signed_headers(body)) as r:
+        event = slack_inbound.message(text, channel=self._dm(conversation), user=f"U{conversation:05d}", ts=ts)
+        body = slack_inbound.event_body(event, event_id=f"Ev{serial:08d}")
+        async with http.post(f"{gw.url}/webhooks/slack", data=body, headers=slack_inbound.signed_headers(body)) as r:
             assert r.status == 200, await r.text()
 
 

@@ -18,6 +18,7 @@ from gateway.commands import NEW_CONVERSATION_TEXT
 from gateway.handoff import RESOLVED_TEXT, STARTED_TEXT, TIMEOUT_TEXT, UNAVAILABLE_TEXT
 from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes import slack as fs
+from tests.fakes import slack_inbound
 from tests.fakes.slack import FakeMessage, FakeSlack
 from tests.fakes.telegram import SECRET, FakeTelegram, post_update, text_update
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
@@ -65,10 +66,10 @@ class Desk:
     async def staff_says(self, top: FakeMessage, text: str, *, user: str = STAFF) -> None:
         self.events += 1
         ts = f"1800000000.{self.events:06d}"
-        event = fs.message(text, channel=SUPPORT, channel_type="channel", user=user, ts=ts, thread_ts=top.ts)
-        body = fs.event_body(event, event_id=f"EvStaff{self.events}")
+        event = slack_inbound.message(text, channel=SUPPORT, channel_type="channel", user=user, ts=ts, thread_ts=top.ts)
+        body = slack_inbound.event_body(event, event_id=f"EvStaff{self.events}")
         async with aiohttp.ClientSession() as http, http.post(
-            f"{self.gw.url}/webhooks/desk", data=body, headers=fs.signed_headers(body)
+            f"{self.gw.url}/webhooks/desk", data=body, headers=slack_inbound.signed_headers(body)
         ) as resp:
             assert resp.status == 200
         await self.gw.idle()

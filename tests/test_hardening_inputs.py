@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.slack import event_body, message
+from tests.fakes.slack_inbound import event_body, message
 from tests.fakes.telegram import text_update
 from tests.fuzz.live import LiveGateway, RawRequest
 from tests.fuzz.surfaces import WEB, WEBHOOKS, Surface, sign_meta, sign_slack, sign_telegram

@@ -22,7 +22,8 @@ import channels.slack.signature
 from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, FakeGraph, payload, post_signed, signature, text_item
 from tests.fakes.slack import SECRET as SLACK_SECRET
-from tests.fakes.slack import FakeSlack, event_body, message, signed_headers
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_inbound import event_body, message, signed_headers
 from tests.fakes.telegram import SECRET as TG_SECRET
 from tests.fakes.telegram import FakeTelegram, post_update, text_update
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params

@@ -16,6 +16,7 @@ from gateway.config import LoggingSettings, parse_settings
 from gateway.logs import REDACTED, configure_logging, log_context, secrets_of
 from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes import slack as fs
+from tests.fakes import slack_inbound
 from tests.fakes.slack import FakeSlack
 from tests.fakes.telegram import FakeTelegram, post_update, text_update
 
@@ -74,10 +75,10 @@ async def test_no_configured_secret_reaches_the_logs(captured: io.StringIO, echo
             update = text_update("hi from telegram", chat_id=5, user_id=5)
             assert (await post_update(f"{gw.url}/webhooks/tg", update, secret=TG_SECRET)).status == 200
             assert (await post_update(f"{gw.url}/webhooks/tg", update, secret="wrong")).status == 403
-            body = fs.event_body(fs.message("hi"), event_id="Ev1")
+            body = slack_inbound.event_body(slack_inbound.message("hi"), event_id="Ev1")
             async with aiohttp.ClientSession() as http:
                 async with http.post(f"{gw.url}/webhooks/desk", data=body,
-                                     headers=fs.signed_headers(body, secret="not-the-secret")) as resp:
+                                     headers=slack_inbound.signed_headers(body, secret="not-the-secret")) as resp:
                     assert resp.status in (401, 403)
                 for token in (ADMIN, "wrong"):
                     async with http.get(f"{gw.url}/admin/identities",

@@ -17,6 +17,7 @@ from gateway.pacing import FLOOR, Pacer, Scope
 from gateway.policy import APOLOGY
 from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes import slack as fslack
+from tests.fakes import slack_inbound
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
 
 ADMIN = "adm1n-t0ken-for-pacing"
@@ -85,9 +86,9 @@ async def slack() -> AsyncIterator[fslack.FakeSlack]:
 
 
 async def _slack_say(gw: GatewayUnderTest, http: aiohttp.ClientSession, channel: str, text: str, n: int) -> None:
-    event = fslack.message(text, channel=channel, user="U" + channel, ts=f"1690000000.{n:06d}")
-    body = fslack.event_body(event, event_id=f"Ev{n}")
-    async with http.post(f"{gw.url}/webhooks/slack", data=body, headers=fslack.signed_headers(body)) as r:
+    event = slack_inbound.message(text, channel=channel, user="U" + channel, ts=f"1690000000.{n:06d}")
+    body = slack_inbound.event_body(event, event_id=f"Ev{n}")
+    async with http.post(f"{gw.url}/webhooks/slack", data=body, headers=slack_inbound.signed_headers(body)) as r:
         assert r.status == 200
 
 

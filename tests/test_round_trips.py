@@ -36,7 +36,8 @@ from adapters.stores._sqlite_batch import GroupCommitter
 from adapters.stores.sqlite import SQLiteStore
 from switchboard.testing import GatewayUnderTest, running_gateway, wait_until
 from tests.conftest_stores import REDIS_TEST_URL
-from tests.fakes.slack import SECRET, FakeSlack, event_body, message, signed_headers
+from tests.fakes.slack import SECRET, FakeSlack
+from tests.fakes.slack_inbound import event_body, message, signed_headers
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
 
 BOT = "+15557654321"

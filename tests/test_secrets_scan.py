@@ -34,7 +34,8 @@ from switchboard.testing.whatsapp import text as wa_text
 from tests.conftest import PLUGINS_DIR
 from tests.fakes.meta import FakeGraph, payload, text_item
 from tests.fakes.meta import signature as meta_signature
-from tests.fakes.slack import FakeSlack, event_body, message, signed_headers
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_inbound import event_body, message, signed_headers
 from tests.fakes.telegram import FakeTelegram, text_update
 from tests.fakes.twilio import ACCOUNT_SID, FakeTwilio, call_params, message_params
 from tests.processes import GatewayProcess, write_config

@@ -12,17 +12,8 @@ import pytest
 
 from channels.slack import SlackChannel
 from switchboard.testing import GatewayUnderTest, StubServices, running_gateway
-from tests.fakes.slack import (
-    SECRET,
-    TEAM,
-    FakeSlack,
-    SlackCall,
-    action_body,
-    assistant_thread,
-    event_body,
-    message,
-    signed_headers,
-)
+from tests.fakes.slack import SECRET, TEAM, FakeSlack, SlackCall
+from tests.fakes.slack_inbound import action_body, assistant_thread, event_body, message, signed_headers
 
 DM, THREAD = "D0A55", "1729999327.187299"
 FORM = "application/x-www-form-urlencoded"

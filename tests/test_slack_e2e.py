@@ -14,19 +14,8 @@ import pytest
 from adapters.emulator.brain import MARKDOWN_SAMPLE, long_text
 from gateway.markdown import to_mrkdwn
 from switchboard.testing import GatewayUnderTest, running_gateway
-from tests.fakes.slack import (
-    BOT_ID,
-    BOT_USER,
-    SECRET,
-    TEAM,
-    FakeMessage,
-    FakeSlack,
-    action_body,
-    event_body,
-    mention,
-    message,
-    signed_headers,
-)
+from tests.fakes.slack import BOT_ID, BOT_USER, SECRET, TEAM, FakeMessage, FakeSlack
+from tests.fakes.slack_inbound import action_body, event_body, mention, message, signed_headers
 
 FORM = "application/x-www-form-urlencoded"
 

@@ -18,19 +18,8 @@ from gateway.channel import InboundRequest
 from gateway.errors import ConfigError, WebhookRejected
 from gateway.events import Identity
 from switchboard.testing import StubServices
-from tests.fakes.slack import (
-    BOT_ID,
-    BOT_USER,
-    SECRET,
-    TEAM,
-    FakeMessage,
-    FakeSlack,
-    action_body,
-    event_body,
-    mention,
-    message,
-    signed_headers,
-)
+from tests.fakes.slack import BOT_ID, BOT_USER, SECRET, TEAM, FakeMessage, FakeSlack
+from tests.fakes.slack_inbound import action_body, event_body, mention, message, signed_headers
 
 ME = BotIdentity(BOT_USER, BOT_ID, TEAM)
 

@@ -15,15 +15,8 @@ from channels.slack import SlackChannel
 from gateway.errors import ConfigError
 from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.conftest_stores import REDIS_TEST_URL, flush_test_redis
-from tests.fakes.slack import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    SECRET,
-    FakeSlack,
-    event_body,
-    mention,
-    signed_headers,
-)
+from tests.fakes.slack import CLIENT_ID, CLIENT_SECRET, SECRET, FakeSlack
+from tests.fakes.slack_inbound import event_body, mention, signed_headers
 
 ACME, GLOBEX = "T0ACME", "T0GLOBEX"
 BOTS = {ACME: "UBOTACME", GLOBEX: "UBOTGLOBEX"}
@@ -221,7 +214,7 @@ def test_install_settings_mistakes_are_one_readable_line(raw: dict[str, Any], sa
 
 
 async def test_assistant_threads_and_buttons_in_an_installed_workspace_use_its_token(slack: FakeSlack) -> None:
-    from tests.fakes.slack import action_body, assistant_thread, message
+    from tests.fakes.slack_inbound import action_body, assistant_thread, message
 
     async with gateway(slack) as (gw, http):
         await install(gw, http, slack, ACME)
@@ -264,7 +257,7 @@ async def test_answers_running_at_once_refresh_the_token_once(slack: FakeSlack) 
 async def test_files_in_an_installed_workspace_are_fetched_with_its_token(slack: FakeSlack) -> None:
     import re as _re
 
-    from tests.fakes.slack import message
+    from tests.fakes.slack_inbound import message
 
     async with gateway(slack) as (gw, http):
         await install(gw, http, slack, ACME)

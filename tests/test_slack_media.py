@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.fakes.slack import FakeSlack, event_body, message
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_inbound import event_body, message
 from tests.test_slack_e2e import chats, gateway, post, texts
 
 

@@ -19,7 +19,8 @@ from gateway.config import parse_settings
 from gateway.errors import StoreUnavailable, WebhookRejected
 from gateway.events import InboundEvent
 from gateway.metrics import Metrics
-from tests.fakes.slack import APP_TOKEN, FakeMessage, FakeSlack, action_body, event_body, mention, signed_headers
+from tests.fakes.slack import APP_TOKEN, FakeMessage, FakeSlack
+from tests.fakes.slack_inbound import action_body, event_body, mention, signed_headers
 
 
 class RecordingServices:

@@ -13,6 +13,7 @@ from gateway.linking import LinkResult
 from switchboard.testing import GatewayUnderTest, running_gateway
 from switchboard.testing.whatsapp import WA_ID, FakeWhatsApp, payload, post_signed, text
 from tests.fakes import slack as fs
+from tests.fakes import slack_inbound
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, message_params
 from tests.test_whatsapp_gateway import wa_config
@@ -43,11 +44,11 @@ async def test_a_handoff_relays_staff_replies_to_the_whatsapp_user() -> None:
             assert slack.thread(SUPPORT, top.ts)[-1].text.endswith("is anyone there?")
 
             async def staff(said: str, n: int) -> None:
-                event = fs.message(said, channel=SUPPORT, channel_type="channel", user=STAFF,
+                event = slack_inbound.message(said, channel=SUPPORT, channel_type="channel", user=STAFF,
                                    ts=f"1800000000.00000{n}", thread_ts=top.ts)
-                body = fs.event_body(event, event_id=f"EvStaff{n}")
+                body = slack_inbound.event_body(event, event_id=f"EvStaff{n}")
                 async with aiohttp.ClientSession() as http, http.post(
-                    f"{gw.url}/webhooks/desk", data=body, headers=fs.signed_headers(body)
+                    f"{gw.url}/webhooks/desk", data=body, headers=slack_inbound.signed_headers(body)
                 ) as resp:
                     assert resp.status == 200
                 await gw.idle()

@@ -1,4 +1,4 @@
-"""An in-process fake of the Slack Web API (and the signing of Slack's inbound requests).
+"""An in-process fake of the Slack Web API (Slack's inbound requests: :mod:`tests.fakes.slack_inbound`).
 
     async with FakeSlack() as slack:
         config = {"type": "slack", "bot_token": slack.token, "signing_secret": SECRET,
@@ -20,19 +20,27 @@ when ``rotation`` is on) and keeps what assistant threads show (``statuses``, ``
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import json
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from slack_sdk.signature import SignatureVerifier
 
 from tests.fakes import Refusals
+from tests.fakes.slack_wire import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    Refusal,
+    content,
+    flag,
+    read_metadata,
+    read_params,
+    required,
+    token_of,
+)
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test-token"
@@ -40,10 +48,7 @@ APP_TOKEN = "xapp-1-test-token"
 BOT_USER = "UBOT0001"
 BOT_ID = "BBOT0001"
 TEAM = "T0000001"
-CLIENT_ID = "1111.2222"
-CLIENT_SECRET = "oauth-client-secret"
 #: Slack truncates at 40k characters; anything longer is refused
-MAX_TEXT = 40_000
 
 
 @dataclass
@@ -185,9 +190,9 @@ class FakeSlack:
     # -- the API -----------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        params = await _params(request)
+        params = await read_params(request)
         status, body, headers = self._answer(method, request, params)
-        self.calls.append(SlackCall(method, params, status, time.monotonic(), _token_of(request, params)))
+        self.calls.append(SlackCall(method, params, status, time.monotonic(), token_of(request, params)))
         async with self.changed:
             self.changed.notify_all()
         if self.latency:
@@ -197,7 +202,7 @@ class FakeSlack:
     def _answer(
         self, method: str, request: web.Request, params: dict[str, Any]
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        token = _token_of(request, params)
+        token = token_of(request, params)
         if method == "oauth.v2.access":
             credentials = (params.get("client_id"), params.get("client_secret"))
             if token != "basic" and credentials != (CLIENT_ID, CLIENT_SECRET):
@@ -229,7 +234,7 @@ class FakeSlack:
             return 200, {"ok": False, "error": "unknown_method"}, {}
         try:
             return 200, {"ok": True, **handler({**params, "_token": token})}, {}
-        except _Refusal as refusal:
+        except Refusal as refusal:
             return 200, {"ok": False, "error": refusal.error}, {}
 
     # -- Socket Mode -------------------------------------------------------------------------------
@@ -296,13 +301,13 @@ class FakeSlack:
         if p.get("grant_type") == "refresh_token":
             old = self._refresh.pop(str(p.get("refresh_token")), None)
             if old is None:
-                raise _Refusal("invalid_refresh_token")
+                raise Refusal("invalid_refresh_token")
             bot, rotation, expires_in = self.bots[old], True, 43_200
             bot = FakeBot(bot.team, bot.bot_user, bot.bot_id, bot.enterprise)
         else:
             found = self._codes.pop(str(p.get("code")), None)
             if found is None:
-                raise _Refusal("invalid_code")
+                raise Refusal("invalid_code")
             bot, rotation, expires_in = found
         n = next(self._issued)
         token = f"xoxe.xoxb-{bot.team}-{n}" if rotation else f"xoxb-{bot.team}-{n}"
@@ -323,9 +328,9 @@ class FakeSlack:
         return body
 
     def _chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
-        channel = _required(p, "channel")
-        text, blocks = _content(p)
-        metadata = _metadata(p.get("metadata"))
+        channel = required(p, "channel")
+        text, blocks = content(p)
+        metadata = read_metadata(p.get("metadata"))
         ts = self._new_ts()
         thread_ts = p.get("thread_ts") or None
         self.messages[(channel, ts)] = FakeMessage(channel, ts, text, thread_ts, blocks, metadata=metadata)
@@ -333,7 +338,7 @@ class FakeSlack:
 
     def _conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
         """Top-level messages of a conversation, newest first (thread replies are not listed)."""
-        channel = _required(p, "channel")
+        channel = required(p, "channel")
         found = [m for m in self.messages.values()
                  if m.channel == channel and not m.deleted and m.thread_ts in (None, m.ts)]
         return _page(sorted(found, key=lambda m: float(m.ts), reverse=True), p)
@@ -341,14 +346,14 @@ class FakeSlack:
     def _conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
         """A thread, oldest first. Only the bot's messages are kept here, so the parent (the user's
         message) is taken as given rather than refused as ``thread_not_found``."""
-        channel, parent = _required(p, "channel"), _required(p, "ts")
+        channel, parent = required(p, "channel"), required(p, "ts")
         found = [m for m in self.messages.values()
                  if m.channel == channel and not m.deleted and (m.ts == parent or m.thread_ts == parent)]
         return _page(sorted(found, key=lambda m: float(m.ts)), p)
 
     def _chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
         message = self._message(p)
-        text, blocks = _content(p)
+        text, blocks = content(p)
         message.text = text
         if "blocks" in p:
             message.blocks = blocks
@@ -361,8 +366,8 @@ class FakeSlack:
         return {"channel": message.channel, "ts": message.ts}
 
     def _chat_startStream(self, p: dict[str, Any]) -> dict[str, Any]:
-        channel = _required(p, "channel")
-        thread_ts = _required(p, "thread_ts")
+        channel = required(p, "channel")
+        thread_ts = required(p, "thread_ts")
         ts = self._new_ts()
         text = str(p.get("markdown_text") or "")
         self.messages[(channel, ts)] = FakeMessage(channel, ts, text, thread_ts, streaming=True)
@@ -371,27 +376,27 @@ class FakeSlack:
     def _chat_appendStream(self, p: dict[str, Any]) -> dict[str, Any]:
         message = self._message(p)
         if not message.streaming:
-            raise _Refusal("message_not_in_streaming_state")
-        message.text += str(_required(p, "markdown_text"))
+            raise Refusal("message_not_in_streaming_state")
+        message.text += str(required(p, "markdown_text"))
         message.edits += 1
         return {"channel": message.channel, "ts": message.ts}
 
     def _chat_stopStream(self, p: dict[str, Any]) -> dict[str, Any]:
         message = self._message(p)
         if not message.streaming:
-            raise _Refusal("message_not_in_streaming_state")
+            raise Refusal("message_not_in_streaming_state")
         message.text += str(p.get("markdown_text") or "")
         message.blocks = list(p.get("blocks") or [])
         message.streaming = False
         return {"channel": message.channel, "ts": message.ts, "message": {"text": message.text}}
 
     def _assistant_threads_setStatus(self, p: dict[str, Any]) -> dict[str, Any]:
-        key = (_required(p, "channel_id"), _required(p, "thread_ts"))
+        key = (required(p, "channel_id"), required(p, "thread_ts"))
         if "status" not in p:
-            raise _Refusal("invalid_arguments: missing status")
+            raise Refusal("invalid_arguments: missing status")
         loading = list(p.get("loading_messages") or [])
         if len(loading) > 10:
-            raise _Refusal("invalid_arguments")
+            raise Refusal("invalid_arguments")
         self.statuses.append((*key, str(p["status"]), loading))
         return {}
 
@@ -401,23 +406,23 @@ class FakeSlack:
         return shown[-1] if shown else ""
 
     def _assistant_threads_setTitle(self, p: dict[str, Any]) -> dict[str, Any]:
-        self.titles[(_required(p, "channel_id"), _required(p, "thread_ts"))] = _required(p, "title")
+        self.titles[(required(p, "channel_id"), required(p, "thread_ts"))] = required(p, "title")
         return {}
 
     def _assistant_threads_setSuggestedPrompts(self, p: dict[str, Any]) -> dict[str, Any]:
         prompts = p.get("prompts")
         if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
-            raise _Refusal("invalid_arguments")
+            raise Refusal("invalid_arguments")
         if not all(isinstance(x, dict) and x.get("title") and x.get("message") for x in prompts):
-            raise _Refusal("invalid_arguments")
-        key = (_required(p, "channel_id"), _required(p, "thread_ts"))
+            raise Refusal("invalid_arguments")
+        key = (required(p, "channel_id"), required(p, "thread_ts"))
         self.prompts[key] = {"title": p.get("title"), "prompts": prompts}
         return {}
 
     def _files_info(self, p: dict[str, Any]) -> dict[str, Any]:
-        file_id = _required(p, "file")
+        file_id = required(p, "file")
         if file_id in self.missing_files:
-            raise _Refusal("file_not_found")
+            raise Refusal("file_not_found")
         assert self._server is not None
         team = self.bots[str(p["_token"])].team  # files live in the workspace of the token that asks
         url = str(self._server.make_url(f"/files-pri/{team}-{file_id}/download"))
@@ -434,48 +439,20 @@ class FakeSlack:
         return web.Response(body=f"slack file {file_id}".encode(), content_type="application/octet-stream")
 
     def _reactions_add(self, p: dict[str, Any]) -> dict[str, Any]:
-        _required(p, "name")
+        required(p, "name")
         return {}
 
     def _message(self, p: dict[str, Any]) -> FakeMessage:
-        key = (_required(p, "channel"), _required(p, "ts"))
+        key = (required(p, "channel"), required(p, "ts"))
         message = self.messages.get(key)
         if message is None or message.deleted:
-            raise _Refusal("message_not_found")
+            raise Refusal("message_not_found")
         return message
-
-
-class _Refusal(Exception):
-    def __init__(self, error: str) -> None:
-        super().__init__(error)
-        self.error = error
-
-
-def _required(p: dict[str, Any], key: str) -> str:
-    value = p.get(key)
-    if not value:
-        raise _Refusal(f"invalid_arguments: missing {key}" if key != "channel" else "channel_not_found")
-    return str(value)
-
-
-def _metadata(raw: Any) -> dict[str, Any] | None:
-    """``metadata`` as chat.postMessage takes it: an object (or its JSON) with event_type and event_payload."""
-    if raw in (None, ""):
-        return None
-    value = json.loads(raw) if isinstance(raw, str) else raw
-    if not isinstance(value, dict) or not isinstance(value.get("event_type"), str) \
-            or not isinstance(value.get("event_payload"), dict):
-        raise _Refusal("invalid_metadata_format")
-    return {"event_type": value["event_type"], "event_payload": value["event_payload"]}
-
-
-def _flag(value: Any) -> bool:
-    return value is True or str(value).lower() in ("true", "1")
 
 
 def _page(messages: list[FakeMessage], p: dict[str, Any]) -> dict[str, Any]:
     """One page of ``messages`` (already in the method's order), filtered like Slack filters."""
-    inclusive = _flag(p.get("inclusive"))
+    inclusive = flag(p.get("inclusive"))
     oldest = float(p.get("oldest") or 0)
     latest = float(p["latest"]) if p.get("latest") else float("inf")
 
@@ -488,115 +465,5 @@ def _page(messages: list[FakeMessage], p: dict[str, Any]) -> dict[str, Any]:
     start = int(p.get("cursor") or 0)
     batch = chosen[start:start + limit]
     more = start + limit < len(chosen)
-    return {"messages": [m.listed(_flag(p.get("include_all_metadata"))) for m in batch], "has_more": more,
+    return {"messages": [m.listed(flag(p.get("include_all_metadata"))) for m in batch], "has_more": more,
             "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
-
-
-def _content(p: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    text = str(p.get("text") or "")
-    blocks = p.get("blocks") or []
-    if isinstance(blocks, str):
-        blocks = json.loads(blocks)
-    if not text and not blocks:
-        raise _Refusal("no_text")
-    if len(text) > MAX_TEXT:
-        raise _Refusal("msg_too_long")
-    for block in blocks:
-        section = block.get("text") if block.get("type") == "section" else None
-        if section and len(section.get("text", "")) > 3000:
-            raise _Refusal("invalid_blocks")
-    if len(blocks) > 50:
-        raise _Refusal("invalid_blocks")
-    return text, blocks
-
-
-def _token_of(request: web.Request, params: dict[str, Any]) -> str:
-    auth = request.headers.get("Authorization", "")
-    if auth.startswith("Basic "):
-        user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
-        return "basic" if (user, password) == (CLIENT_ID, CLIENT_SECRET) else ""
-    return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else str(params.get("token") or "")
-
-
-async def _params(request: web.Request) -> dict[str, Any]:
-    if request.method == "GET":
-        return dict(request.query)
-    raw = await request.read()
-    if request.content_type == "application/json":
-        return dict(json.loads(raw or b"{}"))
-    return dict(urllib.parse.parse_qsl(raw.decode()))
-
-
-# -- inbound: what Slack sends us -----------------------------------------------------------------
-def signed_headers(
-    body: bytes, *, secret: str = SECRET, timestamp: int | None = None, content_type: str = "application/json"
-) -> dict[str, str]:
-    """Headers of a Slack request, signed by slack_sdk's own code (independent of ours)."""
-    ts = str(int(time.time()) if timestamp is None else timestamp)
-    signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
-    assert signature is not None
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature, "Content-Type": content_type}
-
-
-def event_body(event: dict[str, Any], *, event_id: str = "Ev0001", team: str = TEAM,
-               bot_user: str = BOT_USER) -> bytes:
-    """An ``event_callback`` envelope around ``event``."""
-    envelope = {
-        "token": "legacy", "team_id": team, "api_app_id": "A0001", "event": event,
-        "type": "event_callback", "event_id": event_id, "event_time": int(time.time()),
-        "authorizations": [{"enterprise_id": None, "team_id": team, "user_id": bot_user, "is_bot": True,
-                            "is_enterprise_install": False}],
-    }
-    return json.dumps(envelope).encode()
-
-
-def mention(text: str, *, channel: str = "C0001", user: str = "U0001", ts: str = "1690000000.000100",
-            thread_ts: str | None = None) -> dict[str, Any]:
-    event: dict[str, Any] = {"type": "app_mention", "user": user, "text": f"<@{BOT_USER}> {text}",
-                             "ts": ts, "channel": channel, "event_ts": ts}
-    if thread_ts:
-        event["thread_ts"] = thread_ts
-    return event
-
-
-def message(text: str, *, channel: str = "D0001", channel_type: str = "im", user: str = "U0001",
-            ts: str = "1690000000.000200", thread_ts: str | None = None, **extra: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {"type": "message", "user": user, "text": text, "ts": ts, "channel": channel,
-                             "channel_type": channel_type, "event_ts": ts, **extra}
-    if thread_ts:
-        event["thread_ts"] = thread_ts
-    return event
-
-
-def action_body(message: FakeMessage, action_id: str, *, user: str = "U0001", team: str = TEAM,
-                action_ts: str = "1700009999.000001") -> bytes:
-    """The form body of a ``block_actions`` click on one of ``message``'s buttons."""
-    value = next(
-        e["value"] for b in message.blocks if b.get("type") == "actions"
-        for e in b["elements"] if e["action_id"] == action_id
-    )
-    payload = {
-        "type": "block_actions",
-        "user": {"id": user, "team_id": team},
-        "team": {"id": team},
-        "api_app_id": "A0001",
-        "container": {"type": "message", "message_ts": message.ts, "channel_id": message.channel,
-                      "thread_ts": message.thread_ts, "is_ephemeral": False},
-        "channel": {"id": message.channel},
-        "message": {"ts": message.ts, "text": message.text, "blocks": message.blocks,
-                    "thread_ts": message.thread_ts},
-        "actions": [{"action_id": action_id, "block_id": "switchboard_actions", "value": value,
-                     "type": "button", "action_ts": action_ts}],
-    }
-    return urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
-
-
-def assistant_thread(kind: str = "assistant_thread_started", *, channel: str = "D0A55",
-                     thread_ts: str = "1729999327.187299", user: str = "U0001", viewing: str | None = "C0VIEW",
-                     team: str = TEAM) -> dict[str, Any]:
-    """``assistant_thread_started`` (or ``_context_changed``): someone opened the AI app container."""
-    context: dict[str, Any] = {}
-    if viewing:
-        context = {"channel_id": viewing, "team_id": team, "enterprise_id": None}
-    return {"type": kind, "assistant_thread": {"user_id": user, "context": context, "channel_id": channel,
-                                               "thread_ts": thread_ts}, "event_ts": "1715873754.429808"}

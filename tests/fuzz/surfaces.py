@@ -26,7 +26,7 @@ from switchboard.testing.whatsapp import text as wa_text
 from tests.fakes.meta import APP_SECRET, PSID, payload, text_item
 from tests.fakes.meta import signature as meta_signature
 from tests.fakes.slack import SECRET as SLACK_SECRET
-from tests.fakes.slack import event_body, message, signed_headers
+from tests.fakes.slack_inbound import event_body, message, signed_headers
 from tests.fakes.telegram import SECRET as TELEGRAM_SECRET
 from tests.fakes.telegram import callback_update, text_update
 from tests.fakes.twilio import AUTH_TOKEN, call_params, message_params

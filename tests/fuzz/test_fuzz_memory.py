@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from urllib.parse import urlencode
 
 from tests.fakes.meta import payload, text_item
-from tests.fakes.slack import event_body, message
+from tests.fakes.slack_inbound import event_body, message
 from tests.fakes.telegram import text_update
 from tests.fakes.twilio import call_params, message_params
 from tests.fuzz.live import LiveGateway, RawRequest

@@ -24,7 +24,8 @@ from switchboard.testing import GatewayUnderTest, running_gateway
 from tests.fakes import meta as fake_meta
 from tests.fakes import slack as fake_slack
 from tests.fakes.meta import APP_SECRET, VERIFY_TOKEN, FakeGraph
-from tests.fakes.slack import FakeSlack, signed_headers
+from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_inbound import signed_headers
 from tests.fakes.telegram import SECRET, FakeTelegram, post_update
 from tests.fakes.twilio import AUTH_TOKEN, FakeTwilio
 
